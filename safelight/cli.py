@@ -1,0 +1,122 @@
+"""The `safelight` command: one entry point for every process of the stack.
+
+Each subcommand imports what it runs only when chosen, so `safelight config`
+stays fast and nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from settings import ConfigError, load_settings
+
+__all__ = ["main"]
+
+
+def _add_server_args(parser: argparse.ArgumentParser, *, default_port: int | None) -> None:
+    parser.add_argument("--host", default=None, help="interface to bind (default from settings / 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=default_port, help="TCP port to listen on")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="safelight", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="run the whole stack on embedded defaults")
+    _add_server_args(dev, default_port=None)
+    dev.add_argument("--workers", type=int, default=1, help="worker processes to start")
+    dev.add_argument("--fake-comfy-port", type=int, default=8189)
+
+    api = sub.add_parser("api", help="run the GraphQL API (uvicorn)")
+    _add_server_args(api, default_port=None)
+
+    worker = sub.add_parser("worker", help="run an arq worker")
+    _add_server_args(worker, default_port=None)  # accepted for symmetry; the worker serves no HTTP
+    worker.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+
+    fake = sub.add_parser("fake-comfy", help="run the fake ComfyUI server")
+    _add_server_args(fake, default_port=8189)
+    fake.add_argument("--step-time", type=float, default=None, help="seconds per sampler step")
+    fake.add_argument("--no-preview", action="store_true", help="never send preview frames")
+
+    sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+
+    export = sub.add_parser("export-schema", help="print or write the GraphQL SDL")
+    export.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
+
+    sub.add_parser("config", help="print the effective settings, secrets redacted")
+
+    token = sub.add_parser("create-token", help="create a user (if needed) and print a new API token")
+    token.add_argument("name", help="user name")
+    token.add_argument("--admin", action="store_true")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.command == "config":
+        print(json.dumps(settings.redacted(), indent=2, default=str))
+        return 0
+    if args.command == "dev":
+        from safelight.devstack import run_dev
+
+        return run_dev(settings, args)
+    if args.command == "api":
+        from graph.serve import serve_api
+
+        serve_api(settings, host=args.host, port=args.port)
+        return 0
+    if args.command == "worker":
+        from jobs.worker import run_worker
+
+        run_worker(settings, burst=args.burst)
+        return 0
+    if args.command == "fake-comfy":
+        from comfy.fake.server import serve_fake
+
+        serve_fake(
+            host=args.host or "127.0.0.1",
+            port=args.port,
+            step_time=args.step_time,
+            preview=not args.no_preview,
+        )
+        return 0
+    if args.command == "migrate":
+        from db.migrate import upgrade
+
+        upgrade(settings)
+        return 0
+    if args.command == "export-schema":
+        from graph.schema import schema_sdl
+
+        sdl = schema_sdl()
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(sdl)
+        else:
+            sys.stdout.write(sdl)
+        return 0
+    if args.command == "create-token":
+        from db.tokens import create_token_cli
+
+        print(create_token_cli(settings, name=args.name, admin=args.admin))
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"safelight: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
