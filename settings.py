@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default=(), validation_alias=AliasChoices("COMFYUI_URLS")
     )
 
+    # Prefix of every Redis key and channel (arq queue, event bus, heartbeats), so
+    # several deployments or test sessions can share one Redis.
+    namespace: str = Field(default="safelight", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
     # Where local state lives: embedded databases, images, the dev lock.
     state_dir: Path = Path(".safelight")
     storage_dir: Path | None = None  # defaults to <state_dir>/images
@@ -142,7 +146,7 @@ class Settings(BaseSettings):
         """The DSN for SQLAlchemy's asyncpg dialect."""
         if self.database_url is None:
             raise ConfigError("DATABASE_URL is not set (run `safelight dev` for an embedded database)")
-        scheme, _, rest = self.database_url.partition("://")
+        _, _, rest = self.database_url.partition("://")
         return f"postgresql+asyncpg://{rest}"
 
     @property
@@ -177,6 +181,7 @@ class Settings(BaseSettings):
             "redis": _redact(self.redis_url) if self.redis_url else None,
             "template_dirs": [str(p) for p in self.template_dirs],
             "storage_dir": str(self.images_dir),
+            "namespace": self.namespace,
             "max_attempts": self.max_attempts,
             "job_timeout_s": self.job_timeout_s,
         }

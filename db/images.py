@@ -1,0 +1,65 @@
+"""Image rows: one per output image of a generation."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Image
+
+__all__ = ["add_image", "images_for_generations"]
+
+
+async def add_image(
+    session: AsyncSession,
+    *,
+    generation_id: uuid.UUID,
+    index: int,
+    content_hash: str,
+    mime: str,
+    width: int,
+    height: int,
+    seed: int,
+    size_bytes: int,
+    node_id: str,
+) -> Image | None:
+    """Insert an image row; None when this index was already recorded (a job that ran twice)."""
+    stmt = (
+        pg_insert(Image)
+        .values(
+            id=uuid.uuid4(),
+            generation_id=generation_id,
+            index=index,
+            content_hash=content_hash,
+            mime=mime,
+            width=width,
+            height=height,
+            seed=seed,
+            size_bytes=size_bytes,
+            node_id=node_id,
+        )
+        .on_conflict_do_nothing(constraint="uq_image_index")
+        .returning(Image)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def images_for_generations(
+    session: AsyncSession, *, generation_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Image]]:
+    """All images of many generations in one query (the DataLoader's batch)."""
+    out: dict[uuid.UUID, list[Image]] = {gid: [] for gid in generation_ids}
+    if not generation_ids:
+        return out
+    stmt = (
+        select(Image)
+        .where(Image.generation_id.in_(list(generation_ids)))
+        .order_by(Image.generation_id, Image.index)
+    )
+    for image in (await session.execute(stmt)).scalars():
+        out[image.generation_id].append(image)
+    return out

@@ -1,0 +1,139 @@
+"""Table models. These are storage shapes, not API shapes: graph/ converts rows explicitly."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.states import Phase, Status
+
+__all__ = ["ApiToken", "Base", "Generation", "GenerationEvent", "Image", "User"]
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+def _now() -> Any:
+    return func.now()
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class ApiToken(Base):
+    """Only the SHA-256 of a token is stored; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+_status_enum = Enum(Status, name="generation_status", values_callable=lambda e: [m.value for m in e])
+_phase_enum = Enum(Phase, name="generation_phase", values_callable=lambda e: [m.value for m in e])
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "idempotency_key", name="uq_generation_idempotency"),
+        Index("ix_generations_owner_created", "owner_id", "created_at", "id"),
+        Index("ix_generations_status", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    template: Mapped[str] = mapped_column(String(100))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    prompt: Mapped[str] = mapped_column(Text, default="")  # denormalised for search
+    seed: Mapped[int] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+
+    status: Mapped[Status] = mapped_column(_status_enum, default=Status.QUEUED)
+    phase: Mapped[Phase] = mapped_column(_phase_enum, default=Phase.WAITING)
+    percent: Mapped[float] = mapped_column(Float, default=0.0)
+    step: Mapped[int | None] = mapped_column(Integer)
+    max_steps: Mapped[int | None] = mapped_column(Integer)
+    current_node: Mapped[str | None] = mapped_column(String(200))
+    queue_position: Mapped[int | None] = mapped_column(Integer)
+
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Which job execution owns the generation while it runs; writes from a
+    # worker that lost ownership (a stale lease) match no row.
+    lease: Mapped[str | None] = mapped_column(String(200))
+    backend_url: Mapped[str | None] = mapped_column(String(500))
+    prompt_id: Mapped[str | None] = mapped_column(String(64))
+
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_retryable: Mapped[bool | None] = mapped_column(Boolean)
+    error_node: Mapped[str | None] = mapped_column(String(200))
+
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=_now(), onupdate=_now()
+    )
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("generation_id", "index", name="uq_image_index"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    generation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), index=True
+    )
+    index: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    mime: Mapped[str] = mapped_column(String(50), default="image/png")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    node_id: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class GenerationEvent(Base):
+    """The durable event log: status changes, images, errors, each with its sequence number."""
+
+    __tablename__ = "generation_events"
+
+    generation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
