@@ -1,0 +1,344 @@
+"""One websocket per ComfyUI backend, shared by every job on it.
+
+`ComfySocket` keeps a connection to `/ws?clientId=...` open for as long as it
+runs, reconnecting forever with exponential backoff and full jitter. Each job
+calls `subscribe(prompt_id)` and iterates the events of its own prompt.
+
+Demultiplexing: events are routed by `prompt_id`. Messages that carry none
+(an `executing` replayed to a reconnecting client by older servers, type-1
+preview frames) go to the prompt this socket last saw start or execute a node
+on this backend.
+
+Gaps: whenever a connection opens, every subscription that exists at that
+moment receives `Reconnected()` first (it lived through a time without a
+socket, so events may be missing). The consumer must then ask `/history` and
+`/queue` what happened; the socket never guesses.
+
+Previews are latest-wins per subscription: a consumer that falls behind gets
+the newest preview, not a backlog of stale images. Every other event is kept.
+
+The receive loop is on the relay's hot path: one `json.loads` per message, a
+dict lookup to the parser, a dict lookup to the subscriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from comfy.errors import ComfyError, ComfyUnavailable
+from comfy.events import (
+    ComfyEvent,
+    ExecutionStarted,
+    Finished,
+    NodeExecuting,
+    Preview,
+    QueueStatus,
+    Reconnected,
+    parse_binary,
+    parse_message,
+)
+
+__all__ = ["ComfySocket", "PromptEvents"]
+
+log = logging.getLogger(__name__)
+
+_PREVIEW: Final = object()  # "the latest preview is waiting in the slot"
+_END: Final = object()  # the subscription was closed by its owner
+_SOCKET_CLOSED: Final = object()  # the socket was closed under the subscription
+
+Listener = Callable[[ComfyEvent], None]
+
+
+class PromptEvents:
+    """The events of one prompt, as an async iterator. Close it (or use `async with`) when done."""
+
+    __slots__ = ("_preview", "_queue", "_socket", "closed", "prompt_id")
+
+    def __init__(self, socket: ComfySocket, prompt_id: str) -> None:
+        self.prompt_id = prompt_id
+        self._socket = socket
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._preview: Preview | None = None
+        self.closed = False
+
+    def _push(self, event: ComfyEvent) -> None:
+        self._queue.put_nowait(event)
+
+    def _push_preview(self, preview: Preview) -> None:
+        if self._preview is None:
+            self._queue.put_nowait(_PREVIEW)
+        self._preview = preview
+
+    def _end(self, marker: object) -> None:
+        self._queue.put_nowait(marker)
+
+    def __aiter__(self) -> PromptEvents:
+        return self
+
+    async def __anext__(self) -> ComfyEvent:
+        item = await self._queue.get()
+        if item is _PREVIEW:
+            preview = self._preview
+            self._preview = None
+            if preview is not None:
+                return preview
+            return await self.__anext__()
+        if item is _END:
+            self._queue.put_nowait(_END)
+            raise StopAsyncIteration
+        if item is _SOCKET_CLOSED:
+            self._queue.put_nowait(_SOCKET_CLOSED)
+            raise ComfyUnavailable("the ComfyUI websocket was closed")
+        event: ComfyEvent = item
+        return event
+
+    def pending(self) -> int:
+        """Events waiting to be read."""
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        """Unsubscribe; iteration ends once the events already queued are read."""
+        if not self.closed:
+            self.closed = True
+            self._socket._unsubscribe(self)
+            self._end(_END)
+
+    async def __aenter__(self) -> PromptEvents:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ComfySocket:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client_id: str,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        feature_flags: bool = True,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id
+        self.url = _ws_url(self.base_url, client_id)
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.feature_flags = feature_flags
+        self.open_timeout = open_timeout
+        self.connected = asyncio.Event()
+        self.connections = 0  # connections opened so far
+        self.queue_remaining: int | None = None
+        self.current_prompt: str | None = None
+        self._subs: dict[str, list[PromptEvents]] = {}
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ws: ClientConnection | None = None
+        self._closing = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._closing = False
+        self._task = asyncio.create_task(self._run(), name=f"comfy-socket {self.base_url}")
+
+    async def close(self) -> None:
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.connected.clear()
+        for subs in list(self._subs.values()):
+            for sub in subs:
+                sub.closed = True
+                sub._end(_SOCKET_CLOSED)
+        self._subs.clear()
+
+    async def __aenter__(self) -> ComfySocket:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # The interface takes a timeout so callers get ComfyUnavailable rather than a bare TimeoutError.
+    async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait for an open connection; ComfyUnavailable after `timeout` seconds."""
+        if self.connected.is_set():
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self.connected.wait()
+        except TimeoutError:
+            raise ComfyUnavailable(f"no websocket to {self.base_url} after {timeout} s") from None
+
+    async def drop(self) -> None:
+        """Close the current connection as if the network failed; the socket reconnects."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close(code=1011, reason="dropped by client")
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def subscribe(self, prompt_id: str) -> PromptEvents:
+        sub = PromptEvents(self, prompt_id)
+        self._subs.setdefault(prompt_id, []).append(sub)
+        return sub
+
+    def _unsubscribe(self, sub: PromptEvents) -> None:
+        subs = self._subs.get(sub.prompt_id)
+        if subs is None:
+            return
+        with contextlib.suppress(ValueError):
+            subs.remove(sub)
+        if not subs:
+            del self._subs[sub.prompt_id]
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` for every event of every prompt (and QueueStatus); returns the remover."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    # -- connection loop ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                async with connect(
+                    self.url,
+                    open_timeout=self.open_timeout,
+                    max_size=64 * 1024 * 1024,
+                    compression=None,
+                    proxy=None,
+                    close_timeout=2,
+                    user_agent_header="safelight",
+                ) as ws:
+                    if self.feature_flags:
+                        await ws.send(_FEATURE_FLAGS)
+                    attempt = 0
+                    self._on_open(ws)
+                    await self._receive(ws)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, WebSocketException, ComfyError) as exc:
+                log.info("comfy websocket %s: %r", self.url, exc)
+            except Exception:
+                log.exception("comfy websocket %s failed", self.url)
+            finally:
+                self._ws = None
+                self.connected.clear()
+            if self._closing:
+                break
+            delay = random.uniform(0, min(self.backoff_max, self.backoff_initial * (2**attempt)))
+            attempt = min(attempt + 1, 30)
+            await asyncio.sleep(delay)
+
+    def _on_open(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.connections += 1
+        self.connected.set()
+        marker = Reconnected()
+        for subs in list(self._subs.values()):
+            for sub in subs:
+                sub._push(marker)
+        self._notify(marker)
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        on_text = self._on_text
+        on_binary = self._on_binary
+        async for frame in ws:
+            if isinstance(frame, str):
+                on_text(frame)
+            else:
+                on_binary(frame)
+
+    def _on_text(self, raw: str) -> None:
+        try:
+            message = json.loads(raw)
+            event = parse_message(message, self.current_prompt) if type(message) is dict else None
+        except (ValueError, ComfyError) as exc:
+            log.warning("ignoring a ComfyUI message: %s", exc)
+            return
+        if event is not None:
+            self._route(event)
+
+    def _on_binary(self, frame: bytes) -> None:
+        try:
+            preview = parse_binary(frame, self.current_prompt)
+        except ComfyError as exc:
+            log.warning("ignoring a ComfyUI binary frame: %s", exc)
+            return
+        if preview is None:
+            return
+        if self._listeners:
+            self._notify(preview)
+        if preview.prompt_id is not None:
+            for sub in self._subs.get(preview.prompt_id, ()):
+                sub._push_preview(preview)
+
+    def _route(self, event: ComfyEvent) -> None:
+        if isinstance(event, QueueStatus):
+            self.queue_remaining = event.queue_remaining
+            self._notify(event)
+            return
+        if isinstance(event, ExecutionStarted | NodeExecuting):
+            self.current_prompt = event.prompt_id
+        elif isinstance(event, Finished) and self.current_prompt == event.prompt_id:
+            self.current_prompt = None
+        if self._listeners:
+            self._notify(event)
+        prompt_id = getattr(event, "prompt_id", None)
+        subs = self._subs.get(prompt_id) if prompt_id is not None else None
+        if subs:
+            for sub in subs:
+                sub._push(event)
+
+    def _notify(self, event: ComfyEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("comfy socket listener failed")
+
+
+_FEATURE_FLAGS: Final = json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
+
+
+def _ws_url(base_url: str, client_id: str) -> str:
+    parts = urlsplit(base_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path.rstrip("/") + "/ws"
+    return urlunsplit((scheme, parts.netloc, path, f"clientId={quote(client_id, safe='')}", ""))
