@@ -1,0 +1,76 @@
+"""A supervisor over stand-in children, run as a script by test_devstack.py.
+
+usage: standin_stack.py STATE_DIR MODE   (MODE: run | failing-step)
+
+Writes STATE_DIR/pids.json once every child is up, then supervises until a
+signal or a child's death, exactly as `safelight dev` does.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from safelight.devstack import ChildSpec, DevLock, Supervisor, http_ok
+from safelight.procs import free_port
+
+PY = sys.executable
+
+
+def main() -> int:
+    state, mode = Path(sys.argv[1]), sys.argv[2]
+    port = free_port()
+    grandchild_file = state / "grandchild.pid"
+    armed = state / "stubborn.armed"
+    specs = [
+        ChildSpec(
+            "web",
+            [PY, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(state)],
+            ready=http_ok(f"http://127.0.0.1:{port}/"),
+            ready_timeout=20,
+        ),
+        ChildSpec(
+            "parent",
+            [
+                PY,
+                "-c",
+                "import subprocess, sys, time\n"
+                "p = subprocess.Popen(['sleep', '600'])\n"
+                f"open({str(grandchild_file)!r}, 'w').write(str(p.pid))\n"
+                "time.sleep(600)\n",
+            ],
+            ready=grandchild_file.exists,
+            ready_timeout=20,
+        ),
+        ChildSpec(
+            "stubborn",
+            [
+                PY,
+                "-c",
+                "import signal, time\n"
+                "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                f"open({str(armed)!r}, 'w').close()\n"
+                "time.sleep(600)\n",
+            ],
+            ready=armed.exists,
+            ready_timeout=20,
+        ),
+    ]
+    if mode == "failing-step":
+        specs.insert(1, ChildSpec("migrate", [PY, "-c", "raise SystemExit(4)"], once=True))
+
+    with DevLock.acquire(state / "dev.lock"), Supervisor(stop_timeout=1.0) as supervisor:
+
+        def ready() -> None:
+            pids = {child.spec.name: child.proc.pid for child in supervisor.children}
+            pids["grandchild"] = int(grandchild_file.read_text())
+            pids["port"] = port
+            (state / "pids.json").write_text(json.dumps(pids))
+            supervisor.say("READY")
+
+        return supervisor.run(specs, on_ready=ready)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Embedded PostgreSQL and Redis: start, use, stop, start again with the data kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+
+from safelight.embedded import EmbeddedPostgres, EmbeddedRedis
+from safelight.procs import free_port
+
+
+async def _query(url: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        if ";" in sql:
+            await conn.execute(sql)
+            return []
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.slow
+async def test_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
+    with EmbeddedPostgres(tmp_path / "postgres") as pg:
+        url = pg.start()  # idempotent while running
+        assert url == f"postgresql://postgres@127.0.0.1:{pg.port}/safelight"
+        await _query(url, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('hello')")
+    assert pg.pid is None
+
+    port = free_port()
+    pg = EmbeddedPostgres(tmp_path / "postgres", port=port)
+    url = pg.start()
+    try:
+        assert url.endswith(f"@127.0.0.1:{port}/safelight")
+        rows = await _query(url, "SELECT v FROM kept")
+        assert [r["v"] for r in rows] == ["hello"]
+        (listen,) = await _query(url, "SHOW listen_addresses")
+        assert listen[0] == "127.0.0.1"
+    finally:
+        pg.stop()
+
+
+@pytest.mark.slow
+async def test_postgres_starts_over_a_stale_postmaster_pid(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "postgres")
+    url = pg.start()
+    await _query(url, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
+    await _query(url, "CHECKPOINT")
+    assert pg.pid is not None
+    os.kill(pg.pid, signal.SIGKILL)  # a crash: postmaster.pid stays behind
+    pg.stop()
+    lock = pg.pgdata / "postmaster.pid"
+    lines = lock.read_text().splitlines()
+    # After a reboot or in a container the recorded pid often belongs to someone else.
+    lock.write_text("\n".join([str(os.getpid()), *lines[1:]]) + "\n")
+
+    restarted = EmbeddedPostgres(tmp_path / "postgres")
+    try:
+        rows = await _query(restarted.start(), "SELECT v FROM kept")
+        assert [r["v"] for r in rows] == [7]
+    finally:
+        restarted.stop()
+
+
+def test_redis_keeps_data_across_restarts(tmp_path: Path) -> None:
+    port = free_port()
+    with EmbeddedRedis(tmp_path / "redis", port=port) as server:
+        assert server.url == f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.set("kept", "yes")
+        client.close()
+    assert server.pid is None
+
+    server = EmbeddedRedis(tmp_path / "redis")  # another port, same data
+    url = server.start()
+    try:
+        client = redis.Redis.from_url(url)
+        assert client.get("kept") == b"yes"
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_redis_restarts_after_a_crash(tmp_path: Path) -> None:
+    port = free_port()
+    server = EmbeddedRedis(tmp_path / "redis", port=port)
+    server.start()
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGKILL)
+    server.stop()
+    assert (tmp_path / "redis" / "valkey.pid").exists()
+
+    with EmbeddedRedis(tmp_path / "redis", port=port) as again:
+        client = redis.Redis.from_url(again.url)
+        assert client.ping()
+        client.close()
