@@ -15,12 +15,14 @@ __all__ = ["EventKind", "events_after"]
 
 
 class EventKind(enum.Enum):
-    """What a Safelight event says. STATUS and IMAGE are durable; PROGRESS and PREVIEW are not."""
+    """What a Safelight event says. STATUS and IMAGE are durable (stored with their
+    sequence number); PROGRESS, PREVIEW and DELETED are not."""
 
     STATUS = "STATUS"
     IMAGE = "IMAGE"
     PROGRESS = "PROGRESS"
     PREVIEW = "PREVIEW"
+    DELETED = "DELETED"
 
 
 async def events_after(

@@ -35,6 +35,8 @@ __all__ = [
     "encode_cursor",
     "get_generation",
     "list_generations",
+    "now",
+    "take_over",
     "status_payload",
     "transition",
     "update_progress",
@@ -57,7 +59,7 @@ class Change:
     event: GenerationEvent
 
 
-def _now() -> datetime:
+def now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -160,14 +162,14 @@ async def transition(
     changes: dict[str, Any] = dict(values or {})
     changes["status"] = to
     if to.is_terminal:
-        changes.setdefault("finished_at", _now())
+        changes.setdefault("finished_at", now())
         changes.setdefault("phase", Phase.DONE)
         changes.setdefault("queue_position", None)
         changes.setdefault("lease", None)
     stmt = (
         update(Generation)
         .where(Generation.id == generation_id, Generation.status.in_(allowed_sources(to)))
-        .values(last_seq=Generation.last_seq + 1, updated_at=_now(), **changes)
+        .values(last_seq=Generation.last_seq + 1, updated_at=now(), **changes)
         .returning(Generation)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -198,7 +200,7 @@ async def append_event(
             Generation.lease == lease,
             Generation.status == Status.RUNNING,
         )
-        .values(last_seq=Generation.last_seq + 1, updated_at=_now())
+        .values(last_seq=Generation.last_seq + 1, updated_at=now())
         .returning(Generation)
         .execution_options(synchronize_session=False, populate_existing=True)
     )
@@ -235,6 +237,24 @@ async def _refusal(
     if lease is not None and current_lease != lease and current in ACTIVE:
         return StaleLease(f"generation {generation_id} is owned by {current_lease}, not {lease}")
     return IllegalTransition(current, to)
+
+
+async def take_over(
+    session: AsyncSession, *, generation_id: uuid.UUID, old_lease: str | None, new_lease: str
+) -> Generation | None:
+    """Move an active generation's lease from a dead job to a new one; None if someone was faster."""
+    stmt = (
+        update(Generation)
+        .where(
+            Generation.id == generation_id,
+            Generation.status.in_((Status.RUNNING, Status.CANCELLING)),
+            Generation.lease.is_(None) if old_lease is None else Generation.lease == old_lease,
+        )
+        .values(lease=new_lease, updated_at=now())
+        .returning(Generation)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def update_progress(

@@ -1,0 +1,125 @@
+"""The ComfyUI backends a worker uses: one HTTP client and one websocket each, health, and choice.
+
+A backend that fails `failure_threshold` calls in a row is skipped (circuit
+open) for `cooldown_s`, then tried again. The URL list is data: `reconcile()`
+adds and removes backends while jobs run, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from comfy.client import ComfyClient
+from comfy.socket import ComfySocket
+
+__all__ = ["Backend", "BackendPool", "NoBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class NoBackend(Exception):
+    """No configured backend is healthy right now (a transient condition)."""
+
+
+@dataclass
+class Backend:
+    url: str
+    client: ComfyClient
+    socket: ComfySocket
+    in_flight: int = 0
+    failures: int = 0
+    open_until: float = 0.0
+    last_checkpoint: str | None = None
+    removed: bool = False
+    jobs: set[str] = field(default_factory=set)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.removed and time.monotonic() >= self.open_until
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.open_until = 0.0
+
+    def failed(self, *, threshold: int, cooldown_s: float) -> None:
+        self.failures += 1
+        if self.failures >= threshold:
+            self.open_until = time.monotonic() + cooldown_s
+            log.warning("backend %s unhealthy after %d failures; skipped for %.0fs", self.url, self.failures, cooldown_s)
+
+
+class BackendPool:
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        timeout_s: float,
+        failure_threshold: int = 3,
+        cooldown_s: float = 10.0,
+    ) -> None:
+        self._client_id = client_id
+        self._timeout_s = timeout_s
+        self._threshold = failure_threshold
+        self._cooldown_s = cooldown_s
+        self._backends: dict[str, Backend] = {}
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return tuple(self._backends)
+
+    def __iter__(self) -> Iterable[Backend]:
+        return iter(list(self._backends.values()))
+
+    def get(self, url: str) -> Backend | None:
+        return self._backends.get(url)
+
+    async def reconcile(self, urls: Sequence[str]) -> None:
+        """Make the pool hold exactly `urls`; removed backends close once their jobs end."""
+        wanted = [u.rstrip("/") for u in urls]
+        for url in wanted:
+            if url not in self._backends:
+                socket = ComfySocket(url, client_id=self._client_id)
+                await socket.start()
+                self._backends[url] = Backend(url, ComfyClient(url, timeout=self._timeout_s), socket)
+        for url in list(self._backends):
+            if url not in wanted:
+                backend = self._backends.pop(url)
+                backend.removed = True
+                if backend.in_flight == 0:
+                    await _close(backend)
+
+    def choose(self, *, checkpoint: str | None) -> Backend:
+        """A healthy backend: the one with the checkpoint loaded among the least busy, else least busy."""
+        candidates = [b for b in self._backends.values() if b.healthy]
+        if not candidates:
+            raise NoBackend("no healthy ComfyUI backend")
+        least = min(b.in_flight for b in candidates)
+        idle = [b for b in candidates if b.in_flight == least]
+        for backend in idle:
+            if checkpoint is not None and backend.last_checkpoint == checkpoint:
+                return backend
+        return min(candidates, key=lambda b: (b.in_flight, b.last_checkpoint != checkpoint))
+
+    def record(self, backend: Backend, *, ok: bool) -> None:
+        if ok:
+            backend.succeeded()
+        else:
+            backend.failed(threshold=self._threshold, cooldown_s=self._cooldown_s)
+
+    async def release(self, backend: Backend) -> None:
+        backend.in_flight -= 1
+        if backend.removed and backend.in_flight == 0:
+            await _close(backend)
+
+    async def close(self) -> None:
+        backends, self._backends = list(self._backends.values()), {}
+        await asyncio.gather(*(_close(b) for b in backends), return_exceptions=True)
+
+
+async def _close(backend: Backend) -> None:
+    await backend.socket.close()
+    await backend.client.aclose()

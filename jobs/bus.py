@@ -1,0 +1,87 @@
+"""The event bus: what travels on Redis pub/sub between workers and API processes.
+
+One channel carries every generation event; each API process holds one
+subscription to it and fans events out in memory (graph/fanout.py). A message
+is small JSON: durable events (STATUS, IMAGE) carry the sequence number they
+were stored with; ephemeral ones (PROGRESS, PREVIEW) carry the sequence number
+of the last durable event their sender knew, so a subscriber drops them once it
+has seen anything newer (a late progress after CANCELLED cannot show).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from db.events import EventKind
+from db.generations import Change
+from db.models import GenerationEvent
+from jobs.keys import Keys
+
+__all__ = ["BusEvent", "publish", "publish_change"]
+
+
+@dataclass(frozen=True, slots=True)
+class BusEvent:
+    generation_id: uuid.UUID
+    owner_id: uuid.UUID
+    seq: int
+    kind: EventKind
+    payload: dict[str, Any]
+    at: float  # unix time the event was published (or stored)
+
+    @property
+    def durable(self) -> bool:
+        return self.kind in (EventKind.STATUS, EventKind.IMAGE)
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "g": str(self.generation_id),
+                "o": str(self.owner_id),
+                "s": self.seq,
+                "k": self.kind.value,
+                "p": self.payload,
+                "t": self.at,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> BusEvent:
+        data = json.loads(raw)
+        return cls(
+            generation_id=uuid.UUID(data["g"]),
+            owner_id=uuid.UUID(data["o"]),
+            seq=int(data["s"]),
+            kind=EventKind(data["k"]),
+            payload=data["p"],
+            at=float(data["t"]),
+        )
+
+    @classmethod
+    def from_row(cls, event: GenerationEvent, *, owner_id: uuid.UUID) -> BusEvent:
+        return cls(
+            generation_id=event.generation_id,
+            owner_id=owner_id,
+            seq=event.seq,
+            kind=EventKind(event.kind),
+            payload=event.payload,
+            at=event.created_at.timestamp() if event.created_at else time.time(),
+        )
+
+
+async def publish(redis: Redis, keys: Keys, event: BusEvent) -> None:
+    await redis.publish(keys.events, event.encode())
+
+
+async def publish_change(redis: Redis, keys: Keys, change: Change) -> BusEvent:
+    """Publish a committed durable change; call only after the transaction commits."""
+    event = BusEvent.from_row(change.event, owner_id=change.generation.owner_id)
+    await publish(redis, keys, event)
+    return event

@@ -1,0 +1,521 @@
+"""The generate job: run one generation on ComfyUI, exactly once, and relay everything it does.
+
+At-least-once delivery means this job may run again for the same generation
+(a worker killed mid-job, a recovery re-enqueue). So it never submits blindly:
+the ComfyUI prompt id is derived from the generation id and attempt, and before
+submitting the job asks the backend's `/history/{prompt_id}` and `/queue`; an
+existing prompt is followed (or its result collected) instead of run twice.
+
+Ownership: claiming a generation stores a fresh `lease`; every later write is
+guarded by it, so a job that lost ownership cannot change the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from typing import Any
+
+from comfy.client import ComfyClient, HistoryEntry
+from comfy.errors import ComfyError, ComfyUnavailable, PromptValidationError
+from comfy.events import (
+    ExecutionStarted,
+    Failed,
+    Finished,
+    Interrupted,
+    NodeExecuting,
+    NodeOutput,
+    NodesCached,
+    OutputImage,
+    Preview,
+    Progress,
+    ProgressState,
+    Reconnected,
+    Succeeded,
+)
+from comfy.progress import ProgressTracker
+from comfy.socket import PromptEvents
+from comfy.templates import ParamValidationError, build_workflow, validate_params
+from db import generations as gens
+from db.events import EventKind
+from db.images import add_image
+from db.models import Generation
+from db.states import IllegalTransition, Phase, Status
+from jobs.backends import Backend, NoBackend
+from jobs.bus import publish_change
+from jobs.enqueue import enqueue_generation
+from jobs.relay import Relay
+from jobs.runtime import Runtime
+
+__all__ = ["GenerationRun", "prompt_id_for", "run_generation"]
+
+log = logging.getLogger(__name__)
+
+_PROMPT_NAMESPACE = uuid.UUID("5a6e1f6b-2c1d-4f57-9a43-7d0c2b9e3a11")
+_QUEUE_POLL_S = 1.0  # while waiting in ComfyUI's queue: position updates
+_WATCHDOG_S = 10.0  # while executing: how long silence lasts before asking /queue and /history
+_CANCEL_GRACE_S = 10.0  # how long an interrupt may take before we stop waiting for its event
+
+
+def prompt_id_for(generation_id: uuid.UUID, attempt: int) -> str:
+    return str(uuid.uuid5(_PROMPT_NAMESPACE, f"{generation_id}:{attempt}"))
+
+
+class Transient(Exception):
+    """Worth another attempt: backend down, socket lost without a result, prompt vanished."""
+
+
+class Permanent(Exception):
+    """Another attempt would fail the same way."""
+
+    def __init__(self, code: str, message: str, *, node: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.node = node
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Lost(Exception):
+    """The generation was deleted or another job took it over: stop without writing."""
+
+
+async def run_generation(rt: Runtime, generation_id: uuid.UUID) -> None:
+    lease = f"{rt.worker_id}/{uuid.uuid4().hex[:12]}"
+    generation = await _claim(rt, generation_id, lease)
+    if generation is None:
+        return
+    run = GenerationRun(rt, generation, lease)
+    rt.running[generation_id] = run
+    try:
+        await run.execute()
+    finally:
+        rt.running.pop(generation_id, None)
+
+
+async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generation | None:
+    """Take ownership: QUEUED → RUNNING, or take over from a dead worker. None = nothing to do."""
+    async with rt.sessions() as session:
+        generation = await gens.get_generation(session, generation_id=generation_id)
+        if generation is None or generation.status.is_terminal:
+            return None
+        if generation.status is Status.QUEUED:
+            try:
+                change = await gens.transition(
+                    session,
+                    generation_id=generation_id,
+                    to=Status.RUNNING,
+                    values={
+                        "lease": lease,
+                        "phase": Phase.SUBMITTING,
+                        "started_at": generation.started_at or gens.now(),
+                    },
+                )
+            except IllegalTransition:
+                return None  # cancelled or claimed by another job meanwhile
+            await session.commit()
+            await publish_change(rt.redis, rt.keys, change)
+            return change.generation
+        if generation.lease is not None and await _owner_alive(rt, generation.lease):
+            return None
+        taken = await gens.take_over(
+            session, generation_id=generation_id, old_lease=generation.lease, new_lease=lease
+        )
+        await session.commit()
+        if taken is not None:
+            log.info("generation %s recovered from lease %s", generation_id, generation.lease)
+        return taken
+
+
+async def _owner_alive(rt: Runtime, lease: str) -> bool:
+    worker_id = lease.split("/", 1)[0]
+    return bool(await rt.redis.exists(rt.keys.worker(worker_id)))
+
+
+class GenerationRun:
+    def __init__(self, rt: Runtime, generation: Generation, lease: str) -> None:
+        self.rt = rt
+        self.generation = generation
+        self.id = generation.id
+        self.lease = lease
+        self.prompt_id = prompt_id_for(generation.id, generation.attempt)
+        self.cancel_requested = asyncio.Event()
+        if generation.status is Status.CANCELLING:
+            self.cancel_requested.set()
+        self.relay = Relay(
+            redis=rt.redis,
+            keys=rt.keys,
+            sessions=rt.sessions,
+            generation_id=generation.id,
+            owner_id=generation.owner_id,
+            lease=lease,
+            seq=generation.last_seq,
+        )
+        self.submitted = False
+        self.workflow: dict[str, Any] = {}
+
+    def request_cancel(self) -> None:
+        self.cancel_requested.set()
+
+    async def execute(self) -> None:
+        backend: Backend | None = None
+        try:
+            try:
+                backend = self._backend()
+                backend.in_flight += 1
+                await self._run_on(backend)
+            except Cancelled:
+                await self._finish(Status.CANCELLED, {})
+            except Permanent as exc:
+                await self._finish(
+                    Status.FAILED,
+                    {
+                        "error_code": exc.code,
+                        "error_message": exc.message,
+                        "error_retryable": False,
+                        "error_node": exc.node,
+                    },
+                )
+            except (Transient, ComfyUnavailable, NoBackend) as exc:
+                await self._retry_or_fail(str(exc) or type(exc).__name__)
+        except Lost:
+            log.info("generation %s: no longer ours, stopping", self.id)
+            if backend is not None and self.submitted:
+                await self._remove_prompt(backend.client)
+        finally:
+            await self.relay.close()
+            if backend is not None:
+                await self.rt.backends.release(backend)
+
+    def _backend(self) -> Backend:
+        known = self.generation.backend_url
+        if known is not None:
+            backend = self.rt.backends.get(known)
+            if backend is not None:
+                return backend
+        return self.rt.backends.choose(checkpoint=self.generation.params.get("checkpoint"))
+
+    def _prepare(self) -> dict[str, Any]:
+        """The API-format workflow, rebuilt from the stored parameters by the shared validation."""
+        template = self.rt.templates.get(self.generation.template)
+        if template is None:
+            raise Permanent("UNKNOWN_TEMPLATE", f"template {self.generation.template!r} is not installed")
+        try:
+            params = validate_params(template, self.generation.params)
+        except ParamValidationError as exc:
+            raise Permanent("INVALID_PARAMETERS", str(exc)) from None
+        return build_workflow(template, params, filename_prefix=f"safelight/{self.id.hex[:12]}")
+
+    async def _run_on(self, backend: Backend) -> None:
+        client = backend.client
+        self.workflow = self._prepare()
+        async with backend.socket.subscribe(self.prompt_id) as events:
+            if self.generation.backend_url == backend.url and self.generation.prompt_id == self.prompt_id:
+                entry = await client.history(self.prompt_id)
+                if entry is not None:
+                    await self._conclude(client, entry, outputs=None)
+                    return
+                queue = await client.queue()
+                self.submitted = self.prompt_id in queue
+            if self.cancel_requested.is_set() and not self.submitted:
+                raise Cancelled
+            if not self.submitted:
+                await self._submit(backend)
+            else:
+                await self.relay.progress(phase=Phase.BACKEND_QUEUE.value)
+            with contextlib.suppress(_Done):
+                await self._follow(backend, events)
+
+    async def _submit(self, backend: Backend) -> None:
+        # Record where the prompt goes before it goes there: a re-run after a crash looks here.
+        async with self.rt.sessions() as session:
+            ok = await gens.update_progress(
+                session,
+                generation_id=self.id,
+                lease=self.lease,
+                values={"backend_url": backend.url, "prompt_id": self.prompt_id},
+            )
+            await session.commit()
+        if not ok:
+            await self._check_still_ours()
+        try:
+            await backend.client.submit(self.workflow, prompt_id=self.prompt_id, client_id=backend.socket.client_id)
+        except PromptValidationError as exc:
+            first = exc.node_errors[0] if exc.node_errors else None
+            node = None if first is None else f"{first.node_id} ({first.class_type})"
+            raise Permanent("COMFY_VALIDATION", str(exc), node=node) from None
+        except ComfyUnavailable:
+            self.rt.backends.record(backend, ok=False)
+            raise
+        self.rt.backends.record(backend, ok=True)
+        backend.last_checkpoint = self.generation.params.get("checkpoint")
+        self.submitted = True
+        await self.relay.progress(phase=Phase.BACKEND_QUEUE.value)
+
+    async def _follow(self, backend: Backend, events: PromptEvents) -> None:
+        client = backend.client
+        tracker = ProgressTracker(self.workflow)
+        outputs: list[OutputImage] | None = []
+        started = False
+        next_event: asyncio.Task[Any] | None = None
+        cancel_wait = asyncio.create_task(self.cancel_requested.wait())
+        cancel_sent = False
+        try:
+            while True:
+                if next_event is None:
+                    next_event = asyncio.create_task(anext(events))
+                timeout = _WATCHDOG_S if started else _QUEUE_POLL_S
+                waiting = {next_event} if cancel_sent else {next_event, cancel_wait}
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if cancel_wait in done and not cancel_sent:
+                    cancel_sent = True
+                    if await self._cancel_on_backend(client):
+                        raise Cancelled
+                    continue
+                if next_event not in done:
+                    await self._watch(client, started=started, cancel_sent=cancel_sent)
+                    continue
+                event = next_event.result()
+                next_event = None
+                if isinstance(event, Progress):
+                    snap = tracker.apply(event)
+                    await self.relay.progress(
+                        emitted_at=event.emitted_at,
+                        phase=Phase.EXECUTING.value,
+                        percent=snap.percent,
+                        node=snap.node,
+                        nodeClass=snap.node_class,
+                        step=snap.step,
+                        maxSteps=snap.max_steps,
+                    )
+                elif isinstance(event, Preview):
+                    self.relay.preview(event)
+                elif isinstance(event, (NodeExecuting, NodesCached, ProgressState)):
+                    snap = tracker.apply(event)
+                    if isinstance(event, ProgressState):
+                        continue  # folded in; the next executing/progress message publishes it
+                    await self.relay.progress(
+                        phase=Phase.EXECUTING.value,
+                        percent=snap.percent,
+                        node=snap.node,
+                        nodeClass=snap.node_class,
+                        step=snap.step,
+                        maxSteps=snap.max_steps,
+                        queuePosition=None,
+                    )
+                elif isinstance(event, ExecutionStarted):
+                    started = True
+                    tracker.apply(event)
+                    await self.relay.progress(phase=Phase.EXECUTING.value, queuePosition=None)
+                elif isinstance(event, NodeOutput):
+                    tracker.apply(event)
+                    if outputs is not None:
+                        outputs.extend(i for i in event.images if i.type == "output")
+                elif isinstance(event, Succeeded):
+                    await self._collect(client, outputs)
+                    return
+                elif isinstance(event, Failed):
+                    raise _failure(event)
+                elif isinstance(event, Interrupted):
+                    if self.cancel_requested.is_set():
+                        raise Cancelled
+                    raise Transient("the prompt was interrupted on the backend")
+                elif isinstance(event, (Reconnected, Finished)):
+                    # A gap (or an end marker without a verdict): the backend's history decides.
+                    outputs = None
+                    await self._watch(client, started=started, cancel_sent=cancel_sent, reconcile=True)
+        finally:
+            for task in (next_event, cancel_wait):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                        await task
+
+    async def _watch(self, client: ComfyClient, *, started: bool, cancel_sent: bool, reconcile: bool = False) -> None:
+        """No event for a while (or a gap): ask the backend where the prompt is."""
+        queue = await client.queue()
+        position = queue.position(self.prompt_id)
+        if position is not None:
+            if position > 0 and not started:
+                await self.relay.progress(phase=Phase.BACKEND_QUEUE.value, queuePosition=position)
+            return
+        entry = await client.history(self.prompt_id)
+        if entry is not None:
+            await self._conclude(client, entry, outputs=None)
+            raise _Done
+        if cancel_sent:
+            raise Cancelled  # deleted from the queue before it ran
+        raise Transient("the prompt vanished from the backend (restarted?)")
+
+    async def _conclude(self, client: ComfyClient, entry: HistoryEntry, *, outputs: list[OutputImage] | None) -> None:
+        if entry.succeeded:
+            await self._collect(client, outputs)
+            return
+        if entry.interrupted:
+            if self.cancel_requested.is_set():
+                raise Cancelled
+            raise Transient("the prompt was interrupted on the backend")
+        failure = entry.error
+        if failure is not None:
+            raise _failure(failure)
+        if self.cancel_requested.is_set():
+            raise Cancelled
+        raise Transient(f"history of {self.prompt_id} has no verdict ({entry.status_str})")
+
+    async def _cancel_on_backend(self, client: ComfyClient) -> bool:
+        """Delete the prompt if it waits, interrupt it if it runs. True when it is gone already."""
+        queue = await client.queue()
+        position = queue.position(self.prompt_id)
+        if position is None:
+            return (await client.history(self.prompt_id)) is None
+        if position > 0:
+            await client.delete_from_queue([self.prompt_id])
+            return True
+        await client.interrupt(self.prompt_id)
+        return False
+
+    async def _remove_prompt(self, client: ComfyClient) -> None:
+        with contextlib.suppress(ComfyError):
+            await self._cancel_on_backend(client)
+
+    async def _collect(self, client: ComfyClient, outputs: list[OutputImage] | None) -> None:
+        if not outputs:
+            entry = await client.history(self.prompt_id)
+            outputs = [i for i in (entry.images if entry else ()) if i.type == "output"]
+        await self.relay.progress(phase=Phase.SAVING.value, percent=self.relay.state["percent"])
+        for index, image in enumerate(outputs):
+            data = await client.view(image)
+            stored = await self.rt.store.put(data)
+            async with self.rt.sessions() as session:
+                row = await add_image(
+                    session,
+                    generation_id=self.id,
+                    index=index,
+                    content_hash=stored.content_hash,
+                    mime=stored.mime,
+                    width=stored.width,
+                    height=stored.height,
+                    seed=self.generation.seed,
+                    size_bytes=stored.size_bytes,
+                    node_id="",
+                )
+                if row is None:
+                    continue  # recorded by an earlier run of this job
+                change = await self._guarded(
+                    gens.append_event(
+                        session,
+                        generation_id=self.id,
+                        kind=EventKind.IMAGE,
+                        payload={
+                            "index": index,
+                            "contentHash": stored.content_hash,
+                            "width": stored.width,
+                            "height": stored.height,
+                            "seed": self.generation.seed,
+                            "sizeBytes": stored.size_bytes,
+                            "mime": stored.mime,
+                        },
+                        lease=self.lease,
+                    )
+                )
+                await session.commit()
+            self.relay.seq = change.event.seq
+            await publish_change(self.rt.redis, self.rt.keys, change)
+        await self._finish(Status.SUCCEEDED, {"percent": 100.0})
+
+    async def _guarded(self, write: Any) -> gens.Change:
+        try:
+            change: gens.Change = await write
+        except (gens.StaleLease, gens.GenerationNotFound):
+            raise Lost from None
+        except IllegalTransition as exc:
+            if exc.current is Status.CANCELLING:
+                raise Cancelled from None
+            raise Lost from None
+        return change
+
+    async def _check_still_ours(self) -> None:
+        async with self.rt.sessions() as session:
+            row = await gens.get_generation(session, generation_id=self.id)
+        if row is None or row.lease != self.lease:
+            raise Lost
+        if row.status is Status.CANCELLING:
+            raise Cancelled
+
+    async def _finish(self, status: Status, values: dict[str, Any]) -> None:
+        async with self.rt.sessions() as session:
+            try:
+                change = await gens.transition(
+                    session, generation_id=self.id, to=status, lease=self.lease, values=values
+                )
+            except IllegalTransition as exc:
+                if exc.current is Status.CANCELLING and status is not Status.CANCELLED:
+                    await session.rollback()
+                    change = await gens.transition(
+                        session, generation_id=self.id, to=Status.CANCELLED, lease=self.lease
+                    )
+                else:
+                    raise Lost from None
+            except (gens.StaleLease, gens.GenerationNotFound):
+                raise Lost from None
+            await session.commit()
+        await publish_change(self.rt.redis, self.rt.keys, change)
+
+    async def _retry_or_fail(self, reason: str) -> None:
+        settings = self.rt.settings
+        attempt = self.generation.attempt
+        error = {"error_code": "BACKEND_UNAVAILABLE", "error_message": reason, "error_retryable": True}
+        if attempt >= settings.max_attempts:
+            await self._finish(Status.FAILED, {**error, "error_message": f"{reason} (after {attempt} attempts)"})
+            return
+        delay = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** (attempt - 1))
+        delay *= random.uniform(0.5, 1.0)  # jitter so retries of one outage spread out
+        async with self.rt.sessions() as session:
+            try:
+                change = await gens.transition(
+                    session,
+                    generation_id=self.id,
+                    to=Status.QUEUED,
+                    lease=self.lease,
+                    values={
+                        **error,
+                        "attempt": attempt + 1,
+                        "phase": Phase.RETRY_WAIT,
+                        "lease": None,
+                        "backend_url": None,
+                        "prompt_id": None,
+                        "queue_position": None,
+                    },
+                )
+            except IllegalTransition as exc:
+                if exc.current is Status.CANCELLING:
+                    await session.rollback()
+                    change = await gens.transition(
+                        session, generation_id=self.id, to=Status.CANCELLED, lease=self.lease
+                    )
+                else:
+                    raise Lost from None
+            except (gens.StaleLease, gens.GenerationNotFound):
+                raise Lost from None
+            await session.commit()
+        await publish_change(self.rt.redis, self.rt.keys, change)
+        if change.generation.status is Status.QUEUED:
+            log.info("generation %s: attempt %d failed (%s); retry in %.1fs", self.id, attempt, reason, delay)
+            await enqueue_generation(
+                self.rt.redis, self.rt.keys, generation_id=self.id, attempt=attempt + 1, defer_s=delay
+            )
+
+
+class _Done(Exception):
+    """The watchdog concluded the generation from history."""
+
+
+def _failure(event: Failed) -> Permanent:
+    node = event.node_id if event.node_type is None else f"{event.node_id} ({event.node_type})"
+    return Permanent("EXECUTION_ERROR", f"{event.exception_type}: {event.exception_message}", node=node)

@@ -1,0 +1,160 @@
+"""Relaying a running generation's progress and previews: live to Redis, coalesced to PostgreSQL.
+
+Every ComfyUI progress message becomes one PROGRESS event on the bus at once
+(the latency path). The generation row's progress columns are only a snapshot
+for late readers, written at most every `db_interval_s` and never on the hot
+path. Previews are latest-wins: at most one every `preview_interval_s`; each is
+stored in Redis under a random token for `preview_ttl_s` and announced by URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from comfy.events import Preview
+from db.events import EventKind
+from db.generations import update_progress
+from db.states import Phase
+from jobs.bus import BusEvent, publish
+from jobs.keys import Keys
+
+__all__ = ["Relay"]
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        sessions: async_sessionmaker[AsyncSession],
+        generation_id: uuid.UUID,
+        owner_id: uuid.UUID,
+        lease: str,
+        seq: int,
+        db_interval_s: float = 0.5,
+        preview_interval_s: float = 0.25,
+        preview_ttl_s: int = 300,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._sessions = sessions
+        self.generation_id = generation_id
+        self.owner_id = owner_id
+        self.lease = lease
+        self.seq = seq  # the last durable sequence number this job wrote
+        self._db_interval_s = db_interval_s
+        self._preview_interval_s = preview_interval_s
+        self._preview_ttl_s = preview_ttl_s
+        self.state: dict[str, Any] = {
+            "phase": Phase.SUBMITTING.value,
+            "percent": 0.0,
+            "node": None,
+            "nodeClass": None,
+            "step": None,
+            "maxSteps": None,
+            "queuePosition": None,
+        }
+        self._db_written_at = 0.0
+        self._db_task: asyncio.Task[None] | None = None
+        self._db_dirty = False
+        self._preview_sent_at = 0.0
+        self._preview_pending: Preview | None = None
+        self._preview_timer: asyncio.TimerHandle | None = None
+        self._preview_tasks: set[asyncio.Task[None]] = set()
+
+    def _event(self, kind: EventKind, payload: dict[str, Any]) -> BusEvent:
+        return BusEvent(self.generation_id, self.owner_id, self.seq, kind, payload, time.time())
+
+    async def progress(self, emitted_at: float | None = None, **changes: Any) -> None:
+        """Publish the progress state after `changes`; schedule a coalesced row update."""
+        self.state.update(changes)
+        payload = dict(self.state)
+        if emitted_at is not None:
+            payload["emittedAt"] = emitted_at
+        await publish(self._redis, self._keys, self._event(EventKind.PROGRESS, payload))
+        self._db_dirty = True
+        if self._db_task is None and time.monotonic() - self._db_written_at >= self._db_interval_s:
+            self._db_task = asyncio.create_task(self._write_db())
+
+    async def _write_db(self) -> None:
+        try:
+            while self._db_dirty:
+                self._db_dirty = False
+                self._db_written_at = time.monotonic()
+                state = self.state
+                async with self._sessions() as session:
+                    await update_progress(
+                        session,
+                        generation_id=self.generation_id,
+                        lease=self.lease,
+                        values={
+                            "phase": Phase(state["phase"]),
+                            "percent": state["percent"],
+                            "step": state["step"],
+                            "max_steps": state["maxSteps"],
+                            "current_node": state["node"],
+                            "queue_position": state["queuePosition"],
+                        },
+                    )
+                    await session.commit()
+                await asyncio.sleep(self._db_interval_s)
+        except Exception:
+            log.exception("progress snapshot write failed for %s", self.generation_id)
+        finally:
+            self._db_task = None
+
+    def preview(self, preview: Preview) -> None:
+        """Latest-wins: send now if the interval has passed, else keep only the newest for later."""
+        self._preview_pending = preview
+        wait = self._preview_interval_s - (time.monotonic() - self._preview_sent_at)
+        if wait <= 0:
+            self._flush_preview()
+        elif self._preview_timer is None:
+            self._preview_timer = asyncio.get_running_loop().call_later(wait, self._flush_preview)
+
+    def _flush_preview(self) -> None:
+        self._preview_timer = None
+        preview, self._preview_pending = self._preview_pending, None
+        if preview is None:
+            return
+        self._preview_sent_at = time.monotonic()
+        task = asyncio.create_task(self._send_preview(preview))
+        self._preview_tasks.add(task)
+        task.add_done_callback(self._preview_tasks.discard)
+
+    async def _send_preview(self, preview: Preview) -> None:
+        token = secrets.token_urlsafe(16)
+        try:
+            await self._redis.set(self._keys.preview(token), preview.image, ex=self._preview_ttl_s)
+            await publish(
+                self._redis,
+                self._keys,
+                self._event(EventKind.PREVIEW, {"token": token, "mime": preview.mime}),
+            )
+        except Exception:
+            log.exception("preview relay failed for %s", self.generation_id)
+
+    async def close(self) -> None:
+        """Stop timers and wait for in-flight writes (the final state is written by the transition)."""
+        if self._preview_timer is not None:
+            self._preview_timer.cancel()
+            self._preview_timer = None
+        tasks = [*self._preview_tasks]
+        if self._db_task is not None:
+            self._db_task.cancel()
+            tasks.append(self._db_task)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,36 @@
+"""Everything a worker's jobs share, built once in arq's on_startup and torn down in on_shutdown."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from comfy.templates import Template
+from jobs.backends import BackendPool
+from jobs.keys import Keys
+from jobs.storage import ImageStore
+from settings import Settings
+
+if TYPE_CHECKING:
+    from jobs.generate import GenerationRun
+
+__all__ = ["Runtime"]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    keys: Keys
+    backends: BackendPool
+    store: ImageStore
+    templates: Mapping[str, Template]
+    worker_id: str
+    # The generations this worker runs now, so a cancel request finds its job.
+    running: dict[uuid.UUID, GenerationRun] = field(default_factory=dict)

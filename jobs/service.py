@@ -1,0 +1,230 @@
+"""What the API asks of the job system: create, cancel, retry and delete generations.
+
+Each operation commits its database change first and then publishes it, so a
+subscriber that reads the database after seeing an event always finds it.
+Expected failures raise the typed errors of jobs.errors.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from comfy.templates import Limits, ParamValidationError, Template, validate_params
+from db import generations as gens
+from db.events import EventKind
+from db.models import Generation, Image, User
+from db.states import ACTIVE, IllegalTransition, Phase, Status
+from jobs.bus import BusEvent, publish, publish_change
+from jobs.catalogs import CatalogCache
+from jobs.enqueue import enqueue_generation, request_cancel
+from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotFound, QuotaExceeded, Rejected
+from jobs.keys import Keys
+from jobs.storage import ImageStore
+from settings import Settings
+
+__all__ = ["JobService"]
+
+_MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    generation: Generation
+    created: bool  # False when an idempotency key returned an existing generation
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: ArqRedis,
+        templates: Mapping[str, Template],
+        catalogs: CatalogCache,
+        store: ImageStore,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.redis = redis
+        self.keys = Keys(settings.namespace)
+        self.templates = templates
+        self.catalogs = catalogs
+        self.store = store
+        self.limits = Limits.from_settings(settings)
+
+    async def create(
+        self,
+        *,
+        owner: User,
+        template: str,
+        params: Mapping[str, Any],
+        idempotency_key: str | None = None,
+    ) -> Created:
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
+            raise Rejected([FieldProblem("idempotencyKey", f"must be 1 to {_MAX_IDEMPOTENCY_KEY} characters")])
+        if idempotency_key is not None:
+            existing = await self._by_idempotency_key(owner.id, idempotency_key)
+            if existing is not None:
+                return Created(existing, created=False)
+        spec = self.templates.get(template)
+        if spec is None:
+            raise Rejected([FieldProblem("template", f"unknown template {template!r}")])
+        catalog = await self.catalogs.get()
+        if catalog is None:
+            raise BackendUnavailable("no ComfyUI backend is reachable to check models against")
+        try:
+            validated = validate_params(spec, params, catalog=catalog, limits=self.limits)
+        except ParamValidationError as exc:
+            raise Rejected([FieldProblem(e.field, e.message) for e in exc.errors]) from None
+        await self._check_rate(owner.id)
+        values = dict(validated.values)
+        async with self.sessions() as session:
+            if await gens.count_active(session, owner_id=owner.id) >= self.settings.max_active_per_user:
+                raise QuotaExceeded(
+                    f"at most {self.settings.max_active_per_user} queued or running generations per user",
+                    limit=self.settings.max_active_per_user,
+                )
+            change, created = await gens.create_generation(
+                session,
+                owner_id=owner.id,
+                template=spec.name,
+                params=values,
+                prompt=str(values.get("prompt", "")),
+                seed=int(values["seed"]),
+                idempotency_key=idempotency_key,
+            )
+            await session.commit()
+        if created:
+            await publish_change(self.redis, self.keys, change)
+            await enqueue_generation(self.redis, self.keys, generation_id=change.generation.id, attempt=1)
+        return Created(change.generation, created=created)
+
+    async def _by_idempotency_key(self, owner_id: uuid.UUID, key: str) -> Generation | None:
+        async with self.sessions() as session:
+            stmt = select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == key)
+            return (await session.execute(stmt)).scalar_one_or_none()
+
+    async def _check_rate(self, owner_id: uuid.UUID) -> None:
+        limit = self.settings.rate_limit_per_minute
+        key = self.keys.rate(str(owner_id), int(time.time() // 60))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        if int(count) > limit:
+            raise QuotaExceeded(f"at most {limit} generations per minute", limit=limit)
+
+    async def _get(self, session: AsyncSession, generation_id: uuid.UUID, viewer: User) -> Generation:
+        generation = await gens.get_generation(
+            session, generation_id=generation_id, owner_id=None if viewer.is_admin else viewer.id
+        )
+        if generation is None:
+            raise NotFound(f"no generation {generation_id}")
+        return generation
+
+    async def cancel(self, *, generation_id: uuid.UUID, viewer: User) -> Generation:
+        """QUEUED ends CANCELLED at once; RUNNING goes CANCELLING and its worker is told."""
+        for _ in range(10):
+            async with self.sessions() as session:
+                generation = await self._get(session, generation_id, viewer)
+                if generation.status is Status.CANCELLING:
+                    return generation
+                if generation.status.is_terminal:
+                    raise InvalidState(
+                        f"generation is already {generation.status.value}", status=generation.status
+                    )
+                target = Status.CANCELLED if generation.status is Status.QUEUED else Status.CANCELLING
+                try:
+                    change = await gens.transition(session, generation_id=generation_id, to=target)
+                except IllegalTransition:
+                    await session.rollback()
+                    continue  # a worker moved it meanwhile; look again
+                await session.commit()
+            await publish_change(self.redis, self.keys, change)
+            if target is Status.CANCELLING:
+                await request_cancel(self.redis, self.keys, generation_id=generation_id)
+            return change.generation
+        raise InvalidState("generation keeps changing state; try again", status=generation.status)
+
+    async def retry(self, *, generation_id: uuid.UUID, viewer: User) -> Generation:
+        """A new attempt of a FAILED or CANCELLED generation, on the same record."""
+        async with self.sessions() as session:
+            generation = await self._get(session, generation_id, viewer)
+            if generation.status not in (Status.FAILED, Status.CANCELLED):
+                raise InvalidState(
+                    f"only FAILED or CANCELLED generations can be retried, not {generation.status.value}",
+                    status=generation.status,
+                )
+            try:
+                change = await gens.transition(
+                    session,
+                    generation_id=generation_id,
+                    to=Status.QUEUED,
+                    values=_fresh_attempt(generation.attempt + 1),
+                )
+            except IllegalTransition as exc:
+                raise InvalidState(str(exc), status=exc.current) from None
+            await session.commit()
+        await publish_change(self.redis, self.keys, change)
+        await enqueue_generation(
+            self.redis, self.keys, generation_id=generation_id, attempt=change.generation.attempt
+        )
+        return change.generation
+
+    async def delete(self, *, generation_id: uuid.UUID, viewer: User) -> None:
+        """Delete a generation with its images; a running one is cancelled on its backend first."""
+        async with self.sessions() as session:
+            generation = await self._get(session, generation_id, viewer)
+            owner_id, was_active = generation.owner_id, generation.status in ACTIVE
+            hashes = await gens.delete_generation(session, generation_id=generation_id)
+            await session.commit()
+            still_used = set(
+                (
+                    await session.execute(select(Image.content_hash).where(Image.content_hash.in_(hashes)))
+                ).scalars()
+            )
+        if was_active:
+            await request_cancel(self.redis, self.keys, generation_id=generation_id)
+        await self.store.delete_unreferenced(hashes, still_used)
+        await publish(
+            self.redis,
+            self.keys,
+            BusEvent(
+                generation_id=generation_id,
+                owner_id=owner_id,
+                seq=generation.last_seq,
+                kind=EventKind.DELETED,
+                payload={},
+                at=time.time(),
+            ),
+        )
+
+
+def _fresh_attempt(attempt: int) -> dict[str, Any]:
+    return {
+        "attempt": attempt,
+        "phase": Phase.WAITING,
+        "percent": 0.0,
+        "step": None,
+        "max_steps": None,
+        "current_node": None,
+        "queue_position": None,
+        "lease": None,
+        "backend_url": None,
+        "prompt_id": None,
+        "error_code": None,
+        "error_message": None,
+        "error_retryable": None,
+        "error_node": None,
+        "started_at": None,
+        "finished_at": None,
+    }

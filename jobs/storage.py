@@ -1,0 +1,107 @@
+"""Content-addressed image storage on a local directory.
+
+Files are named by the SHA-256 of their bytes, so storing the same image twice
+is a no-op and a job that runs twice cannot create two copies. Lookups accept
+only 64 lowercase hex characters: a URL can never name an arbitrary path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = ["ImageStore", "StoredImage", "is_content_hash"]
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+THUMBNAIL_SIZES = (128, 256, 512)
+
+
+def is_content_hash(value: str) -> bool:
+    return bool(_HASH.match(value))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredImage:
+    content_hash: str
+    size_bytes: int
+    width: int
+    height: int
+    mime: str
+
+
+class ImageStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, content_hash: str) -> Path:
+        if not is_content_hash(content_hash):
+            raise ValueError("not a content hash")
+        return self.root / content_hash[:2] / content_hash
+
+    async def put(self, data: bytes) -> StoredImage:
+        """Store bytes (off the event loop); raise ValueError when they are not an image."""
+        return await asyncio.to_thread(self._put, data)
+
+    def _put(self, data: bytes) -> StoredImage:
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                mime = _MIME.get(image.format or "", "application/octet-stream")
+        except OSError as exc:
+            raise ValueError(f"not an image: {exc}") from exc
+        content_hash = hashlib.sha256(data).hexdigest()
+        path = self.path_for(content_hash)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return StoredImage(content_hash, len(data), width, height, mime)
+
+    async def thumbnail(self, content_hash: str, size: int) -> Path | None:
+        """A PNG thumbnail no larger than size×size, made once and kept; None if no such image."""
+        if size not in THUMBNAIL_SIZES:
+            raise ValueError(f"thumbnail size must be one of {THUMBNAIL_SIZES}")
+        return await asyncio.to_thread(self._thumbnail, content_hash, size)
+
+    def _thumbnail(self, content_hash: str, size: int) -> Path | None:
+        source = self.path_for(content_hash)
+        if not source.exists():
+            return None
+        target = self.root / "thumbs" / str(size) / content_hash
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(source) as image:
+                image.thumbnail((size, size))
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                with os.fdopen(fd, "wb") as fh:
+                    image.save(fh, format="PNG")
+                os.replace(tmp, target)
+        return target
+
+    async def delete_unreferenced(self, content_hashes: list[str], still_used: set[str]) -> None:
+        """Remove files no image row references any more."""
+
+        def _delete() -> None:
+            for content_hash in content_hashes:
+                if content_hash in still_used:
+                    continue
+                self.path_for(content_hash).unlink(missing_ok=True)
+                for size in THUMBNAIL_SIZES:
+                    (self.root / "thumbs" / str(size) / content_hash).unlink(missing_ok=True)
+
+        await asyncio.to_thread(_delete)
