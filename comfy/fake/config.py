@@ -1,0 +1,56 @@
+"""Knobs of one fake ComfyUI instance: timing, previews, and failure injection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass
+class FakeConfig:
+    step_time: float = 0.05
+    """Seconds per sampler step (KSampler reports one progress message per step)."""
+    preview: bool = True
+    """Send binary preview frames while a sampler (or SlowProgress with preview=true) runs."""
+    stamp_messages: bool = False
+    """Add "safelight_ts": time.time() to every `progress` message (benchmarks only)."""
+    execution_error_node_class: str | None = None
+    """Raise `execution_error` when a node of this class executes."""
+    submit_http_500: int = 0
+    """The next N `POST /prompt` answer HTTP 500."""
+    drop_ws_mid_run: int = 0
+    """The next N runs close every websocket right after their first `progress` message."""
+    accept_delay_s: float = 0.0
+    """`POST /prompt` waits this long before validating and answering."""
+    queue_array_form: bool = False
+    """`GET /queue` answers upstream's arrays instead of this server's objects."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def patch(self, changes: dict[str, Any]) -> None:
+        """Apply `changes` in place after checking every name and type; raises ValueError."""
+        checked = {name: _checked(name, value) for name, value in changes.items()}
+        for name, value in checked.items():
+            setattr(self, name, value)
+
+    def replace_with(self, other: FakeConfig) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+
+_FLOATS = {"step_time", "accept_delay_s"}
+_BOOLS = {"preview", "stamp_messages", "queue_array_form"}
+_INTS = {"submit_http_500", "drop_ws_mid_run"}
+
+
+def _checked(name: str, value: Any) -> Any:
+    if name in _FLOATS and isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if name in _BOOLS and isinstance(value, bool):
+        return value
+    if name in _INTS and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if name == "execution_error_node_class" and (value is None or isinstance(value, str)):
+        return value
+    raise ValueError(f"bad value for {name!r}: {value!r}")

@@ -1,0 +1,381 @@
+"""Runs queued prompts one at a time and emits ComfyUI's websocket messages in ComfyUI's order.
+
+Targeting follows ComfyUI 0.12.1 as recorded (09, 12): `status` and `progress` reach every socket;
+`progress_state` and previews go to the submitting client, or to all when the prompt had no client_id;
+`execution_*`, `executing` and `executed` go to the submitting client only (nowhere without a client_id),
+except `execution_interrupted`, which is broadcast when there is no client_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from comfy.fake import render
+from comfy.fake.catalog import NODES
+from comfy.fake.config import FakeConfig
+from comfy.fake.hub import Hub
+from comfy.fake.nodes import RUNNERS, VALUE_REPR, NodeError, Outputs
+from comfy.fake.queue import PromptQueue, QueueItem
+from comfy.fake.stats import Instant, Stats
+from comfy.fake.storage import OutputStore
+
+logger = logging.getLogger(__name__)
+
+# The frames of recording 10's traceback that lead into a node's function.
+_TRACEBACK_HEAD = [
+    '  File "/opt/ComfyUI/comfy/cmd/execution.py", line 634, in _execute\n'
+    "    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, "
+    "unique_id, obj, input_data_all, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, "
+    "execution_list=execution_list, executed=executed, v3_data=v3_data)\n",
+    '  File "/opt/ComfyUI/comfy/cmd/execution.py", line 408, in get_output_data\n'
+    "    return_values = await _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, "
+    "obj.FUNCTION, allow_interrupt=True, execution_block_cb=execution_block_cb, "
+    "pre_execute_cb=pre_execute_cb, v3_data=v3_data, execution_list=execution_list, executed=executed)\n",
+    '  File "/opt/ComfyUI/comfy/cmd/execution.py", line 381, in __async_map_node_over_list\n'
+    "    await process_inputs(input_dict, i)\n",
+    '  File "/opt/ComfyUI/comfy/cmd/execution.py", line 369, in process_inputs\n'
+    "    result = f(**inputs)\n             ^^^^^^^^^^^\n",
+]
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _CachedNode:
+    outputs: Outputs
+    ui: dict[str, Any] | None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+
+
+def _signatures(prompt: dict[str, Any]) -> dict[str, str]:
+    """A node's cache key: its class and inputs, with each link replaced by the key of its source."""
+    memo: dict[str, str] = {}
+
+    def signature(node_id: str, visiting: frozenset[str]) -> str:
+        if node_id in memo:
+            return memo[node_id]
+        node = prompt[node_id]
+        inputs: dict[str, Any] = {}
+        for name, value in node["inputs"].items():
+            if _is_link(value) and value[0] in prompt and value[0] not in visiting:
+                inputs[name] = ["link", signature(value[0], visiting | {node_id}), value[1]]
+            else:
+                inputs[name] = value
+        key = json.dumps([node["class_type"], inputs], sort_keys=True, default=str)
+        memo[node_id] = hashlib.sha256(key.encode()).hexdigest()
+        return memo[node_id]
+
+    return {node_id: signature(node_id, frozenset()) for node_id in prompt}
+
+
+def _execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(node_id: str) -> None:
+        if node_id in seen:
+            return
+        seen.add(node_id)
+        for value in prompt[node_id]["inputs"].values():
+            if _is_link(value) and value[0] in prompt:
+                visit(value[0])
+        order.append(node_id)
+
+    for output in outputs:
+        visit(output)
+    return order
+
+
+class Executor:
+    def __init__(
+        self, *, config: FakeConfig, hub: Hub, store: OutputStore, stats: Stats, queue: PromptQueue
+    ) -> None:
+        self.config = config
+        self.hub = hub
+        self.store = store
+        self.stats = stats
+        self.queue = queue
+        self.cache: dict[str, _CachedNode] = {}
+        self.current: Run | None = None
+
+    async def serve(self) -> None:
+        """The worker loop: one prompt at a time, in queue order, until cancelled."""
+        while True:
+            item = await self.queue.get()
+            run = Run(self, item)
+            self.current = run
+            try:
+                await run.execute()
+            finally:
+                self.current = None
+
+    def interrupt(self, prompt_id: str | None) -> bool:
+        """Interrupt the running prompt (only if it is `prompt_id`, when given)."""
+        run = self.current
+        if run is None or (prompt_id and run.item.prompt_id != prompt_id):
+            return False
+        run.interrupted.set()
+        return True
+
+    def reconnect_node(self, sid: str) -> str | None:
+        """The node to re-announce to a client reconnecting while its prompt runs (recording 09)."""
+        run = self.current
+        if run is None or run.client_id != sid:
+            return None
+        return run.last_node_id
+
+
+class Run:
+    """One execution of one queue item; also the context its nodes run in."""
+
+    def __init__(self, executor: Executor, item: QueueItem) -> None:
+        self._executor = executor
+        self._hub = executor.hub
+        self.item = item
+        self.prompt_id = item.prompt_id
+        self.client_id = item.client_id
+        self.store = executor.store
+        self.interrupted = asyncio.Event()
+        self.last_node_id: str | None = None
+        self._config = executor.config
+        self._node_id = ""
+        self._states: dict[str, dict[str, Any]] = {}
+        self._messages: list[str] = []
+        self._executed: list[str] = []
+        self._outputs: dict[str, Any] = {}
+        self._meta: dict[str, Any] = {}
+        self._dropped = False
+
+    # NodeContext
+    @property
+    def step_time(self) -> float:
+        return self._config.step_time
+
+    @property
+    def preview_enabled(self) -> bool:
+        return self._config.preview
+
+    async def sleep(self, seconds: float) -> None:
+        if self.interrupted.is_set():
+            raise _Interrupted
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        try:
+            await asyncio.wait_for(self.interrupted.wait(), seconds)
+        except TimeoutError:
+            return
+        raise _Interrupted
+
+    async def progress(self, value: int, total: int, preview: Image.Image | None = None) -> None:
+        node_id = self._node_id
+        self._set_state(node_id, "running", value, total)
+        if preview is not None:
+            jpeg = await asyncio.to_thread(render.jpeg_preview, preview)
+            metadata = {
+                "node_id": node_id,
+                "prompt_id": self.prompt_id,
+                "display_node_id": node_id,
+                "parent_node_id": None,
+                "real_node_id": node_id,
+                "image_type": "image/jpeg",
+            }
+            self._hub.send_preview(jpeg, metadata, self.client_id)
+        data: dict[str, Any] = {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id}
+        if self._config.stamp_messages:
+            data["safelight_ts"] = time.time()
+        self._hub.send("progress", data)
+        if not self._dropped and self._config.drop_ws_mid_run > 0:
+            self._config.drop_ws_mid_run -= 1
+            self._dropped = True
+            self._hub.close_all()
+
+    # messages
+    def _to_client(self, kind: str, data: dict[str, Any]) -> None:
+        if self.client_id is not None:
+            self._hub.send(kind, data, self.client_id)
+
+    def _set_state(self, node_id: str, state: str, value: float, total: float) -> None:
+        self._states[node_id] = {
+            "value": value,
+            "max": total,
+            "state": state,
+            "node_id": node_id,
+            "prompt_id": self.prompt_id,
+            "display_node_id": node_id,
+            "parent_node_id": None,
+            "real_node_id": node_id,
+        }
+        self._hub.send("progress_state", {"prompt_id": self.prompt_id, "nodes": self._states}, self.client_id)
+
+    def _finish_state(self, node_id: str) -> None:
+        current = self._states[node_id]
+        self._set_state(node_id, "finished", current["max"], current["max"])
+
+    def _announce_output(self, node_id: str, ui: dict[str, Any]) -> None:
+        self._outputs[node_id] = ui
+        self._meta[node_id] = {
+            "node_id": node_id,
+            "display_node": node_id,
+            "parent_node": None,
+            "real_node_id": node_id,
+        }
+        self._to_client(
+            "executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.prompt_id}
+        )
+
+    # execution
+    async def execute(self) -> None:
+        executor = self._executor
+        prompt = self.item.prompt
+        started = Instant.now()
+        executor.stats.executions[self.prompt_id] += 1
+        executor.stats.record("execution_start", started, prompt_id=self.prompt_id)
+        self._to_client("execution_start", {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
+        self._messages.append("execution_start")
+
+        signatures = _signatures(prompt)
+        cached = [node_id for node_id in prompt if signatures[node_id] in executor.cache]
+        self._to_client(
+            "execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": _now_ms()}
+        )
+        self._messages.append("execution_cached")
+
+        fresh: dict[str, _CachedNode] = {}
+        values: dict[str, Outputs] = {}
+        success = False
+        try:
+            for node_id in _execution_order(prompt, self.item.outputs):
+                hit = executor.cache.get(signatures[node_id])
+                if hit is not None:
+                    values[node_id] = hit.outputs
+                    fresh[signatures[node_id]] = hit
+                    if hit.ui is not None:
+                        self._announce_output(node_id, hit.ui)
+                        self._set_state(node_id, "finished", 1, 1)
+                    continue
+                self._node_id = node_id
+                if self.interrupted.is_set():
+                    raise _Interrupted
+                outputs, ui = await self._run_node(node_id, values)
+                fresh[signatures[node_id]] = _CachedNode(outputs, ui)
+            success = True
+        except _Interrupted:
+            self._report_interrupted()
+        except NodeError as ex:
+            self._report_error(ex.exception_type, ex.message, values)
+        except Exception as ex:
+            logger.exception("fake ComfyUI node %s failed", self._node_id)
+            self._report_error(type(ex).__name__, str(ex), values)
+        finally:
+            keep = set(signatures.values())
+            executor.cache = {key: node for key, node in {**executor.cache, **fresh}.items() if key in keep}
+
+        if success:
+            executor.stats.record("execution_success", Instant.now(), prompt_id=self.prompt_id)
+            self._to_client("execution_success", {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
+            self._messages.append("execution_success")
+        entry = {
+            "prompt": self.item.as_array(),
+            "outputs": self._outputs,
+            "status": {
+                "status_str": "success" if success else "error",
+                "completed": success,
+                "messages": self._messages,
+            },
+            "meta": self._meta,
+        }
+        executor.queue.task_done(self.item, entry)
+        self._to_client("executing", {"node": None, "prompt_id": self.prompt_id})
+
+    async def _run_node(
+        self, node_id: str, values: dict[str, Outputs]
+    ) -> tuple[Outputs, dict[str, Any] | None]:
+        node = self.item.prompt[node_id]
+        class_type = node["class_type"]
+        self._node_id = node_id
+        self._set_state(node_id, "running", 0.0, 1.0)
+        self._to_client("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
+        if self.client_id is not None:
+            self.last_node_id = node_id
+        inputs = {
+            name: values[value[0]][value[1]] if _is_link(value) else value
+            for name, value in node["inputs"].items()
+        }
+        if self._config.execution_error_node_class == class_type:
+            raise NodeError("RuntimeError", f"Injected execution error in {class_type} (fake ComfyUI)")
+        outputs, ui = await RUNNERS[class_type](inputs, self)
+        values[node_id] = outputs
+        self._executed.append(node_id)
+        if ui is not None:
+            self._announce_output(node_id, ui)
+        self._finish_state(node_id)
+        return outputs, ui
+
+    def _report_interrupted(self) -> None:
+        node_id = self._node_id
+        data = {
+            "prompt_id": self.prompt_id,
+            "node_id": node_id,
+            "node_type": self.item.prompt[node_id]["class_type"] if node_id else None,
+            "executed": list(self._executed),
+            "timestamp": _now_ms(),
+        }
+        self._hub.send("execution_interrupted", data, self.client_id)
+        self._messages.append("execution_interrupted")
+
+    def _report_error(self, exception_type: str, message: str, values: dict[str, Outputs]) -> None:
+        node_id = self._node_id
+        node = self.item.prompt[node_id]
+        exception_message = f"{message}\n"
+        data = {
+            "prompt_id": self.prompt_id,
+            "node_id": node_id,
+            "node_type": node["class_type"],
+            "executed": list(self._executed),
+            "exception_message": exception_message,
+            "exception_type": exception_type,
+            "traceback": [
+                *_TRACEBACK_HEAD,
+                '  File "/opt/ComfyUI/custom_nodes/fake_nodes.py", line 1, in run\n'
+                f"    raise {exception_type}(message)\n",
+            ],
+            "current_inputs": self._current_inputs(node),
+            "current_outputs": [
+                *self.item.outputs,
+                *(other for other in self.item.prompt if other not in self.item.outputs),
+            ],
+            "timestamp": _now_ms(),
+        }
+        self._to_client("execution_error", data)
+        self._messages.append(f"execution_error: {exception_message}")
+
+    def _current_inputs(self, node: dict[str, Any]) -> dict[str, list[Any]]:
+        definition = NODES[node["class_type"]]
+        formatted: dict[str, list[Any]] = {}
+        for name, value in node["inputs"].items():
+            found = definition.input_spec(name)
+            if found is None:
+                continue
+            if _is_link(value):
+                formatted[name] = [VALUE_REPR.get(found[0][0], "<class 'object'>")]
+            else:
+                formatted[name] = [value]
+        return formatted

@@ -1,0 +1,233 @@
+"""ComfyUI's HTTP API as recorded: same paths, status codes, content types and JSON bodies.
+
+JSON is serialised like aiohttp's `json_response` (default `json.dumps` separators) and typed
+`application/json; charset=utf-8`; bodiless answers carry no content type, as in the recordings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from comfy.fake.catalog import NODES, object_info
+from comfy.fake.state import FakeComfy
+from comfy.fake.stats import Instant
+
+SERVER_FEATURES: dict[str, Any] = {
+    "supports_preview_metadata": True,
+    "max_upload_size": 104857600,
+    "extension": {"manager": {"supports_v4": True}},
+}
+_COMFYUI_VERSION = "0.12.1"
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    return Response(json.dumps(data), status_code=status_code, media_type="application/json; charset=utf-8")
+
+
+def server_error() -> Response:
+    return PlainTextResponse("500 Internal Server Error\n\nServer got itself in trouble", status_code=500)
+
+
+def _fake(request: Request) -> FakeComfy:
+    fake: FakeComfy = request.app.state.fake
+    return fake
+
+
+def _memory() -> tuple[int, int]:
+    try:
+        page = os.sysconf("SC_PAGE_SIZE")
+        return page * os.sysconf("SC_PHYS_PAGES"), page * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0, 0
+
+
+async def system_stats(request: Request) -> Response:
+    total, free = _memory()
+    return json_response(
+        {
+            "system": {
+                "os": sys.platform,
+                "ram_total": total,
+                "ram_free": free,
+                "comfyui_version": _COMFYUI_VERSION,
+                "required_frontend_version": "1.58.1",
+                "installed_templates_version": "0.11.97",
+                "required_templates_version": "0.7.51",
+                "python_version": sys.version,
+                "pytorch_version": "2.13.0+cpu",
+                "embedded_python": False,
+                "argv": ["main.py", "--cpu", "--fake", platform.node()],
+            },
+            "devices": [
+                {
+                    "name": "cpu",
+                    "type": "cpu",
+                    "index": None,
+                    "vram_total": total,
+                    "vram_free": free,
+                    "torch_vram_total": total,
+                    "torch_vram_free": free,
+                }
+            ],
+        }
+    )
+
+
+async def get_object_info(request: Request) -> Response:
+    return json_response(object_info())
+
+
+async def get_node_info(request: Request) -> Response:
+    name = request.path_params["node_class"]
+    node = NODES.get(name)
+    return json_response({} if node is None else {name: node.object_info()})
+
+
+async def features(request: Request) -> Response:
+    return json_response(SERVER_FEATURES)
+
+
+async def embeddings(request: Request) -> Response:
+    return json_response([])
+
+
+async def get_prompt(request: Request) -> Response:
+    return json_response(_fake(request).status_data()["status"])
+
+
+async def post_prompt(request: Request) -> Response:
+    arrived = Instant.now()
+    fake = _fake(request)
+    fake.stats.submits += 1
+    if fake.config.accept_delay_s > 0:
+        await asyncio.sleep(fake.config.accept_delay_s)
+    if fake.config.submit_http_500 > 0:
+        fake.config.submit_http_500 -= 1
+        fake.stats.record("submit", arrived, prompt_id=None, status=500, injected=True)
+        return server_error()
+    try:
+        body = json.loads(await request.body())
+        if not isinstance(body, dict):
+            raise TypeError("the body must be a JSON object")
+        status, answer = fake.submit(body)
+    except Exception:
+        fake.stats.record("submit", arrived, prompt_id=None, status=500)
+        return server_error()
+    fake.stats.record("submit", arrived, prompt_id=answer.get("prompt_id"), status=status)
+    return json_response(answer, status)
+
+
+async def _json_or_empty(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+async def post_interrupt(request: Request) -> Response:
+    arrived = Instant.now()
+    fake = _fake(request)
+    fake.stats.interrupts += 1
+    prompt_id = (await _json_or_empty(request)).get("prompt_id")
+    hit = fake.executor.interrupt(str(prompt_id) if prompt_id else None)
+    fake.stats.record("interrupt", arrived, prompt_id=prompt_id, interrupted=hit)
+    return Response(status_code=200)
+
+
+def _queue_entries(fake: FakeComfy) -> dict[str, list[Any]]:
+    running = [] if fake.queue.running is None else [fake.queue.running]
+    pending = fake.queue.pending()
+    if fake.config.queue_array_form:
+        return {
+            "queue_running": [item.as_array() for item in running],
+            "queue_pending": [item.as_array() for item in pending],
+        }
+    return {
+        "queue_running": [item.as_object() for item in running],
+        "queue_pending": [item.as_object() for item in pending],
+    }
+
+
+async def get_queue(request: Request) -> Response:
+    return json_response(_queue_entries(_fake(request)))
+
+
+async def post_queue(request: Request) -> Response:
+    arrived = Instant.now()
+    fake = _fake(request)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return server_error()
+    if not isinstance(body, dict):
+        return server_error()
+    if body.get("clear"):
+        fake.stats.record("clear", arrived)
+        fake.queue.wipe()
+    if "delete" in body:
+        fake.stats.deletes += 1
+        ids = [str(prompt_id) for prompt_id in body["delete"]]
+        deleted = [prompt_id for prompt_id in ids if fake.queue.delete(prompt_id)]
+        fake.stats.record("delete", arrived, prompt_ids=ids, deleted=deleted)
+    return Response(status_code=200)
+
+
+async def get_history(request: Request) -> Response:
+    raw = request.query_params.get("max_items")
+    max_items = int(raw) if raw is not None and raw.lstrip("-").isdigit() else None
+    return json_response(_fake(request).queue.history_view(max_items))
+
+
+async def get_history_item(request: Request) -> Response:
+    prompt_id = request.path_params["prompt_id"]
+    entry = _fake(request).queue.history.get(prompt_id)
+    return json_response({} if entry is None else {prompt_id: entry})
+
+
+async def post_history(request: Request) -> Response:
+    fake = _fake(request)
+    body = await _json_or_empty(request)
+    if body.get("clear"):
+        fake.queue.history.clear()
+    for prompt_id in body.get("delete", []):
+        fake.queue.history.pop(str(prompt_id), None)
+    return Response(status_code=200)
+
+
+async def view(request: Request) -> Response:
+    params = request.query_params
+    filename = params.get("filename", "")
+    data = await _fake(request).store.read(
+        params.get("type", "output"), params.get("subfolder", ""), filename
+    )
+    if data is None:
+        return Response(status_code=404)
+    return Response(data, media_type="image/png", headers={"Content-Disposition": f'filename="{filename}"'})
+
+
+ROUTES = [
+    Route("/system_stats", system_stats, methods=["GET"]),
+    Route("/object_info", get_object_info, methods=["GET"]),
+    Route("/object_info/{node_class}", get_node_info, methods=["GET"]),
+    Route("/features", features, methods=["GET"]),
+    Route("/embeddings", embeddings, methods=["GET"]),
+    Route("/prompt", get_prompt, methods=["GET"]),
+    Route("/prompt", post_prompt, methods=["POST"]),
+    Route("/interrupt", post_interrupt, methods=["POST"]),
+    Route("/queue", get_queue, methods=["GET"]),
+    Route("/queue", post_queue, methods=["POST"]),
+    Route("/history", get_history, methods=["GET"]),
+    Route("/history", post_history, methods=["POST"]),
+    Route("/history/{prompt_id}", get_history_item, methods=["GET"]),
+    Route("/view", view, methods=["GET"]),
+]

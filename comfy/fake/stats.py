@@ -1,0 +1,42 @@
+"""What the fake saw, for tests and benchmarks: counters and a timing log of arrivals and runs."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+_MAX_EVENTS = 50_000
+
+
+@dataclass(frozen=True)
+class Instant:
+    monotonic: float
+    wall: float
+
+    @classmethod
+    def now(cls) -> Instant:
+        return cls(time.monotonic(), time.time())
+
+
+@dataclass
+class Stats:
+    executions: Counter[str] = field(default_factory=Counter)
+    submits: int = 0
+    interrupts: int = 0
+    deletes: int = 0
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_MAX_EVENTS))
+
+    def record(self, event: str, at: Instant, **details: Any) -> None:
+        """`at` is when the request arrived (or the run event happened), not when it was handled."""
+        self.events.append({"event": event, "monotonic": at.monotonic, "wall": at.wall, **details})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "executions": dict(self.executions),
+            "submits": self.submits,
+            "interrupts": self.interrupts,
+            "deletes": self.deletes,
+            "events": list(self.events),
+        }
