@@ -14,6 +14,10 @@ moment receives `Reconnected()` first (it lived through a time without a
 socket, so events may be missing). The consumer must then ask `/history` and
 `/queue` what happened; the socket never guesses.
 
+Backoff: the n-th consecutive failed attempt waits a uniformly random time
+in [0, min(backoff_max, backoff_initial * 2**n)]; a connection that stayed up
+for over a second resets n, one that is dropped at once does not.
+
 Previews are latest-wins per subscription: a consumer that falls behind gets
 the newest preview, not a backlog of stale images. Every other event is kept.
 
@@ -43,6 +47,7 @@ from comfy.events import (
     Finished,
     NodeExecuting,
     Preview,
+    Progress,
     QueueStatus,
     Reconnected,
     parse_binary,
@@ -234,7 +239,9 @@ class ComfySocket:
     # -- connection loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         attempt = 0
+        opened_at: float | None = None
         while not self._closing:
             try:
                 async with connect(
@@ -248,7 +255,7 @@ class ComfySocket:
                 ) as ws:
                     if self.feature_flags:
                         await ws.send(_FEATURE_FLAGS)
-                    attempt = 0
+                    opened_at = loop.time()
                     self._on_open(ws)
                     await self._receive(ws)
             except asyncio.CancelledError:
@@ -262,6 +269,9 @@ class ComfySocket:
                 self.connected.clear()
             if self._closing:
                 break
+            if opened_at is not None and loop.time() - opened_at > _STABLE_S:
+                attempt = 0  # a connection that held for a while resets the backoff
+            opened_at = None
             delay = random.uniform(0, min(self.backoff_max, self.backoff_initial * (2**attempt)))
             attempt = min(attempt + 1, 30)
             await asyncio.sleep(delay)
@@ -314,7 +324,7 @@ class ComfySocket:
             self.queue_remaining = event.queue_remaining
             self._notify(event)
             return
-        if isinstance(event, ExecutionStarted | NodeExecuting):
+        if isinstance(event, Progress | NodeExecuting | ExecutionStarted):
             self.current_prompt = event.prompt_id
         elif isinstance(event, Finished) and self.current_prompt == event.prompt_id:
             self.current_prompt = None
@@ -334,6 +344,7 @@ class ComfySocket:
                 log.exception("comfy socket listener failed")
 
 
+_STABLE_S: Final = 1.0
 _FEATURE_FLAGS: Final = json.dumps({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
 
 
