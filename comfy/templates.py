@@ -32,7 +32,7 @@ import copy
 import json
 import math
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -53,6 +53,7 @@ __all__ = [
     "TemplateError",
     "ValidatedParams",
     "build_workflow",
+    "check_raw_workflow",
     "load_template",
     "load_templates",
     "validate_params",
@@ -535,3 +536,40 @@ def _insert_loras(workflow: dict[str, Any], source: str, loras: Sequence[Mapping
                     inputs[key] = list(model)
                 elif link[1] == 1:
                     inputs[key] = list(clip)
+
+
+def check_raw_workflow(
+    workflow: Any,
+    *,
+    allowed_classes: Collection[str],
+    filename_prefix: str | None = None,
+    max_nodes: int = 500,
+) -> dict[str, Any]:
+    """An admin's raw API-format workflow, shape-checked and held to the node-class allowlist.
+
+    Returns a fresh copy (with SaveImage outputs named `filename_prefix` when given);
+    raises ParamValidationError with fields like `workflow.7.class_type`.
+    """
+    if not isinstance(workflow, Mapping) or not workflow:
+        raise ParamValidationError([FieldError("workflow", "must be a non-empty object of nodes")])
+    if len(workflow) > max_nodes:
+        raise ParamValidationError([FieldError("workflow", f"at most {max_nodes} nodes")])
+    errors: list[FieldError] = []
+    for node_id, node in workflow.items():
+        where = f"workflow.{node_id}"
+        if not isinstance(node, Mapping) or not isinstance(node.get("class_type"), str):
+            errors.append(FieldError(f"{where}.class_type", "is required"))
+            continue
+        if not isinstance(node.get("inputs"), Mapping):
+            errors.append(FieldError(f"{where}.inputs", "must be an object"))
+        node_class = node["class_type"]
+        if node_class not in allowed_classes:
+            errors.append(FieldError(f"{where}.class_type", f"node class {node_class!r} is not allowed"))
+    if errors:
+        raise ParamValidationError(errors)
+    copied: dict[str, Any] = copy.deepcopy(dict(workflow))
+    if filename_prefix is not None:
+        for node in copied.values():
+            if node["class_type"] == "SaveImage" and "filename_prefix" in node["inputs"]:
+                node["inputs"]["filename_prefix"] = filename_prefix
+    return copied

@@ -15,6 +15,7 @@ from comfy.templates import (
     Template,
     TemplateError,
     build_workflow,
+    check_raw_workflow,
     load_templates,
     validate_params,
 )
@@ -333,3 +334,22 @@ def test_missing_directory_and_orphan_params(tmp_path: Path) -> None:
     (tmp_path / "orphan.params.json").write_text(json.dumps(SIMPLE_PARAMS))
     with pytest.raises(TemplateError, match=r"orphan\.params\.json"):
         load_templates([tmp_path])
+
+
+def test_raw_workflow_allowlist(txt2img: Template) -> None:
+    allowed = {n["class_type"] for n in txt2img.workflow.values()}
+    copied = check_raw_workflow(txt2img.workflow, allowed_classes=allowed, filename_prefix="admin/x")
+    assert copied["9"]["inputs"]["filename_prefix"] == "admin/x"
+    assert txt2img.workflow["9"]["inputs"]["filename_prefix"] == "safelight"
+    extra = {"20": {"class_type": "ExecuteShell", "inputs": {}}, "21": {"inputs": {}}, "22": 3}
+    bad = {**txt2img.workflow, **extra}
+    with pytest.raises(ParamValidationError) as info:
+        check_raw_workflow(bad, allowed_classes=allowed)
+    assert [e.field for e in info.value.errors] == [
+        "workflow.20.class_type",
+        "workflow.21.class_type",
+        "workflow.22.class_type",
+    ]
+    assert "'ExecuteShell' is not allowed" in info.value.errors[0].message
+    with pytest.raises(ParamValidationError):
+        check_raw_workflow([], allowed_classes=allowed)
