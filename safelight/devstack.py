@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, TextIO
 
+from safelight.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
 from safelight.procs import parent_death_hook, port_is_open, terminate
 from settings import Settings
 
@@ -41,8 +42,6 @@ __all__ = [
     "run_dev",
 ]
 
-DEV_POSTGRES_PORT = 54329
-DEV_REDIS_PORT = 63799
 _POLL_S = 0.05
 
 
@@ -191,6 +190,7 @@ class Supervisor:
             for spec in specs:
                 self.check()
                 if spec.once:
+                    self.say(f"safelight dev: running {spec.name} ...")
                     self._run_once(spec)
                     continue
                 self.start(spec)
@@ -350,13 +350,17 @@ def _run_stack(
     notes: dict[str, str] = {}
     database_url = settings.database_url
     if database_url is None:
-        database_url = _start_embedded("postgres", state_dir, supervisor, servers)
+        database_url = _start_embedded(
+            EmbeddedPostgres(state_dir / "postgres", port=args.postgres_port), supervisor, servers
+        )
         notes["database"] = f"{database_url} (embedded, data in {state_dir / 'postgres'})"
     else:
         notes["database"] = str(settings.redacted()["DATABASE_URL"])
     redis_url = settings.redis_url
     if redis_url is None:
-        redis_url = _start_embedded("redis", state_dir, supervisor, servers)
+        redis_url = _start_embedded(
+            EmbeddedRedis(state_dir / "redis", port=args.redis_port), supervisor, servers
+        )
         notes["redis"] = f"{redis_url} (embedded, data in {state_dir / 'redis'})"
     else:
         notes["redis"] = str(settings.redacted()["REDIS_URL"])
@@ -426,23 +430,18 @@ def _run_stack(
     return supervisor.run(specs, on_ready=announce)
 
 
-def _start_embedded(kind: str, state_dir: Path, supervisor: Supervisor, servers: contextlib.ExitStack) -> str:
-    from safelight.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
-
+def _start_embedded(
+    server: EmbeddedPostgres | EmbeddedRedis, supervisor: Supervisor, servers: contextlib.ExitStack
+) -> str:
     supervisor.check()
-    server: EmbeddedPostgres | EmbeddedRedis
-    if kind == "postgres":
-        server = EmbeddedPostgres(state_dir / "postgres", port=DEV_POSTGRES_PORT)
-    else:
-        server = EmbeddedRedis(state_dir / "redis", port=DEV_REDIS_PORT)
-    supervisor.say(f"safelight dev: starting embedded {kind} ...")
+    supervisor.say(f"safelight dev: starting embedded {server.name} ...")
     started = time.monotonic()
     try:
         url = server.start()
     except EmbeddedError as exc:
         raise _Stop(1, str(exc)) from None
     servers.callback(server.stop)
-    supervisor.say(f"safelight dev: embedded {kind} ready in {time.monotonic() - started:.2f}s")
+    supervisor.say(f"safelight dev: embedded {server.name} ready in {time.monotonic() - started:.2f}s")
     supervisor.check()
     return url
 

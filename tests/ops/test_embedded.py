@@ -26,15 +26,15 @@ async def _query(url: str, sql: str) -> list[asyncpg.Record]:
 
 
 @pytest.mark.slow
-async def test_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
-    with EmbeddedPostgres(tmp_path / "postgres") as pg:
+async def test_postgres_keeps_data_across_restarts(server_dir: Path) -> None:
+    with EmbeddedPostgres(server_dir / "postgres") as pg:
         url = pg.start()  # idempotent while running
         assert url == f"postgresql://postgres@127.0.0.1:{pg.port}/safelight"
         await _query(url, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('hello')")
     assert pg.pid is None
 
     port = free_port()
-    pg = EmbeddedPostgres(tmp_path / "postgres", port=port)
+    pg = EmbeddedPostgres(server_dir / "postgres", port=port)
     url = pg.start()
     try:
         assert url.endswith(f"@127.0.0.1:{port}/safelight")
@@ -47,8 +47,8 @@ async def test_postgres_keeps_data_across_restarts(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_postgres_starts_over_a_stale_postmaster_pid(tmp_path: Path) -> None:
-    pg = EmbeddedPostgres(tmp_path / "postgres")
+async def test_postgres_starts_over_a_stale_postmaster_pid(server_dir: Path) -> None:
+    pg = EmbeddedPostgres(server_dir / "postgres")
     url = pg.start()
     await _query(url, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)")
     await _query(url, "CHECKPOINT")
@@ -60,7 +60,7 @@ async def test_postgres_starts_over_a_stale_postmaster_pid(tmp_path: Path) -> No
     # After a reboot or in a container the recorded pid often belongs to someone else.
     lock.write_text("\n".join([str(os.getpid()), *lines[1:]]) + "\n")
 
-    restarted = EmbeddedPostgres(tmp_path / "postgres")
+    restarted = EmbeddedPostgres(server_dir / "postgres")
     try:
         rows = await _query(restarted.start(), "SELECT v FROM kept")
         assert [r["v"] for r in rows] == [7]
