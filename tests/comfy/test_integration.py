@@ -298,3 +298,21 @@ async def test_system_stats_and_unavailable(backend: Backend) -> None:
     async with socket:
         with pytest.raises(ComfyUnavailable):
             await socket.wait_connected(0.2)
+
+
+async def test_one_socket_many_prompts(backend: Backend) -> None:
+    workflows = [backend.workflow(steps=3, seed=i) for i in range(3)]
+    prompt_ids = [str(uuid.uuid4()) for _ in workflows]
+    subs = [backend.socket.subscribe(p) for p in prompt_ids]
+    try:
+        for prompt_id, workflow in zip(prompt_ids, workflows, strict=True):
+            await backend.client.submit(workflow, prompt_id=prompt_id, client_id=backend.socket.client_id)
+        results = await asyncio.gather(*(_until_finished(s) for s in subs))
+    finally:
+        for sub in subs:
+            sub.close()
+    for prompt_id, seen in zip(prompt_ids, results, strict=True):
+        assert {getattr(e, "prompt_id", prompt_id) for e in seen} == {prompt_id}
+        assert Succeeded(prompt_id) in seen
+        assert [e.value for e in seen if isinstance(e, Progress)] == [1, 2, 3]
+    assert backend.socket._subs == {}
