@@ -145,6 +145,8 @@ class HistoryEntry:
 
     @property
     def succeeded(self) -> bool:
+        if self.status_str is None and not self.messages:  # servers older than history `status`
+            return bool(self.outputs)
         return self.status_str == "success" or (self.completed and self._has("execution_success"))
 
     @property

@@ -99,6 +99,13 @@ def test_history_error_array_form() -> None:
     assert failed.traceback == ("line",)
 
 
+def test_history_without_status_block() -> None:
+    raw = {"outputs": {"9": {"images": [{"filename": "a.png", "subfolder": "s", "type": "output"}]}}}
+    entry = HistoryEntry.parse("p", raw)
+    assert entry.succeeded and entry.error is None and entry.images == (OutputImage("a.png", "s", "output"),)
+    assert not HistoryEntry.parse("p", {"outputs": {}}).succeeded
+
+
 def test_history_interrupted_array_form() -> None:
     raw = {
         "outputs": {},
