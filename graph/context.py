@@ -1,0 +1,50 @@
+"""The per-request GraphQL context: shared state, the viewer, and fresh DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from db import models
+from graph.loaders import Loaders
+from graph.state import AppState
+
+__all__ = ["BadRequest", "Context", "NotAuthenticated"]
+
+
+class BadRequest(Exception):
+    """A malformed argument (e.g. a cursor we did not issue); the message is shown to the client."""
+
+
+class NotAuthenticated(Exception):
+    """No valid bearer token; the client should send `Authorization: Bearer <token>`."""
+
+
+@dataclass
+class Context:
+    state: AppState
+    request: Request | WebSocket
+    response: Response | WebSocket | None
+    loaders: Loaders
+    viewer_row: models.User | None = None
+    connection_params: dict[str, Any] | None = field(default=None)
+
+    @property
+    def viewer(self) -> models.User:
+        if self.viewer_row is None:
+            raise NotAuthenticated("authentication required: send a bearer API token")
+        return self.viewer_row
+
+    @property
+    def base_url(self) -> str:
+        """Absolute base for URLs: PUBLIC_URL when configured, else the URL this request came to."""
+        configured = self.state.settings.public_url
+        if configured:
+            return configured.rstrip("/")
+        url = self.request.base_url
+        scheme = {"ws": "http", "wss": "https"}.get(url.scheme, url.scheme)
+        return f"{scheme}://{url.netloc}"

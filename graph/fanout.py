@@ -1,0 +1,133 @@
+"""One Redis pub/sub connection per API process, fanned out in memory to every local subscriber.
+
+Subscribers register by generation id, by owner, or for everything (admins).
+When the Redis connection drops and comes back, every subscriber receives
+`GAP`: events may have been published meanwhile, so it re-reads the durable
+log from PostgreSQL. A subscriber's registration is removed in `close()`,
+which subscription resolvers call in `finally` (an unsubscribe or an abrupt
+disconnect arrives there as CancelledError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Final
+
+from redis.asyncio import Redis
+
+from jobs.bus import BusEvent
+from jobs.keys import Keys
+
+__all__ = ["GAP", "EventHub", "Listener"]
+
+log = logging.getLogger(__name__)
+
+GAP: Final = object()
+
+
+class Listener:
+    """One subscriber's inbox. Iterate with `await get()`; always `close()`."""
+
+    __slots__ = ("_hub", "_key", "closed", "queue")
+
+    def __init__(self, hub: EventHub, key: uuid.UUID | None) -> None:
+        self._hub = hub
+        self._key = key
+        self.queue: asyncio.Queue[BusEvent | object] = asyncio.Queue()
+        self.closed = False
+
+    async def get(self) -> BusEvent | object:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._hub._remove(self, self._key)
+
+
+class EventHub:
+    def __init__(self, redis_url: str, keys: Keys, *, reconnect_delay_s: float = 0.2) -> None:
+        self._redis_url = redis_url
+        self._keys = keys
+        self._reconnect_delay_s = reconnect_delay_s
+        # Keyed by generation id or owner id (both UUIDs, never equal); None = everything.
+        self._listeners: dict[uuid.UUID | None, set[Listener]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.received = 0
+
+    @property
+    def listener_count(self) -> int:
+        return sum(len(s) for s in self._listeners.values())
+
+    async def start(self, *, wait_s: float = 10.0) -> None:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.connected.wait(), wait_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def listen(self, key: uuid.UUID | None) -> Listener:
+        """Events of one generation, or of one owner, or (None) all of them."""
+        listener = Listener(self, key)
+        self._listeners.setdefault(key, set()).add(listener)
+        return listener
+
+    def _remove(self, listener: Listener, key: uuid.UUID | None) -> None:
+        bucket = self._listeners.get(key)
+        if bucket is not None:
+            bucket.discard(listener)
+            if not bucket:
+                del self._listeners[key]
+
+    def _dispatch(self, event: BusEvent | object, keys: tuple[uuid.UUID | None, ...]) -> None:
+        for key in keys:
+            for listener in self._listeners.get(key, ()):
+                listener.queue.put_nowait(event)
+
+    async def _run(self) -> None:
+        first = True
+        on_message: Callable[[bytes], None] = self._on_message
+        while True:
+            client: Redis = Redis.from_url(self._redis_url)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._keys.events)
+                self.connected.set()
+                if not first:
+                    log.warning("event bus reconnected; subscribers re-read the log")
+                    for bucket in list(self._listeners.values()):
+                        for listener in list(bucket):
+                            listener.queue.put_nowait(GAP)
+                first = False
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                    if message is not None:
+                        on_message(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                log.warning("event bus connection lost: %s", exc)
+                await asyncio.sleep(self._reconnect_delay_s)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await client.aclose()
+
+    def _on_message(self, raw: bytes) -> None:
+        self.received += 1
+        try:
+            event = BusEvent.decode(raw)
+        except (ValueError, KeyError, TypeError):
+            log.warning("dropping malformed bus message")
+            return
+        self._dispatch(event, (event.generation_id, event.owner_id, None))

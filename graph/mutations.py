@@ -1,0 +1,149 @@
+"""Mutation resolvers: create, cancel, retry and delete generations. Failures are union results."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from db import models
+from graph.context import Context
+from graph.queries import parse_id
+from graph.results import (
+    CancelGenerationResult,
+    CreateGenerationResult,
+    DeletedGeneration,
+    DeleteGenerationResult,
+    GenerationPayload,
+    NotAllowedError,
+    NotFoundError,
+    RetryGenerationResult,
+    from_job_error,
+)
+from graph.types import Generation
+from jobs.errors import JobError
+
+__all__ = ["GenerationInput", "LoraInput", "Mutation"]
+
+
+@strawberry.input
+class LoraInput:
+    name: str
+    strength: float = 1.0
+
+
+@strawberry.input(description="Parameters of a generation; unset fields take the template's defaults.")
+class GenerationInput:
+    template: str = "txt2img"
+    prompt: str
+    negative_prompt: str | None = strawberry.UNSET
+    checkpoint: str | None = strawberry.UNSET
+    loras: list[LoraInput] | None = strawberry.UNSET
+    width: int | None = strawberry.UNSET
+    height: int | None = strawberry.UNSET
+    steps: int | None = strawberry.UNSET
+    cfg: float | None = strawberry.UNSET
+    sampler: str | None = strawberry.UNSET
+    scheduler: str | None = strawberry.UNSET
+    seed: float | None = strawberry.field(default=strawberry.UNSET, description="0 to 2^53-1; random when omitted.")
+    batch_size: int | None = strawberry.UNSET
+    extra: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Parameters of operator templates not listed above."
+    )
+
+    def to_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        extra: dict[str, Any] = self.extra if isinstance(self.extra, dict) else {}
+        params.update(extra)
+        for name in (
+            "prompt", "negative_prompt", "checkpoint", "width", "height", "steps",
+            "cfg", "sampler", "scheduler", "batch_size",
+        ):  # fmt: skip
+            value = getattr(self, name)
+            if value is not strawberry.UNSET and value is not None:
+                params[name] = value
+        if self.loras is not strawberry.UNSET and self.loras is not None:
+            params["loras"] = [{"name": lora.name, "strength": lora.strength} for lora in self.loras]
+        if self.seed is not strawberry.UNSET and self.seed is not None:
+            seed = self.seed
+            params["seed"] = int(seed) if math.isfinite(seed) and float(seed).is_integer() else seed
+        return params
+
+
+def _viewer(info: strawberry.Info[Context, None]) -> models.User | None:
+    return info.context.viewer_row
+
+
+_ANONYMOUS = "authentication required: send a bearer API token"
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Queue a generation. The same idempotencyKey returns the same generation.")
+    async def create_generation(
+        self,
+        info: strawberry.Info[Context, None],
+        input: GenerationInput,
+        idempotency_key: str | None = None,
+    ) -> CreateGenerationResult:
+        viewer = _viewer(info)
+        if viewer is None:
+            return NotAllowedError(message=_ANONYMOUS)
+        try:
+            created = await info.context.state.jobs.create(
+                owner=viewer,
+                template=input.template,
+                params=input.to_params(),
+                idempotency_key=idempotency_key,
+            )
+        except JobError as exc:
+            return from_job_error(exc)  # type: ignore[return-value]
+        return GenerationPayload(generation=Generation.from_row(created.generation), created=created.created)
+
+    @strawberry.mutation(description="Cancel a queued or running generation.")
+    async def cancel_generation(
+        self, info: strawberry.Info[Context, None], id: strawberry.ID
+    ) -> CancelGenerationResult:
+        viewer = _viewer(info)
+        if viewer is None:
+            return NotAllowedError(message=_ANONYMOUS)
+        gid = parse_id(id)
+        if gid is None:
+            return NotFoundError(message=f"no generation {id}")
+        try:
+            row = await info.context.state.jobs.cancel(generation_id=gid, viewer=viewer)
+        except JobError as exc:
+            return from_job_error(exc)  # type: ignore[return-value]
+        return GenerationPayload(generation=Generation.from_row(row), created=False)
+
+    @strawberry.mutation(description="Run a FAILED or CANCELLED generation again (a new attempt).")
+    async def retry_generation(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> RetryGenerationResult:
+        viewer = _viewer(info)
+        if viewer is None:
+            return NotAllowedError(message=_ANONYMOUS)
+        gid = parse_id(id)
+        if gid is None:
+            return NotFoundError(message=f"no generation {id}")
+        try:
+            row = await info.context.state.jobs.retry(generation_id=gid, viewer=viewer)
+        except JobError as exc:
+            return from_job_error(exc)  # type: ignore[return-value]
+        return GenerationPayload(generation=Generation.from_row(row), created=False)
+
+    @strawberry.mutation(description="Delete a generation and its images (a running one is cancelled).")
+    async def delete_generation(
+        self, info: strawberry.Info[Context, None], id: strawberry.ID
+    ) -> DeleteGenerationResult:
+        viewer = _viewer(info)
+        if viewer is None:
+            return NotAllowedError(message=_ANONYMOUS)
+        gid = parse_id(id)
+        if gid is None:
+            return NotFoundError(message=f"no generation {id}")
+        try:
+            await info.context.state.jobs.delete(generation_id=gid, viewer=viewer)
+        except JobError as exc:
+            return from_job_error(exc)  # type: ignore[return-value]
+        return DeletedGeneration(id=id)

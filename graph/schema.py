@@ -1,0 +1,60 @@
+"""The schema: queries, mutations and subscriptions, with depth limits and masked unexpected errors."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import cache
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
+
+from graph.context import BadRequest, NotAuthenticated
+from graph.mutations import Mutation
+from graph.queries import Query
+from graph.subscriptions import GenerationNotFoundError, Subscription
+
+__all__ = ["build_schema", "schema_sdl"]
+
+log = logging.getLogger("graph.errors")
+
+# Errors a client can act on; their messages are shown as they are.
+_EXPECTED = (NotAuthenticated, BadRequest, GenerationNotFoundError)
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    original = error.original_error
+    if original is None or isinstance(original, _EXPECTED):
+        return False
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error %s in %s", error_id, error.path, exc_info=original)
+    error.extensions = {**(error.extensions or {}), "errorId": error_id}
+    return True
+
+
+class _Masked(MaskErrors):
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_should_mask, error_message="Unexpected error (see the logs)")
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"errorId": (error.extensions or {}).get("errorId")}
+        return masked
+
+
+def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        # strawberry accepts extension instances; its annotation only names classes and factories.
+        extensions=[QueryDepthLimiter(max_depth=max_depth), _Masked],  # type: ignore[list-item]
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+@cache
+def schema_sdl() -> str:
+    return build_schema().as_str() + "\n"

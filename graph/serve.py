@@ -1,0 +1,27 @@
+"""`safelight api`: serve the ASGI app with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from graph.app import create_app
+from settings import Settings
+
+__all__ = ["serve_api"]
+
+
+def serve_api(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+        ws="websockets-sansio",
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        lifespan="on",
+        proxy_headers=True,
+    )

@@ -1,0 +1,87 @@
+"""What the API process builds once, in the ASGI lifespan, and hands to every request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from comfy.client import ComfyClient
+from comfy.templates import Template, load_templates
+from db.engine import create_engine, create_session_factory
+from db.users import create_token, ensure_user
+from graph.fanout import EventHub
+from jobs.catalogs import CatalogCache
+from jobs.keys import Keys
+from jobs.service import JobService
+from jobs.storage import ImageStore
+from settings import Settings
+
+__all__ = ["DEV_USER", "AppState", "app_state"]
+
+DEV_USER = "dev"
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: ArqRedis
+    keys: Keys
+    hub: EventHub
+    templates: dict[str, Template]
+    catalogs: CatalogCache
+    comfy_clients: list[ComfyClient]
+    store: ImageStore
+    jobs: JobService
+
+
+@asynccontextmanager
+async def app_state(settings: Settings) -> AsyncIterator[AppState]:
+    engine = create_engine(settings)
+    sessions = create_session_factory(engine)
+    redis = await create_pool(RedisSettings.from_dsn(settings.required_redis_url))
+    keys = Keys(settings.namespace)
+    hub = EventHub(settings.required_redis_url, keys)
+    clients = [ComfyClient(url, timeout=min(settings.comfy_timeout_s, 5.0)) for url in settings.comfyui_urls]
+    templates = load_templates(settings.template_dirs)
+    catalogs = CatalogCache(clients, ttl_s=settings.catalog_ttl_s)
+    store = ImageStore(settings.images_dir)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        redis=redis,
+        keys=keys,
+        hub=hub,
+        templates=templates,
+        catalogs=catalogs,
+        comfy_clients=clients,
+        store=store,
+        jobs=JobService(
+            settings=settings,
+            sessions=sessions,
+            redis=redis,
+            templates=templates,
+            catalogs=catalogs,
+            store=store,
+        ),
+    )
+    try:
+        await hub.start()
+        if settings.dev_mode and settings.dev_token is not None:
+            async with sessions() as session:
+                user = await ensure_user(session, name=DEV_USER, is_admin=True)
+                await create_token(session, user_id=user.id, name="dev", token=settings.dev_token.get_secret_value())
+                await session.commit()
+        yield state
+    finally:
+        await hub.stop()
+        for client in clients:
+            await client.aclose()
+        await redis.close(close_connection_pool=True)
+        await engine.dispose()

@@ -1,0 +1,194 @@
+"""Subscriptions: a generation's events (snapshot or replay, then live) and all of a viewer's.
+
+The handoff from stored state to live events loses and duplicates nothing:
+1. register with the in-process hub first, so every event published from now
+   on is buffered in the listener's inbox;
+2. read the snapshot (or the durable events after `after`) from PostgreSQL;
+3. drain the inbox, dropping durable events already covered by what was read
+   (seq <= last) and ephemeral ones older than it; a durable event beyond
+   last+1 means one was missed (a lost message), so the gap is read back from
+   the log before going on.
+A `GAP` from the hub (Redis reconnected) and a quiet period both trigger the
+same catch-up from the log, so the terminal event always arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from db import generations as gens
+from db.events import EventKind as DbEventKind
+from db.events import events_after
+from db.models import GenerationEvent as EventRow
+from db.states import Status as DbStatus
+from graph.context import Context
+from graph.fanout import GAP
+from graph.queries import parse_id
+from graph.types import EventKind, Generation, GenerationError, GenerationEvent, Image, Progress
+from jobs.bus import BusEvent
+
+__all__ = ["Subscription", "to_event"]
+
+QUIET_CHECK_S = 15.0
+
+
+class GenerationNotFoundError(Exception):
+    pass
+
+
+def to_event(event: BusEvent, *, base_url: str) -> GenerationEvent:
+    payload = event.payload
+    out = GenerationEvent(
+        generation_id=strawberry.ID(str(event.generation_id)),
+        seq=event.seq,
+        kind=EventKind.DELETED,
+        at=event.at,
+        terminal=False,
+    )
+    kind = event.kind
+    if kind is DbEventKind.STATUS:
+        status = DbStatus(payload["status"])
+        out.kind = EventKind.STATUS
+        out.terminal = status.is_terminal
+        out.status = status
+        out.attempt = payload.get("attempt")
+        out.error = GenerationError.from_payload(payload.get("error"))
+    elif kind is DbEventKind.PROGRESS:
+        out.kind = EventKind.PROGRESS
+        out.progress = Progress.from_payload(payload)
+    elif kind is DbEventKind.IMAGE:
+        out.kind = EventKind.IMAGE
+        out.image = Image.from_payload(payload, base_url=base_url)
+    elif kind is DbEventKind.PREVIEW:
+        out.kind = EventKind.PREVIEW
+        out.preview_url = f"{base_url}/previews/{payload['token']}"
+    else:
+        out.terminal = True  # DELETED
+    return out
+
+
+def _snapshot(row: Generation, *, at: float) -> GenerationEvent:
+    return GenerationEvent(
+        generation_id=row.id,
+        seq=row.last_seq,
+        kind=EventKind.SNAPSHOT,
+        at=at,
+        terminal=row.status.is_terminal,
+        status=row.status,
+        attempt=row.attempt,
+        error=row.error,
+        progress=row.progress,
+        generation=row,
+    )
+
+
+class _Stream:
+    """The ordered, deduplicated event stream of one generation for one subscriber."""
+
+    def __init__(self, info: strawberry.Info[Context, None], gid: uuid.UUID, owner: uuid.UUID) -> None:
+        self.context = info.context
+        self.gid = gid
+        self.owner = owner
+        self.last = 0
+        self.done = False
+
+    def _emit(self, event: BusEvent) -> GenerationEvent:
+        out = to_event(event, base_url=self.context.base_url)
+        if event.durable:
+            self.last = event.seq
+        self.done = out.terminal
+        return out
+
+    async def catch_up(self) -> list[GenerationEvent]:
+        async with self.context.state.sessions() as session:
+            rows = await events_after(session, generation_id=self.gid, after_seq=self.last)
+            exists = rows or await gens.get_generation(session, generation_id=self.gid) is not None
+        if not exists:
+            self.done = True
+            return [
+                GenerationEvent(
+                    generation_id=strawberry.ID(str(self.gid)), seq=self.last, kind=EventKind.DELETED,
+                    at=time.time(), terminal=True,
+                )
+            ]  # fmt: skip
+        return [self._emit(self._from_row(row)) for row in rows]
+
+    def _from_row(self, row: EventRow) -> BusEvent:
+        return BusEvent.from_row(row, owner_id=self.owner)
+
+    async def accept(self, item: BusEvent | object) -> list[GenerationEvent]:
+        if item is GAP or not isinstance(item, BusEvent):
+            return await self.catch_up()
+        if item.kind is DbEventKind.DELETED:
+            self.done = True
+            return [to_event(item, base_url=self.context.base_url)]
+        if not item.durable:
+            return [] if item.seq < self.last else [self._emit(item)]
+        if item.seq <= self.last:
+            return []
+        if item.seq > self.last + 1:
+            return await self.catch_up()
+        return [self._emit(item)]
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description=(
+            "A generation's events: a SNAPSHOT first (or, with `after`, every durable event after that "
+            "sequence number), then live events until the terminal one; then the subscription completes."
+        )
+    )
+    async def generation_events(
+        self, info: strawberry.Info[Context, None], id: strawberry.ID, after: int | None = None
+    ) -> AsyncGenerator[GenerationEvent, None]:
+        viewer = info.context.viewer
+        gid = parse_id(id)
+        if gid is None:
+            raise GenerationNotFoundError(f"no generation {id}")
+        listener = info.context.state.hub.listen(gid)  # before reading: nothing published now is lost
+        try:
+            async with info.context.state.sessions() as session:
+                row = await gens.get_generation(
+                    session, generation_id=gid, owner_id=None if viewer.is_admin else viewer.id
+                )
+            if row is None:
+                raise GenerationNotFoundError(f"no generation {id}")
+            stream = _Stream(info, gid, row.owner_id)
+            if after is None:
+                generation = Generation.from_row(row)
+                stream.last = row.last_seq
+                stream.done = row.status.is_terminal
+                yield _snapshot(generation, at=row.updated_at.timestamp())
+            else:
+                stream.last = max(0, after)
+                for event in await stream.catch_up():
+                    yield event
+            while not stream.done:
+                try:
+                    item = await asyncio.wait_for(listener.get(), QUIET_CHECK_S)
+                except TimeoutError:
+                    item = GAP  # quiet for a while: make sure nothing was lost
+                for event in await stream.accept(item):
+                    yield event
+        finally:
+            listener.close()
+
+    @strawberry.subscription(
+        description="Live events of all the viewer's generations (admins: everyone's). Never completes."
+    )
+    async def my_generation_events(self, info: strawberry.Info[Context, None]) -> AsyncGenerator[GenerationEvent, None]:
+        viewer = info.context.viewer
+        listener = info.context.state.hub.listen(None if viewer.is_admin else viewer.id)
+        try:
+            while True:
+                item = await listener.get()
+                if isinstance(item, BusEvent):
+                    yield to_event(item, base_url=info.context.base_url)
+        finally:
+            listener.close()

@@ -1,0 +1,264 @@
+"""GraphQL object types. Rows are converted explicitly (`from_row`); no ORM object leaks out."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from db import models
+from db.events import EventKind as DbEventKind
+from db.states import Phase as DbPhase
+from db.states import Status as DbStatus
+from graph.context import Context
+
+__all__ = [
+    "EventKind",
+    "Generation",
+    "GenerationError",
+    "GenerationEvent",
+    "Image",
+    "Lora",
+    "Phase",
+    "Progress",
+    "Status",
+    "User",
+]
+
+strawberry.enum(DbStatus, description="The one lifecycle vocabulary of a generation.")
+strawberry.enum(DbPhase, description="What a generation is doing now, finer than its status.")
+Status = DbStatus
+Phase = DbPhase
+
+
+@strawberry.enum(description="What an event says. SNAPSHOT is the full state sent first to a new subscriber.")
+class EventKind(enum.Enum):
+    SNAPSHOT = "SNAPSHOT"
+    STATUS = DbEventKind.STATUS.value
+    IMAGE = DbEventKind.IMAGE.value
+    PROGRESS = DbEventKind.PROGRESS.value
+    PREVIEW = DbEventKind.PREVIEW.value
+    DELETED = DbEventKind.DELETED.value
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    name: str
+    is_admin: bool
+
+    @classmethod
+    def from_row(cls, row: models.User) -> User:
+        return cls(id=strawberry.ID(str(row.id)), name=row.name, is_admin=row.is_admin)
+
+
+@strawberry.type
+class Image:
+    index: int
+    content_hash: str
+    url: str = strawberry.field(description="Absolute URL of the full image; immutable, cache forever.")
+    thumbnail_url: str = strawberry.field(description="Absolute URL of a 256 px PNG thumbnail.")
+    width: int
+    height: int
+    seed: strawberry.Private[int]
+    size_bytes: int
+    mime: str
+
+    @strawberry.field(description="The seed the image was made with (a JavaScript-safe integer).")
+    def seed_value(self) -> float:
+        return float(self.seed)
+
+    @classmethod
+    def from_parts(cls, *, base_url: str, index: int, content_hash: str, width: int, height: int,
+                   seed: int, size_bytes: int, mime: str) -> Image:  # fmt: skip
+        return cls(
+            index=index,
+            content_hash=content_hash,
+            url=f"{base_url}/images/{content_hash}",
+            thumbnail_url=f"{base_url}/thumbs/256/{content_hash}",
+            width=width,
+            height=height,
+            seed=seed,
+            size_bytes=size_bytes,
+            mime=mime,
+        )
+
+    @classmethod
+    def from_row(cls, row: models.Image, *, base_url: str) -> Image:
+        return cls.from_parts(
+            base_url=base_url,
+            index=row.index,
+            content_hash=row.content_hash,
+            width=row.width,
+            height=row.height,
+            seed=row.seed,
+            size_bytes=row.size_bytes,
+            mime=row.mime,
+        )
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], *, base_url: str) -> Image:
+        return cls.from_parts(
+            base_url=base_url,
+            index=int(payload["index"]),
+            content_hash=str(payload["contentHash"]),
+            width=int(payload["width"]),
+            height=int(payload["height"]),
+            seed=int(payload["seed"]),
+            size_bytes=int(payload["sizeBytes"]),
+            mime=str(payload["mime"]),
+        )
+
+
+@strawberry.type
+class Progress:
+    phase: Phase
+    percent: float = strawberry.field(description="Whole-graph progress, 0 to 100 (see comfy/progress.py).")
+    node: str | None
+    node_class: str | None
+    step: int | None
+    max_steps: int | None
+    queue_position: int | None = strawberry.field(
+        description="While waiting: how many prompts run or wait before this one on its backend."
+    )
+    emitted_at: float | None = strawberry.field(
+        default=None, description="When the backend reported this step (unix seconds), if it says."
+    )
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Progress:
+        return cls(
+            phase=DbPhase(payload.get("phase", DbPhase.EXECUTING.value)),
+            percent=float(payload.get("percent") or 0.0),
+            node=payload.get("node"),
+            node_class=payload.get("nodeClass"),
+            step=payload.get("step"),
+            max_steps=payload.get("maxSteps"),
+            queue_position=payload.get("queuePosition"),
+            emitted_at=payload.get("emittedAt"),
+        )
+
+
+@strawberry.type
+class GenerationError:
+    code: str
+    message: str
+    retryable: bool
+    node: str | None = strawberry.field(description="The failing ComfyUI node, as 'id (class)'.")
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any] | None) -> GenerationError | None:
+        if not payload:
+            return None
+        return cls(
+            code=str(payload["code"]),
+            message=str(payload.get("message") or ""),
+            retryable=bool(payload.get("retryable")),
+            node=payload.get("node"),
+        )
+
+
+@strawberry.type
+class Lora:
+    name: str
+    strength: float
+
+
+@strawberry.type
+class Generation:
+    id: strawberry.ID
+    template: str
+    status: Status
+    progress: Progress
+    attempt: int
+    seed: strawberry.Private[int]
+    parameters: JSON = strawberry.field(description="The validated parameters, seed included.")
+    prompt: str
+    error: GenerationError | None
+    backend: str | None
+    prompt_id: str | None = strawberry.field(description="The ComfyUI prompt id of the current attempt.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_seq: int = strawberry.field(description="Sequence number of the latest durable event.")
+    owner_id: strawberry.Private[uuid.UUID]
+    row_id: strawberry.Private[uuid.UUID]
+
+    @strawberry.field(description="The seed actually used (a JavaScript-safe integer).")
+    def seed_used(self) -> float:
+        return float(self.seed)
+
+    @strawberry.field
+    def loras(self) -> list[Lora]:
+        raw = self.parameters.get("loras") if isinstance(self.parameters, dict) else None
+        return [Lora(name=str(x["name"]), strength=float(x["strength"])) for x in raw or []]
+
+    @strawberry.field
+    async def images(self, info: strawberry.Info[Context, None]) -> list[Image]:
+        rows = await info.context.loaders.images.load(self.row_id)
+        return [Image.from_row(row, base_url=info.context.base_url) for row in rows]
+
+    @strawberry.field
+    async def owner(self, info: strawberry.Info[Context, None]) -> User | None:
+        row = await info.context.loaders.users.load(self.owner_id)
+        return None if row is None else User.from_row(row)
+
+    @classmethod
+    def from_row(cls, row: models.Generation) -> Generation:
+        error = None
+        if row.error_code is not None:
+            error = GenerationError(
+                code=row.error_code,
+                message=row.error_message or "",
+                retryable=bool(row.error_retryable),
+                node=row.error_node,
+            )
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            template=row.template,
+            status=row.status,
+            progress=Progress(
+                phase=row.phase,
+                percent=row.percent,
+                node=row.current_node,
+                node_class=None,
+                step=row.step,
+                max_steps=row.max_steps,
+                queue_position=row.queue_position,
+            ),
+            attempt=row.attempt,
+            seed=row.seed,
+            parameters=JSON(dict(row.params)),
+            prompt=row.prompt,
+            error=error,
+            backend=row.backend_url,
+            prompt_id=row.prompt_id,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            last_seq=row.last_seq,
+            owner_id=row.owner_id,
+            row_id=row.id,
+        )
+
+
+@strawberry.type(description="One step in a generation's life, as delivered to subscribers.")
+class GenerationEvent:
+    generation_id: strawberry.ID
+    seq: int = strawberry.field(
+        description="Durable events carry their own sequence number; PROGRESS/PREVIEW the last durable one."
+    )
+    kind: EventKind
+    at: float = strawberry.field(description="Unix time the event was produced.")
+    terminal: bool = strawberry.field(description="True on the last event: the subscription completes after it.")
+    status: Status | None = None
+    attempt: int | None = None
+    error: GenerationError | None = None
+    progress: Progress | None = None
+    image: Image | None = None
+    preview_url: str | None = strawberry.field(default=None, description="Short-lived preview image URL.")
+    generation: Generation | None = strawberry.field(default=None, description="Full state, on SNAPSHOT.")
