@@ -250,9 +250,7 @@ _NODES = [
         name="KSampler",
         display_name="KSampler",
         category="sampling",
-        description=(
-            "Uses the provided model, positive and negative conditioning to denoise the latent image."
-        ),
+        description=("Uses the provided model, positive and negative conditioning to denoise the latent image."),
         required={
             "model": ("MODEL", {"tooltip": "The model used for denoising the input latent."}),
             "seed": _int(

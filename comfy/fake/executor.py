@@ -104,9 +104,7 @@ def _execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
 
 
 class Executor:
-    def __init__(
-        self, *, config: FakeConfig, hub: Hub, store: OutputStore, stats: Stats, queue: PromptQueue
-    ) -> None:
+    def __init__(self, *, config: FakeConfig, hub: Hub, store: OutputStore, stats: Stats, queue: PromptQueue) -> None:
         self.config = config
         self.hub = hub
         self.store = store
@@ -253,9 +251,7 @@ class Run:
 
         signatures = _signatures(prompt)
         cached = [node_id for node_id in prompt if signatures[node_id] in executor.cache]
-        self._to_client(
-            "execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": _now_ms()}
-        )
+        self._to_client("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": _now_ms()})
         self._messages.append("execution_cached")
 
         fresh: dict[str, _CachedNode] = {}
@@ -305,9 +301,7 @@ class Run:
         executor.queue.task_done(self.item, entry)
         self._to_client("executing", {"node": None, "prompt_id": self.prompt_id})
 
-    async def _run_node(
-        self, node_id: str, values: dict[str, Outputs]
-    ) -> tuple[Outputs, dict[str, Any] | None]:
+    async def _run_node(self, node_id: str, values: dict[str, Outputs]) -> tuple[Outputs, dict[str, Any] | None]:
         node = self.item.prompt[node_id]
         class_type = node["class_type"]
         self._node_id = node_id
@@ -316,8 +310,7 @@ class Run:
         if self.client_id is not None:
             self.last_node_id = node_id
         inputs = {
-            name: values[value[0]][value[1]] if _is_link(value) else value
-            for name, value in node["inputs"].items()
+            name: values[value[0]][value[1]] if _is_link(value) else value for name, value in node["inputs"].items()
         }
         if self._config.execution_error_node_class == class_type:
             raise NodeError("RuntimeError", f"Injected execution error in {class_type} (fake ComfyUI)")

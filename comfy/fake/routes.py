@@ -207,9 +207,7 @@ async def post_history(request: Request) -> Response:
 async def view(request: Request) -> Response:
     params = request.query_params
     filename = params.get("filename", "")
-    data = await _fake(request).store.read(
-        params.get("type", "output"), params.get("subfolder", ""), filename
-    )
+    data = await _fake(request).store.read(params.get("type", "output"), params.get("subfolder", ""), filename)
     if data is None:
         return Response(status_code=404)
     return Response(data, media_type="image/png", headers={"Content-Disposition": f'filename="{filename}"'})

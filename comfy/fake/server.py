@@ -81,9 +81,7 @@ async def running_fake(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     server = _EmbeddedServer(
-        uvicorn.Config(
-            app, log_level="warning", ws=_WS_IMPLEMENTATION, lifespan="on", timeout_graceful_shutdown=5
-        )
+        uvicorn.Config(app, log_level="warning", ws=_WS_IMPLEMENTATION, lifespan="on", timeout_graceful_shutdown=5)
     )
     task = asyncio.create_task(server.serve(sockets=[sock]), name="fake-comfyui-uvicorn")
     try:

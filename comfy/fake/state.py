@@ -32,9 +32,7 @@ class FakeComfy:
         self._worker: asyncio.Task[None] | None = None
 
     def _new_executor(self) -> Executor:
-        return Executor(
-            config=self.config, hub=self.hub, store=self.store, stats=self.stats, queue=self.queue
-        )
+        return Executor(config=self.config, hub=self.hub, store=self.store, stats=self.stats, queue=self.queue)
 
     def status_data(self) -> dict[str, Any]:
         return {"status": {"exec_info": {"queue_remaining": self.queue.remaining}}}

@@ -19,8 +19,7 @@ _VALIDATION_STACK = [
     '  File "/usr/lib/python3.11/asyncio/runners.py", line 190, in run\n    return runner.run(main)\n',
     '  File "/usr/lib/python3.11/asyncio/runners.py", line 118, in run\n'
     "    return self._loop.run_until_complete(task)\n",
-    '  File "/usr/lib/python3.11/asyncio/base_events.py", line 640, in run_until_complete\n'
-    "    self.run_forever()\n",
+    '  File "/usr/lib/python3.11/asyncio/base_events.py", line 640, in run_until_complete\n    self.run_forever()\n',
     '  File "/usr/lib/python3.11/asyncio/base_events.py", line 607, in run_forever\n    self._run_once()\n',
     '  File "/usr/lib/python3.11/asyncio/base_events.py", line 1922, in _run_once\n    handle._run()\n',
     '  File "/usr/lib/python3.11/asyncio/events.py", line 80, in _run\n'
@@ -157,9 +156,7 @@ def validate_prompt(prompt: dict[str, Any]) -> Accepted | Rejected:
     return Rejected({"error": _outputs_failed(failures, node_errors), "node_errors": node_errors})
 
 
-def _outputs_failed(
-    failures: list[tuple[str, list[dict[str, Any]]]], node_errors: dict[str, Any]
-) -> dict[str, Any]:
+def _outputs_failed(failures: list[tuple[str, list[dict[str, Any]]]], node_errors: dict[str, Any]) -> dict[str, Any]:
     reasons = [reason for _, output_reasons in failures for reason in output_reasons]
     details = "\n".join(f"{reason['message']}: {reason['details']}" for reason in reasons)
     exception_type, traceback = "ValidationError", list(_VALIDATION_STACK)
@@ -188,9 +185,7 @@ def _validate_inputs(prompt: dict[str, Any], node_id: str, validated: dict[str, 
         options: dict[str, Any] = spec[1] if len(spec) > 1 else {}
         if name not in inputs:
             if category == "required":
-                errors.append(
-                    _error("required_input_missing", "Required input is missing", name, {"input_name": name})
-                )
+                errors.append(_error("required_input_missing", "Required input is missing", name, {"input_name": name}))
             continue
         value = inputs[name]
         config = list(spec)
