@@ -40,7 +40,7 @@ frontend-install: $(if $(FRONTEND),$(NPM_STAMP))
 
 $(NPM_STAMP):
 	cd frontend && if [ -f package-lock.json ]; then npm ci; else npm install; fi
-	@rm -f frontend/node_modules/.installed-*
+	@mkdir -p frontend/node_modules && rm -f frontend/node_modules/.installed-*
 	@touch $@
 
 frontend-build: frontend-install

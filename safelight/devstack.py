@@ -195,20 +195,19 @@ class Supervisor:
                     continue
                 self.start(spec)
                 if spec.ready is not None:
-                    self.wait_until(
-                        spec.ready, what=f"{spec.name} to become ready", timeout=spec.ready_timeout
-                    )
+                    self.wait_until(spec.ready, what=f"{spec.name} to become ready", timeout=spec.ready_timeout)
             if on_ready is not None:
                 on_ready()
             while True:
                 self.check()
                 time.sleep(_POLL_S)
         except _Stop as stop:
-            return self._finish(stop)
+            return self.report(stop)
         finally:
             self.stop_all()
 
-    def _finish(self, stop: _Stop) -> int:
+    def report(self, stop: _Stop) -> int:
+        """Say why the stack is stopping; return the exit status."""
         if stop.message:
             self.say(f"safelight dev: {stop.message}; stopping everything")
         elif self.stop_requested is not None:
@@ -279,8 +278,8 @@ class Supervisor:
 
     def _pump(self, name: str, stream: IO[bytes]) -> None:
         prefix = f"{name:>9} | "
-        for raw in iter(stream.readline, b""):
-            with contextlib.suppress(ValueError, OSError):
+        with contextlib.suppress(ValueError, OSError):  # the pipe is closed under us at stop
+            for raw in iter(stream.readline, b""):
                 self.say(prefix + raw.decode(errors="replace").rstrip("\n"))
 
 
@@ -318,8 +317,7 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
     except AlreadyRunning as exc:
         pid = exc.pid if exc.pid is not None else "unknown"
         print(
-            f"safelight dev is already running (pid {pid}); stop it with Ctrl-C in its terminal "
-            f"or `kill {pid}` first",
+            f"safelight dev is already running (pid {pid}); stop it with Ctrl-C in its terminal or `kill {pid}` first",
             file=sys.stderr,
         )
         return 1
@@ -327,7 +325,7 @@ def run_dev(settings: Settings, args: argparse.Namespace) -> int:
         try:
             return _run_stack(settings, args, state_dir, supervisor, servers)
         except _Stop as stop:
-            return supervisor._finish(stop)
+            return supervisor.report(stop)
         finally:
             supervisor.stop_all()  # children first, then the servers they use
 
@@ -358,9 +356,7 @@ def _run_stack(
         notes["database"] = str(settings.redacted()["DATABASE_URL"])
     redis_url = settings.redis_url
     if redis_url is None:
-        redis_url = _start_embedded(
-            EmbeddedRedis(state_dir / "redis", port=args.redis_port), supervisor, servers
-        )
+        redis_url = _start_embedded(EmbeddedRedis(state_dir / "redis", port=args.redis_port), supervisor, servers)
         notes["redis"] = f"{redis_url} (embedded, data in {state_dir / 'redis'})"
     else:
         notes["redis"] = str(settings.redacted()["REDIS_URL"])
