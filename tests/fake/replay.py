@@ -23,7 +23,7 @@ def fast(prompt: dict[str, Any], delay: float = 0.01) -> dict[str, Any]:
     return result
 
 
-async def wait_history(http: httpx.AsyncClient, prompt_id: str, timeout: float = 10.0) -> dict[str, Any]:
+async def wait_history(http: httpx.AsyncClient, prompt_id: str) -> dict[str, Any]:
     async def poll() -> dict[str, Any]:
         while True:
             entry: dict[str, Any] = (await http.get(f"/history/{prompt_id}")).json()
@@ -31,7 +31,7 @@ async def wait_history(http: httpx.AsyncClient, prompt_id: str, timeout: float =
                 return entry[prompt_id]
             await asyncio.sleep(0.01)
 
-    return await asyncio.wait_for(poll(), timeout)
+    return await asyncio.wait_for(poll(), 10.0)
 
 
 async def warm_cache(http: httpx.AsyncClient, recording: Recording, prompt: dict[str, Any]) -> None:

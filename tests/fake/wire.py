@@ -12,6 +12,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+WAIT_S = 10.0
+
 Frame = dict[str, Any]
 """Text frames as sent (`{"type", "data"}`); binary ones as `{"type": "binary:N", "data": metadata, ...}`."""
 
@@ -53,7 +55,7 @@ class Socket:
     async def send(self, data: Any) -> None:
         await self.connection.send(json.dumps(data))
 
-    async def wait_for(self, predicate: Callable[[Frame], bool], timeout: float = 10.0) -> Frame:
+    async def wait_for(self, predicate: Callable[[Frame], bool]) -> Frame:
         async def scan() -> Frame:
             seen = 0
             async with self._arrived:
@@ -66,17 +68,16 @@ class Socket:
                         raise AssertionError(f"socket closed before the frame arrived; got {self.types()}")
                     await self._arrived.wait()
 
-        return await asyncio.wait_for(scan(), timeout)
+        return await asyncio.wait_for(scan(), WAIT_S)
 
-    async def wait_type(self, kind: str, timeout: float = 10.0, **data: Any) -> Frame:
+    async def wait_type(self, kind: str, **data: Any) -> Frame:
         return await self.wait_for(
             lambda f: f["type"] == kind and all((f.get("data") or {}).get(k) == v for k, v in data.items()),
-            timeout,
         )
 
-    async def wait_done(self, prompt_id: str, timeout: float = 10.0) -> Frame:
+    async def wait_done(self, prompt_id: str) -> Frame:
         """The end marker older clients rely on: `executing` with node null for this prompt."""
-        return await self.wait_type("executing", timeout, node=None, prompt_id=prompt_id)
+        return await self.wait_type("executing", node=None, prompt_id=prompt_id)
 
     def types(self) -> list[str]:
         return [frame["type"] for frame in self.frames]
