@@ -217,9 +217,7 @@ class EmbeddedPostgres(_EmbeddedServer):
         if not _world_usable(self._bin / "postgres"):
             _open_parents(install)
             for path in install.rglob("*"):
-                path.chmod(
-                    path.stat().st_mode | (0o055 if path.is_dir() or path.parent == self._bin else 0o044)
-                )
+                path.chmod(path.stat().st_mode | (0o055 if path.is_dir() or path.parent == self._bin else 0o044))
 
     def _initdb(self) -> None:
         if self.pgdata.exists():  # a half-made cluster from an interrupted initdb

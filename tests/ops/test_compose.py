@@ -26,9 +26,7 @@ def _compose() -> dict[str, Any]:
 
 def _safelight_services(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {
-        name: svc
-        for name, svc in data["services"].items()
-        if str(svc.get("image", "")).startswith(SAFELIGHT_IMAGE)
+        name: svc for name, svc in data["services"].items() if str(svc.get("image", "")).startswith(SAFELIGHT_IMAGE)
     }
 
 
