@@ -49,8 +49,7 @@ def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        # strawberry accepts extension instances; its annotation only names classes and factories.
-        extensions=[QueryDepthLimiter(max_depth=max_depth), _Masked],  # type: ignore[list-item]
+        extensions=[lambda: QueryDepthLimiter(max_depth=max_depth), _Masked],
         config=StrawberryConfig(auto_camel_case=True),
     )
 

@@ -83,5 +83,5 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         await hub.stop()
         for client in clients:
             await client.aclose()
-        await redis.close(close_connection_pool=True)
+        await redis.aclose(close_connection_pool=True)
         await engine.dispose()

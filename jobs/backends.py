@@ -49,7 +49,9 @@ class Backend:
         self.failures += 1
         if self.failures >= threshold:
             self.open_until = time.monotonic() + cooldown_s
-            log.warning("backend %s unhealthy after %d failures; skipped for %.0fs", self.url, self.failures, cooldown_s)
+            log.warning(
+                "backend %s unhealthy after %d failures; skipped for %.0fs", self.url, self.failures, cooldown_s
+            )
 
 
 class BackendPool:

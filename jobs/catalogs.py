@@ -49,9 +49,7 @@ class CatalogCache:
         async with self._lock:
             if time.monotonic() - self._fetched_at < self._ttl_s:
                 return self._value
-            results = await asyncio.gather(
-                *(client.object_info() for client in self._clients), return_exceptions=True
-            )
+            results = await asyncio.gather(*(client.object_info() for client in self._clients), return_exceptions=True)
             catalogs = [r for r in results if isinstance(r, Catalog)]
             for result in results:
                 if isinstance(result, BaseException) and not isinstance(result, ComfyError):

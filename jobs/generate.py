@@ -124,9 +124,7 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generatio
             return change.generation
         if generation.lease is not None and await _owner_alive(rt, generation.lease):
             return None
-        taken = await gens.take_over(
-            session, generation_id=generation_id, old_lease=generation.lease, new_lease=lease
-        )
+        taken = await gens.take_over(session, generation_id=generation_id, old_lease=generation.lease, new_lease=lease)
         await session.commit()
         if taken is not None:
             log.info("generation %s recovered from lease %s", generation_id, generation.lease)
@@ -388,7 +386,8 @@ class GenerationRun:
         if not outputs:
             entry = await client.history(self.prompt_id)
             outputs = [i for i in (entry.images if entry else ()) if i.type == "output"]
-        await self.relay.progress(phase=Phase.SAVING.value, percent=self.relay.state["percent"])
+        self.relay.stop_previews()
+        await self.relay.progress(phase=Phase.SAVING.value)
         for index, image in enumerate(outputs):
             data = await client.view(image)
             stored = await self.rt.store.put(data)

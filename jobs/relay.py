@@ -78,7 +78,12 @@ class Relay:
         return BusEvent(self.generation_id, self.owner_id, self.seq, kind, payload, time.time())
 
     async def progress(self, emitted_at: float | None = None, **changes: Any) -> None:
-        """Publish the progress state after `changes`; schedule a coalesced row update."""
+        """Publish the progress state after `changes`; schedule a coalesced row update.
+
+        A change that changes nothing is not published (ComfyUI repeats itself).
+        """
+        if emitted_at is None and all(self.state.get(k) == v for k, v in changes.items()):
+            return
         self.state.update(changes)
         payload = dict(self.state)
         if emitted_at is not None:
@@ -146,11 +151,16 @@ class Relay:
         except Exception:
             log.exception("preview relay failed for %s", self.generation_id)
 
-    async def close(self) -> None:
-        """Stop timers and wait for in-flight writes (the final state is written by the transition)."""
+    def stop_previews(self) -> None:
+        """Drop a throttled preview still waiting: the images themselves are coming."""
         if self._preview_timer is not None:
             self._preview_timer.cancel()
             self._preview_timer = None
+        self._preview_pending = None
+
+    async def close(self) -> None:
+        """Stop timers and wait for in-flight writes (the final state is written by the transition)."""
+        self.stop_previews()
         tasks = [*self._preview_tasks]
         if self._db_task is not None:
             self._db_task.cancel()

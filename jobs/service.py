@@ -139,9 +139,7 @@ class JobService:
                 if generation.status is Status.CANCELLING:
                     return generation
                 if generation.status.is_terminal:
-                    raise InvalidState(
-                        f"generation is already {generation.status.value}", status=generation.status
-                    )
+                    raise InvalidState(f"generation is already {generation.status.value}", status=generation.status)
                 target = Status.CANCELLED if generation.status is Status.QUEUED else Status.CANCELLING
                 try:
                     change = await gens.transition(session, generation_id=generation_id, to=target)
@@ -175,9 +173,7 @@ class JobService:
                 raise InvalidState(str(exc), status=exc.current) from None
             await session.commit()
         await publish_change(self.redis, self.keys, change)
-        await enqueue_generation(
-            self.redis, self.keys, generation_id=generation_id, attempt=change.generation.attempt
-        )
+        await enqueue_generation(self.redis, self.keys, generation_id=generation_id, attempt=change.generation.attempt)
         return change.generation
 
     async def delete(self, *, generation_id: uuid.UUID, viewer: User) -> None:
@@ -188,9 +184,7 @@ class JobService:
             hashes = await gens.delete_generation(session, generation_id=generation_id)
             await session.commit()
             still_used = set(
-                (
-                    await session.execute(select(Image.content_hash).where(Image.content_hash.in_(hashes)))
-                ).scalars()
+                (await session.execute(select(Image.content_hash).where(Image.content_hash.in_(hashes)))).scalars()
             )
         if was_active:
             await request_cancel(self.redis, self.keys, generation_id=generation_id)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import signal
 import socket
 import time
 import uuid
@@ -65,6 +66,19 @@ class SafelightWorker(Worker):
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
         self.wake.set()  # a slot freed: look for the next job now, not at the next poll
+
+    async def close(self) -> None:
+        """arq's close, with redis-py 5's aclose() instead of the deprecated close()."""
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if not self._pool:
+            return
+        await asyncio.gather(*self.tasks.values())
+        await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
 
     async def main(self) -> None:
         if self._pool is None:
@@ -116,6 +130,7 @@ def build_worker(settings: Settings, *, burst: bool = False, handle_signals: boo
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ComfyUI request is noise
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -287,4 +302,3 @@ async def recover_orphans(rt: Runtime, *, queued_grace_s: float = 30.0) -> int:
             log.warning("generation %s: owner of lease %s is gone; recovery enqueued", gid, lease)
             count += 1
     return count
-

@@ -9,19 +9,25 @@ drops it at the end; Redis keys live under a namespace unique to the session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from comfy.fake.server import FakeConfig, FakeHandle, running_fake
 from db.engine import create_engine, create_session_factory
 from db.migrate import upgrade
 from settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from tests.stack import GraphQLClient
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +92,7 @@ def namespace() -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(
-    database_url: str, redis_url: str, namespace: str, tmp_path_factory: pytest.TempPathFactory
-) -> Settings:
+def settings(database_url: str, redis_url: str, namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     state = tmp_path_factory.mktemp("state")
     return load_settings(
         database_url=database_url,
@@ -117,3 +121,88 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def session(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with session_factory() as session:
         yield session
+
+
+# -- the whole stack, in this event loop -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def fake_comfy() -> AsyncIterator[FakeHandle]:
+    async with running_fake(FakeConfig(step_time=0.01)) as handle:
+        yield handle
+
+
+@pytest.fixture
+async def fake(fake_comfy: FakeHandle) -> AsyncIterator[FakeHandle]:
+    """The session's fake ComfyUI; whatever a test changes in its config is undone after it."""
+    saved = FakeConfig(**fake_comfy.config.as_dict())
+    yield fake_comfy
+    fake_comfy.config.replace_with(saved)
+
+
+@pytest.fixture(scope="session")
+def stack_settings(settings: Settings, fake_comfy: FakeHandle) -> Settings:
+    return settings.model_copy(
+        update={
+            "comfyui_urls": (fake_comfy.url,),
+            "worker_heartbeat_s": 1.0,
+            "retry_base_delay_s": 0.05,
+            "retry_max_delay_s": 0.2,
+            "max_attempts": 3,
+            "catalog_ttl_s": 1.0,
+            "rate_limit_per_minute": 100_000,
+            "max_active_per_user": 50,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def api_url(stack_settings: Settings) -> AsyncIterator[str]:
+    from graph.app import create_app
+    from tests.stack import serve
+
+    async with serve(create_app(stack_settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def worker(stack_settings: Settings) -> AsyncIterator[Any]:
+    """One in-process arq worker for the session (multi-process tests start their own)."""
+    from jobs.worker import build_worker
+
+    w = build_worker(stack_settings, handle_signals=False)
+    task = asyncio.create_task(w.async_run())
+    for _ in range(500):
+        if "runtime" in w.ctx:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    yield w
+    await w.close()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@pytest.fixture
+async def make_client(
+    api_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Callable[..., Awaitable[GraphQLClient]]]:
+    """Create a user with a token and a GraphQL client for it."""
+    from db.users import create_token, ensure_user
+    from tests.stack import GraphQLClient
+
+    clients: list[GraphQLClient] = []
+
+    async def make(*, admin: bool = False) -> GraphQLClient:
+        async with session_factory() as session:
+            user = await ensure_user(session, name=f"user-{uuid.uuid4().hex[:8]}", is_admin=admin)
+            token = await create_token(session, user_id=user.id, name="test")
+            await session.commit()
+        client = GraphQLClient(api_url, token)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()

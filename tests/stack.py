@@ -1,0 +1,153 @@
+"""Test support for the whole stack: an in-loop uvicorn, a GraphQL client over HTTP and websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+import websockets
+from starlette.types import ASGIApp
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+
+
+class _InLoopServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the test process owns its signals
+
+
+@asynccontextmanager
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port in this event loop; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = _InLoopServer(
+        uvicorn.Config(app, log_level="warning", ws="websockets-sansio", lifespan="on", timeout_graceful_shutdown=2)
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server did not start")
+            await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+class GraphQLClient:
+    def __init__(self, base_url: str, token: str | None) -> None:
+        self.base_url = base_url
+        self.token = token
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=30)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The whole response: {"data": ..., "errors": ...}."""
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=self._headers()
+        )
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = await self.execute(query, variables)
+        assert not result.get("errors"), result["errors"]
+        data: dict[str, Any] = result["data"]
+        return data
+
+    @asynccontextmanager
+    async def subscription(
+        self, query: str, variables: dict[str, Any] | None = None, *, protocol: str = TRANSPORT_WS
+    ) -> AsyncIterator[Subscription]:
+        url = "ws" + self.base_url.removeprefix("http") + "/graphql"
+        async with websockets.connect(url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
+            init: dict[str, Any] = {"type": "connection_init"}
+            if self.token:
+                init["payload"] = {"authorization": f"Bearer {self.token}"}
+            await ws.send(json.dumps(init))
+            ack = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert ack["type"] == "connection_ack", ack
+            start = "subscribe" if protocol == TRANSPORT_WS else "start"
+            await ws.send(
+                json.dumps({"id": "1", "type": start, "payload": {"query": query, "variables": variables or {}}})
+            )
+            yield Subscription(ws, protocol)
+
+
+class Subscription:
+    def __init__(self, ws: Any, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.completed = False
+
+    async def next(self, timeout: float = 15.0) -> dict[str, Any] | None:
+        """The next result's data; None once the server completed the subscription."""
+        while True:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            kind = message["type"]
+            if kind in ("next", "data"):
+                payload = message["payload"]
+                assert not payload.get("errors"), payload["errors"]
+                data: dict[str, Any] = payload["data"]
+                return data
+            if kind == "complete":
+                self.completed = True
+                return None
+            if kind in ("error", "connection_error"):
+                raise AssertionError(f"subscription error: {message}")
+            # ka / pong / ping: keep reading
+
+    async def collect(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Every result until the server completes the subscription."""
+        out = []
+        async with asyncio.timeout(timeout):
+            while (data := await self.next(timeout)) is not None:
+                out.append(data)
+        return out
+
+
+EVENT_FIELDS = """
+    generationId seq kind terminal status attempt
+    error { code message retryable node }
+    progress { phase percent node step maxSteps queuePosition emittedAt }
+    image { index url thumbnailUrl width height sizeBytes contentHash seedValue }
+    previewUrl
+    generation { id status attempt progress { percent phase } images { url } }
+"""
+
+GENERATION_EVENTS = f"""
+subscription($id: ID!, $after: Int) {{ generationEvents(id: $id, after: $after) {{ {EVENT_FIELDS} }} }}
+"""
+
+CREATE = """
+mutation($input: GenerationInput!, $key: String) {
+  createGeneration(input: $input, idempotencyKey: $key) {
+    __typename
+    ... on GenerationPayload { created generation { id status seedUsed attempt lastSeq parameters } }
+    ... on ValidationError { message errors { field message } }
+    ... on QuotaExceededError { message limit }
+    ... on BackendUnavailableError { message }
+    ... on NotAllowedError { message }
+  }
+}
+"""
