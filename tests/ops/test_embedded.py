@@ -101,3 +101,28 @@ def test_redis_restarts_after_a_crash(tmp_path: Path) -> None:
         client = redis.Redis.from_url(again.url)
         assert client.ping()
         client.close()
+
+
+def test_redis_replaces_a_server_left_running_on_its_data(tmp_path: Path) -> None:
+    port = free_port()
+    leftover = EmbeddedRedis(tmp_path / "redis", port=port)  # as if its owner had crashed
+    client = redis.Redis.from_url(leftover.start())
+    client.set("kept", "yes")
+    client.close()
+
+    with EmbeddedRedis(tmp_path / "redis", port=port) as server:
+        assert leftover.pid is None
+        client = redis.Redis.from_url(server.url)
+        assert client.get("kept") == b"yes"
+        client.close()
+
+
+@pytest.mark.slow
+async def test_postgres_replaces_a_server_left_running_on_its_data(server_dir: Path) -> None:
+    leftover = EmbeddedPostgres(server_dir / "postgres")
+    await _query(leftover.start(), "CREATE TABLE kept (v int); INSERT INTO kept VALUES (1)")
+
+    with EmbeddedPostgres(server_dir / "postgres") as pg:
+        assert leftover.pid is None
+        rows = await _query(pg.url, "SELECT v FROM kept")
+        assert [r["v"] for r in rows] == [1]
