@@ -1,0 +1,91 @@
+"""Real PNGs: size, batch, determinism; preview frames of both kinds."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import httpx
+from PIL import Image
+
+from comfy.fake import render
+from comfy.fake.server import FakeHandle
+from tests.fake.replay import wait_history
+from tests.fake.test_validation import txt2img
+from tests.fake.wire import open_socket
+
+
+async def _images(http: httpx.AsyncClient, prompt: dict[str, object]) -> list[bytes]:
+    answer = await http.post("/prompt", json={"prompt": prompt})
+    assert answer.status_code == 200, answer.text
+    entry = await wait_history(http, answer.json()["prompt_id"])
+    assert entry["status"]["status_str"] == "success"
+    images = []
+    for image in entry["outputs"]["9"]["images"]:
+        got = await http.get("/view", params={k: image[k] for k in ("filename", "subfolder", "type")})
+        assert (got.status_code, got.headers["content-type"]) == (200, "image/png")
+        images.append(got.content)
+    return images
+
+
+async def test_size_and_batch(http: httpx.AsyncClient) -> None:
+    prompt = txt2img(**{"5__width": 96, "5__height": 40, "5__batch_size": 3})
+    images = await _images(http, prompt)
+    assert len(images) == 3
+    decoded = [Image.open(io.BytesIO(data)) for data in images]
+    assert all((image.format, image.size) == ("PNG", (96, 40)) for image in decoded)
+    assert len(set(images)) == 3
+
+
+async def test_same_prompt_and_seed_same_bytes(http: httpx.AsyncClient) -> None:
+    (first,) = await _images(http, txt2img())
+    await http.post("/_fake/reset")  # forget the cache: the second run really renders again
+    (again,) = await _images(http, txt2img())
+    (other_seed,) = await _images(http, txt2img(**{"3__seed": 43}))
+    (other_text,) = await _images(http, txt2img(**{"6__text": "a lighthouse at dawn"}))
+    assert first == again
+    assert len({first, other_seed, other_text}) == 3
+
+
+async def test_filenames_count_like_comfyui(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/prompt", json={"prompt": txt2img(**{"9__filename_prefix": "a/b"})})
+    entry = await wait_history(http, answer.json()["prompt_id"])
+    (image,) = entry["outputs"]["9"]["images"]
+    assert (image["subfolder"], image["filename"], image["type"]) == ("a", "b_00001_.png", "output")
+    assert image["abs_path"].endswith("/output/a/b_00001_.png")
+    escape = await http.post("/prompt", json={"prompt": txt2img(**{"9__filename_prefix": "../x"})})
+    assert (await wait_history(http, escape.json()["prompt_id"]))["status"]["status_str"] == "error"
+    assert (await http.get("/view", params={"filename": "b_00001_.png", "subfolder": "../output/a"})).status_code == 404
+
+
+def test_render_is_deterministic_and_scalable() -> None:
+    spec = render.Txt2Img(positive="cat", negative="", seed=1, width=640, height=320)
+    assert render.png_bytes(render.txt2img(spec, 0)) == render.png_bytes(render.txt2img(spec, 0))
+    assert render.txt2img(spec, 0, max_size=256).size == (256, 128)
+
+
+async def test_preview_frames_by_client_kind(comfy: FakeHandle, http: httpx.AsyncClient) -> None:
+    """Without a client_id previews go to every socket, each in the format it can read."""
+    async with (
+        open_socket(comfy.url, str(uuid.uuid4()), feature_flags=True) as modern,
+        open_socket(comfy.url, str(uuid.uuid4())) as legacy,
+    ):
+        answer = await http.post("/prompt", json={"prompt": txt2img()})
+        await wait_history(http, answer.json()["prompt_id"])
+        await modern.wait_type("status", status={"exec_info": {"queue_remaining": 0}})
+        await legacy.wait_type("status", status={"exec_info": {"queue_remaining": 0}})
+    assert modern.types().count("binary:4") == 4 and "binary:1" not in modern.types()
+    assert legacy.types().count("binary:1") == 4 and "binary:4" not in legacy.types()
+    frame = next(f for f in modern.frames if f["type"] == "binary:4")
+    assert frame["data"]["node_id"] == "3" and frame["data"]["image_type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(frame["image"])).format == "JPEG"
+
+
+async def test_no_previews_when_disabled(comfy: FakeHandle, http: httpx.AsyncClient) -> None:
+    comfy.config.preview = False
+    client_id = str(uuid.uuid4())
+    async with open_socket(comfy.url, client_id, feature_flags=True) as ws:
+        answer = await http.post("/prompt", json={"prompt": txt2img(), "client_id": client_id})
+        await ws.wait_done(answer.json()["prompt_id"])
+    assert not [kind for kind in ws.types() if kind.startswith("binary")]
+    assert ws.types().count("progress") == 4
