@@ -73,7 +73,7 @@ class ImageStore:
         return StoredImage(content_hash, len(data), width, height, mime)
 
     async def thumbnail(self, content_hash: str, size: int) -> Path | None:
-        """A PNG thumbnail no larger than size×size, made once and kept; None if no such image."""
+        """A PNG thumbnail no larger than size x size, made once and kept; None if no such image."""
         if size not in THUMBNAIL_SIZES:
             raise ValueError(f"thumbnail size must be one of {THUMBNAIL_SIZES}")
         return await asyncio.to_thread(self._thumbnail, content_hash, size)

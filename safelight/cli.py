@@ -111,9 +111,9 @@ def _run(args: argparse.Namespace) -> int:
             sys.stdout.write(sdl)
         return 0
     if args.command == "create-token":
-        from db.tokens import create_token_cli
+        from safelight.tokens import create_user_token
 
-        print(create_token_cli(settings, name=args.name, admin=args.admin))
+        print(create_user_token(settings, name=args.name, admin=args.admin))
         return 0
     raise AssertionError(f"unhandled command {args.command}")
 

@@ -100,10 +100,10 @@ class Subscription:
         self.protocol = protocol
         self.completed = False
 
-    async def next(self, timeout: float = 15.0) -> dict[str, Any] | None:
+    async def next(self, wait_s: float = 15.0) -> dict[str, Any] | None:
         """The next result's data; None once the server completed the subscription."""
         while True:
-            message = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), wait_s))
             kind = message["type"]
             if kind in ("next", "data"):
                 payload = message["payload"]
@@ -117,11 +117,11 @@ class Subscription:
                 raise AssertionError(f"subscription error: {message}")
             # ka / pong / ping: keep reading
 
-    async def collect(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+    async def collect(self, wait_s: float = 30.0) -> list[dict[str, Any]]:
         """Every result until the server completes the subscription."""
         out = []
-        async with asyncio.timeout(timeout):
-            while (data := await self.next(timeout)) is not None:
+        async with asyncio.timeout(wait_s):
+            while (data := await self.next(wait_s)) is not None:
                 out.append(data)
         return out
 

@@ -1,0 +1,200 @@
+"""The job lifecycle through the API with a real worker: cancel at every stage, retries, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from comfy.fake.server import FakeHandle
+from jobs.generate import prompt_id_for
+from jobs.worker import SafelightWorker
+from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient
+
+MakeClient = Callable[..., Awaitable[GraphQLClient]]
+SMALL = {"prompt": "a red fox", "width": 64, "height": 64, "steps": 4}
+
+GENERATION = """
+query($id: ID!) { generation(id: $id) {
+  id status attempt promptId seedUsed lastSeq
+  progress { phase percent queuePosition }
+  error { code message retryable node }
+  images { url contentHash }
+} }
+"""
+CANCEL = """
+mutation($id: ID!) { cancelGeneration(id: $id) {
+  __typename
+  ... on GenerationPayload { generation { status } }
+  ... on InvalidStateError { message status }
+  ... on NotFoundError { message }
+} }
+"""
+RETRY = """
+mutation($id: ID!) { retryGeneration(id: $id) {
+  __typename ... on GenerationPayload { generation { status attempt } } ... on InvalidStateError { status }
+} }
+"""
+
+
+async def create(client: GraphQLClient, **overrides: Any) -> str:
+    data = await client.query(CREATE, {"input": {**SMALL, **overrides}})
+    result = data["createGeneration"]
+    assert result["__typename"] == "GenerationPayload", result
+    return str(result["generation"]["id"])
+
+
+async def get(client: GraphQLClient, gid: str) -> dict[str, Any]:
+    data = await client.query(GENERATION, {"id": gid})
+    generation: dict[str, Any] = data["generation"]
+    return generation
+
+
+async def wait_for(
+    client: GraphQLClient, gid: str, predicate: Callable[[dict[str, Any]], bool], *, within: float = 20.0
+) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            generation = await get(client, gid)
+            if predicate(generation):
+                return generation
+            await asyncio.sleep(0.02)
+
+
+async def finished(client: GraphQLClient, gid: str) -> dict[str, Any]:
+    return await wait_for(client, gid, lambda g: g["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
+
+
+@pytest.mark.usefixtures("worker")
+async def test_cancel_before_pickup_never_reaches_comfyui(
+    make_client: MakeClient, fake: FakeHandle, worker: SafelightWorker
+) -> None:
+    client = await make_client()
+    worker.allow_pick_jobs = False
+    try:
+        gid = await create(client)
+        result = (await client.query(CANCEL, {"id": gid}))["cancelGeneration"]
+        assert result == {"__typename": "GenerationPayload", "generation": {"status": "CANCELLED"}}
+    finally:
+        worker.allow_pick_jobs = True
+        worker.wake.set()
+    await asyncio.sleep(0.3)  # the worker now sees the job and must leave it alone
+    generation = await get(client, gid)
+    assert generation["status"] == "CANCELLED"
+    assert generation["promptId"] is None
+    assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 1)] == 0
+    assert not any(e.get("prompt_id") == prompt_id_for(uuid.UUID(gid), 1) for e in fake.fake.stats.events)
+
+
+@pytest.mark.usefixtures("worker")
+async def test_cancel_waiting_in_comfy_queue_and_while_running(make_client: MakeClient, fake: FakeHandle) -> None:
+    fake.config.step_time = 0.05
+    client = await make_client()
+    running = await create(client, steps=60)
+    await wait_for(client, running, lambda g: g["progress"]["phase"] == "EXECUTING")
+    waiting = await create(client)
+    await wait_for(client, waiting, lambda g: g["progress"]["phase"] == "BACKEND_QUEUE")
+    deletes, interrupts = fake.fake.stats.deletes, fake.fake.stats.interrupts
+
+    async with client.subscription(GENERATION_EVENTS, {"id": waiting}) as sub:
+        assert (await client.query(CANCEL, {"id": waiting}))["cancelGeneration"]["__typename"] == "GenerationPayload"
+        events = [e["generationEvents"] for e in await sub.collect()]
+    assert events[-1]["status"] == "CANCELLED"
+    assert fake.fake.stats.deletes == deletes + 1
+    assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(waiting), 1)] == 0
+
+    async with client.subscription(GENERATION_EVENTS, {"id": running}) as sub:
+        assert (await client.query(CANCEL, {"id": running}))["cancelGeneration"]["__typename"] == "GenerationPayload"
+        events = [e["generationEvents"] for e in await sub.collect()]
+    statuses = [e["status"] for e in events if e["kind"] == "STATUS"]
+    assert statuses[-2:] == ["CANCELLING", "CANCELLED"]
+    assert fake.fake.stats.interrupts == interrupts + 1
+    generation = await get(client, running)
+    assert generation["images"] == []
+    assert generation["progress"]["percent"] < 100
+
+    again = (await client.query(CANCEL, {"id": running}))["cancelGeneration"]
+    assert again == {
+        "__typename": "InvalidStateError",
+        "message": "generation is already CANCELLED",
+        "status": "CANCELLED",
+    }
+
+
+@pytest.mark.usefixtures("worker")
+async def test_cancelling_a_finished_generation_is_an_invalid_state(make_client: MakeClient) -> None:
+    client = await make_client()
+    gid = await create(client)
+    assert (await finished(client, gid))["status"] == "SUCCEEDED"
+    result = (await client.query(CANCEL, {"id": gid}))["cancelGeneration"]
+    assert result["__typename"] == "InvalidStateError"
+    assert result["status"] == "SUCCEEDED"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_transient_failure_is_retried_with_a_new_attempt(make_client: MakeClient, fake: FakeHandle) -> None:
+    fake.config.submit_http_500 = 1
+    client = await make_client()
+    gid = await create(client)
+    async with client.subscription(GENERATION_EVENTS, {"id": gid, "after": 0}) as sub:
+        events = [e["generationEvents"] for e in await sub.collect()]
+    statuses = [(e["status"], e["attempt"]) for e in events if e["kind"] == "STATUS"]
+    assert statuses == [("QUEUED", 1), ("RUNNING", 1), ("QUEUED", 2), ("RUNNING", 2), ("SUCCEEDED", 2)]
+    retry_event = events[[e["kind"] for e in events].index("STATUS", 2)]
+    assert retry_event["error"]["retryable"] is True
+    generation = await get(client, gid)
+    assert generation["attempt"] == 2
+    assert generation["promptId"] == prompt_id_for(uuid.UUID(gid), 2)
+    assert len(generation["images"]) == 1
+
+
+@pytest.mark.usefixtures("worker")
+async def test_execution_error_fails_permanently_and_retry_runs_again(
+    make_client: MakeClient, fake: FakeHandle
+) -> None:
+    fake.config.execution_error_node_class = "VAEDecode"
+    client = await make_client()
+    gid = await create(client)
+    generation = await finished(client, gid)
+    assert generation["status"] == "FAILED"
+    assert generation["attempt"] == 1
+    error = generation["error"]
+    assert error["code"] == "EXECUTION_ERROR"
+    assert error["retryable"] is False
+    assert "VAEDecode" in error["node"]
+    fake.config.execution_error_node_class = None
+    retried = (await client.query(RETRY, {"id": gid}))["retryGeneration"]
+    assert retried == {"__typename": "GenerationPayload", "generation": {"status": "QUEUED", "attempt": 2}}
+    generation = await finished(client, gid)
+    assert generation["status"] == "SUCCEEDED"
+    assert generation["error"] is None
+    assert (await client.query(RETRY, {"id": gid}))["retryGeneration"]["__typename"] == "InvalidStateError"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_websocket_drop_mid_run_is_reconciled_from_history(make_client: MakeClient, fake: FakeHandle) -> None:
+    fake.config.drop_ws_mid_run = 1
+    fake.config.step_time = 0.03
+    client = await make_client()
+    gid = await create(client, steps=10, batchSize=2)
+    generation = await finished(client, gid)
+    assert generation["status"] == "SUCCEEDED"
+    assert generation["attempt"] == 1
+    assert len(generation["images"]) == 2
+    assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 1)] == 1
+
+
+@pytest.mark.usefixtures("worker")
+async def test_idempotency_key_returns_the_same_generation(make_client: MakeClient) -> None:
+    client = await make_client()
+    variables = {"input": SMALL, "key": "click-once-42"}
+    first = (await client.query(CREATE, variables))["createGeneration"]
+    second = (await client.query(CREATE, variables))["createGeneration"]
+    assert first["created"] is True
+    assert second["created"] is False
+    assert second["generation"]["id"] == first["generation"]["id"]
+    page = await client.query("{ generations(first: 10) { edges { node { id } } } }")
+    assert [e["node"]["id"] for e in page["generations"]["edges"]] == [first["generation"]["id"]]
