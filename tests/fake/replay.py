@@ -28,7 +28,8 @@ async def wait_history(http: httpx.AsyncClient, prompt_id: str) -> dict[str, Any
         while True:
             entry: dict[str, Any] = (await http.get(f"/history/{prompt_id}")).json()
             if entry:
-                return entry[prompt_id]
+                found: dict[str, Any] = entry[prompt_id]
+                return found
             await asyncio.sleep(0.01)
 
     return await asyncio.wait_for(poll(), 10.0)

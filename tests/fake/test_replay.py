@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import httpx
 
@@ -20,7 +21,7 @@ from tests.fake.replay import (
 from tests.fake.wire import open_socket
 
 
-async def _submit(http: httpx.AsyncClient, body: dict[str, object]) -> str:
+async def _submit(http: httpx.AsyncClient, body: Mapping[str, object]) -> str:
     answer = await http.post("/prompt", json=body)
     assert answer.status_code == 200, answer.text
     prompt_id: str = answer.json()["prompt_id"]
