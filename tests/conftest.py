@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-def _services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def _services() -> Iterator[tuple[str, str]]:
     """(server-level PostgreSQL URL, Redis URL)."""
     pg_url = os.environ.get("DATABASE_URL")
     redis_url = os.environ.get("REDIS_URL")
@@ -39,7 +41,10 @@ def _services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
         if pg_url is None or redis_url is None:
             from safelight.embedded import EmbeddedPostgres, EmbeddedRedis
 
-            root = tmp_path_factory.mktemp("embedded")
+            # Not under pytest's tmp_path: another pytest session resets that to 0700, which
+            # would lock out embedded PostgreSQL's own system user mid-run (see DEVELOPERS.md).
+            root = Path(tempfile.mkdtemp(prefix="safelight-test-"))
+            stack.callback(shutil.rmtree, root, ignore_errors=True)
             if pg_url is None:
                 postgres = EmbeddedPostgres(root / "postgres")
                 pg_url = postgres.start()

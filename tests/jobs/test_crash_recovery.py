@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,20 +43,20 @@ def _env(settings: Settings) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def worker_process(settings: Settings) -> AsyncIterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "safelight.cli", "worker"], env=_env(settings), start_new_session=True
+async def worker_process(settings: Settings) -> AsyncIterator[asyncio.subprocess.Process]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "safelight.cli", "worker", env=_env(settings), start_new_session=True
     )
     try:
         yield process
     finally:
-        if process.poll() is None:
+        if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.to_thread(process.wait, 15)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
                 process.kill()
-                await asyncio.to_thread(process.wait)
+                await process.wait()
 
 
 @pytest.fixture
@@ -101,7 +100,7 @@ async def test_worker_killed_mid_job_resumes_without_a_second_execution(
         async with worker_process(settings) as first:
             await _next_progress(sub, min_step=3)
             first.send_signal(signal.SIGKILL)
-            await asyncio.to_thread(first.wait, 10)
+            await asyncio.wait_for(first.wait(), 10)
         async with worker_process(settings):
             events = [e["generationEvents"] for e in await sub.collect(wait_s=60)]
     assert events[-1]["status"] == "SUCCEEDED"
