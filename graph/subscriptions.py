@@ -29,6 +29,7 @@ from db.states import Status as DbStatus
 from graph.context import Context
 from graph.fanout import GAP
 from graph.queries import parse_id
+from graph.status import SystemStatus, watch_system_status
 from graph.types import EventKind, Generation, GenerationError, GenerationEvent, Image, Progress
 from jobs.bus import BusEvent
 
@@ -192,3 +193,7 @@ class Subscription:
                     yield to_event(item, base_url=info.context.base_url)
         finally:
             listener.close()
+
+    system_status: AsyncGenerator[SystemStatus, None] = strawberry.subscription(
+        resolver=watch_system_status, description="System status whenever it changes (admins only)."
+    )

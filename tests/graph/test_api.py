@@ -15,6 +15,7 @@ import websockets
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from comfy.fake.server import FakeHandle
 from db.generations import create_generation
 from db.images import add_image
 from db.users import user_by_token
@@ -221,3 +222,19 @@ async def test_health_and_metrics(api_url: str) -> None:
         graphiql = await http.get("/graphql", headers={"Accept": "text/html"})
         assert graphiql.status_code == 200
         assert "graphiql" in graphiql.text.lower()
+
+
+@pytest.mark.usefixtures("worker")
+async def test_system_status_for_admins_only(make_client: MakeClient, fake: FakeHandle) -> None:
+    admin, user = await make_client(admin=True), await make_client()
+    query = """{ systemStatus { fingerprint queued running arqQueueDepth
+        workers { id settingsMatch comfyuiUrls concurrency }
+        backends { url healthy devices { name vramTotal } } } }"""
+    status = (await admin.query(query))["systemStatus"]
+    assert status["workers"], "the session worker reports itself"
+    assert all(w["settingsMatch"] for w in status["workers"])
+    assert status["workers"][0]["comfyuiUrls"] == [fake.url]
+    assert status["backends"] == [{"url": fake.url, "healthy": True, "devices": status["backends"][0]["devices"]}]
+    assert status["backends"][0]["devices"]
+    denied = await user.execute(query)
+    assert denied["errors"][0]["message"] == "system status is for admins"

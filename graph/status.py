@@ -1,0 +1,126 @@
+"""System status in the schema (admins only): queue, workers, backends, recent outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from graph.context import Context, NotAuthenticated
+from jobs import status as jobs_status
+
+__all__ = ["SystemStatus", "resolve_system_status", "watch_system_status"]
+
+
+@strawberry.type
+class WorkerInfo:
+    id: str
+    version: str
+    host: str
+    pid: int
+    concurrency: int
+    fingerprint: str
+    settings_match: bool = strawberry.field(description="False: this worker runs with settings other than the API's.")
+    comfyui_urls: list[str]
+    in_flight: list[str] = strawberry.field(description="Generation ids this worker is running.")
+    last_beat: float
+
+
+@strawberry.type
+class GpuDevice:
+    name: str
+    vram_total: float
+    vram_free: float
+
+
+@strawberry.type
+class BackendInfo:
+    url: str
+    healthy: bool
+    error: str | None
+    running: int
+    pending: int
+    comfyui_version: str | None
+    devices: list[GpuDevice]
+
+
+@strawberry.type
+class SystemStatus:
+    fingerprint: str = strawberry.field(description="The API's settings fingerprint; workers should match it.")
+    queued: int
+    running: int
+    oldest_queued_seconds: float | None
+    arq_queue_depth: int
+    succeeded_last_hour: int
+    failed_last_hour: int
+    cancelled_last_hour: int
+    workers: list[WorkerInfo]
+    backends: list[BackendInfo]
+
+    @classmethod
+    def from_status(cls, s: jobs_status.SystemStatus) -> SystemStatus:
+        return cls(
+            fingerprint=s.fingerprint,
+            queued=s.queued,
+            running=s.running,
+            oldest_queued_seconds=s.oldest_queued_s,
+            arq_queue_depth=s.arq_queue_depth,
+            succeeded_last_hour=s.succeeded_last_hour,
+            failed_last_hour=s.failed_last_hour,
+            cancelled_last_hour=s.cancelled_last_hour,
+            workers=[
+                WorkerInfo(
+                    id=w.id,
+                    version=w.version,
+                    host=w.host,
+                    pid=w.pid,
+                    concurrency=w.concurrency,
+                    fingerprint=w.fingerprint,
+                    settings_match=w.settings_match,
+                    comfyui_urls=list(w.comfyui_urls),
+                    in_flight=list(w.in_flight),
+                    last_beat=w.last_beat,
+                )
+                for w in s.workers
+            ],
+            backends=[
+                BackendInfo(
+                    url=b.url,
+                    healthy=b.healthy,
+                    error=b.error,
+                    running=b.running,
+                    pending=b.pending,
+                    comfyui_version=b.comfyui_version,
+                    devices=[GpuDevice(name=d.name, vram_total=d.vram_total, vram_free=d.vram_free) for d in b.devices],
+                )
+                for b in s.backends
+            ],
+        )
+
+
+async def _read(info: strawberry.Info[Context, None]) -> SystemStatus:
+    if not info.context.viewer.is_admin:
+        raise NotAuthenticated("system status is for admins")
+    state = info.context.state
+    status = await jobs_status.read_status(
+        settings=state.settings, sessions=state.sessions, redis=state.redis, clients=state.comfy_clients
+    )
+    return SystemStatus.from_status(status)
+
+
+async def resolve_system_status(info: strawberry.Info[Context, None]) -> SystemStatus:
+    return await _read(info)
+
+
+async def watch_system_status(
+    info: strawberry.Info[Context, None], interval_seconds: float = 2.0
+) -> AsyncGenerator[SystemStatus, None]:
+    interval = min(max(interval_seconds, 0.5), 60.0)
+    previous = None
+    while True:
+        current = await _read(info)
+        if current != previous:
+            yield current
+            previous = current
+        await asyncio.sleep(interval)

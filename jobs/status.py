@@ -1,0 +1,178 @@
+"""System status for operators: queue, workers (as they report themselves), backends, outcomes.
+
+Workers publish a heartbeat record with the settings fingerprint and ComfyUI
+URLs they actually use; a worker whose fingerprint differs from the API's is
+flagged here instead of silently serving jobs with other settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from arq.connections import ArqRedis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from comfy.client import ComfyClient
+from comfy.errors import ComfyError
+from db.models import Generation
+from db.states import Status
+from jobs.keys import Keys
+from settings import Settings
+
+__all__ = ["BackendStatus", "SystemStatus", "WorkerStatus", "read_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    id: str
+    version: str
+    host: str
+    pid: int
+    concurrency: int
+    fingerprint: str
+    settings_match: bool
+    comfyui_urls: tuple[str, ...]
+    in_flight: tuple[str, ...]
+    last_beat: float
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    name: str
+    vram_total: int
+    vram_free: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    url: str
+    healthy: bool
+    error: str | None = None
+    running: int = 0
+    pending: int = 0
+    comfyui_version: str | None = None
+    devices: tuple[Device, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStatus:
+    fingerprint: str
+    queued: int
+    running: int
+    oldest_queued_s: float | None
+    arq_queue_depth: int
+    succeeded_last_hour: int
+    failed_last_hour: int
+    cancelled_last_hour: int
+    workers: tuple[WorkerStatus, ...] = field(default=())
+    backends: tuple[BackendStatus, ...] = field(default=())
+
+
+async def read_status(
+    *,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    redis: ArqRedis,
+    clients: Sequence[ComfyClient],
+) -> SystemStatus:
+    keys = Keys(settings.namespace)
+    fingerprint = settings.fingerprint()
+    workers, backends, counts, depth = await asyncio.gather(
+        _workers(redis, keys, fingerprint),
+        asyncio.gather(*(_backend(c) for c in clients)),
+        _counts(sessions),
+        redis.zcard(keys.queue),
+    )
+    return SystemStatus(
+        fingerprint=fingerprint,
+        arq_queue_depth=int(depth),
+        workers=tuple(workers),
+        backends=tuple(backends),
+        **counts,
+    )
+
+
+async def _workers(redis: ArqRedis, keys: Keys, fingerprint: str) -> list[WorkerStatus]:
+    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in await redis.zrange(keys.workers, 0, -1)]
+    if not ids:
+        return []
+    records = await redis.mget([keys.worker(i) for i in ids])
+    gone = [i for i, raw in zip(ids, records, strict=True) if raw is None]
+    if gone:
+        await redis.zrem(keys.workers, *gone)
+    out = []
+    for raw in records:
+        if raw is None:
+            continue
+        data: dict[str, Any] = json.loads(raw)
+        out.append(
+            WorkerStatus(
+                id=str(data["id"]),
+                version=str(data.get("version", "")),
+                host=str(data.get("host", "")),
+                pid=int(data.get("pid", 0)),
+                concurrency=int(data.get("concurrency", 0)),
+                fingerprint=str(data.get("fingerprint", "")),
+                settings_match=data.get("fingerprint") == fingerprint,
+                comfyui_urls=tuple(data.get("comfyui_urls", ())),
+                in_flight=tuple(data.get("in_flight", ())),
+                last_beat=float(data.get("beat_at", 0.0)),
+            )
+        )
+    return out
+
+
+async def _backend(client: ComfyClient) -> BackendStatus:
+    try:
+        stats, queue = await asyncio.gather(client.system_stats(), client.queue())
+    except ComfyError as exc:
+        return BackendStatus(url=client.base_url, healthy=False, error=str(exc))
+    return BackendStatus(
+        url=client.base_url,
+        healthy=True,
+        running=len(queue.running),
+        pending=len(queue.pending),
+        comfyui_version=stats.comfyui_version,
+        devices=tuple(Device(d.name, d.vram_total, d.vram_free) for d in stats.devices),
+    )
+
+
+async def _counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with sessions() as session:
+        active = dict(
+            (
+                await session.execute(
+                    select(Generation.status, func.count())
+                    .where(Generation.status.in_((Status.QUEUED, Status.RUNNING, Status.CANCELLING)))
+                    .group_by(Generation.status)
+                )
+            ).all()
+        )
+        finished = dict(
+            (
+                await session.execute(
+                    select(Generation.status, func.count())
+                    .where(Generation.finished_at >= hour_ago)
+                    .group_by(Generation.status)
+                )
+            ).all()
+        )
+        oldest = (
+            await session.execute(select(func.min(Generation.created_at)).where(Generation.status == Status.QUEUED))
+        ).scalar_one()
+    return {
+        "queued": int(active.get(Status.QUEUED, 0)),
+        "running": int(active.get(Status.RUNNING, 0)) + int(active.get(Status.CANCELLING, 0)),
+        "oldest_queued_s": None if oldest is None else max(0.0, time.time() - oldest.timestamp()),
+        "succeeded_last_hour": int(finished.get(Status.SUCCEEDED, 0)),
+        "failed_last_hour": int(finished.get(Status.FAILED, 0)),
+        "cancelled_last_hour": int(finished.get(Status.CANCELLED, 0)),
+    }
