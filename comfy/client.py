@@ -330,9 +330,7 @@ class ComfyClient:
         try:
             response = await self._request("GET", "/view", params=params)
         except ComfyProtocolError as exc:
-            raise ComfyProtocolError(
-                f"output {image.type}/{image.subfolder}/{image.filename}: {exc}"
-            ) from exc
+            raise ComfyProtocolError(f"output {image.type}/{image.subfolder}/{image.filename}: {exc}") from exc
         return response.content
 
     async def delete_from_queue(self, prompt_ids: Sequence[str]) -> None:

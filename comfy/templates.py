@@ -136,9 +136,7 @@ class ParamSpec:
         if catalog is not None and catalog not in CATALOG_KINDS:
             raise ValueError(f"parameter {name!r} has catalog {catalog!r}; expected {sorted(CATALOG_KINDS)}")
         choices = raw.get("choices")
-        if choices is not None and (
-            not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)
-        ):
+        if choices is not None and (not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)):
             raise ValueError(f"parameter {name!r}: choices must be a list of strings")
         if kind == "enum" and choices is None and catalog is None:
             raise ValueError(f"enum parameter {name!r} needs choices or a catalog")
@@ -285,9 +283,7 @@ def _check_params(template: Template) -> None:
                     f"({node['class_type']}), which has no such input"
                 )
         if spec.source_node is not None and spec.source_node not in template.workflow:
-            raise ValueError(
-                f"parameter {spec.name!r} has source_node {spec.source_node!r}, which does not exist"
-            )
+            raise ValueError(f"parameter {spec.name!r} has source_node {spec.source_node!r}, which does not exist")
         if spec.has_default and spec.default is not None:
             errors: list[FieldError] = []
             _check_value(spec, spec.default, None, Limits(), errors)
@@ -355,9 +351,7 @@ def _default(spec: ParamSpec, catalog: Catalog | None, errors: list[FieldError])
     return None
 
 
-def _check_value(
-    spec: ParamSpec, value: Any, catalog: Catalog | None, limits: Limits, errors: list[FieldError]
-) -> Any:
+def _check_value(spec: ParamSpec, value: Any, catalog: Catalog | None, limits: Limits, errors: list[FieldError]) -> Any:
     name = spec.name
     kind = spec.type
     if kind == "string":
@@ -437,9 +431,7 @@ def _check_loras(spec: ParamSpec, value: Any, catalog: Catalog | None, errors: l
         if not isinstance(item, Mapping):
             errors.append(FieldError(where, "must be an object with name and strength"))
             continue
-        errors.extend(
-            FieldError(f"{where}.{key}", "unknown field") for key in item if key not in ("name", "strength")
-        )
+        errors.extend(FieldError(f"{where}.{key}", "unknown field") for key in item if key not in ("name", "strength"))
         lora = item.get("name")
         if not isinstance(lora, str) or not lora:
             errors.append(FieldError(f"{where}.name", "is required" if lora is None else "must be a string"))

@@ -36,8 +36,8 @@ __all__ = [
     "get_generation",
     "list_generations",
     "now",
-    "take_over",
     "status_payload",
+    "take_over",
     "transition",
     "update_progress",
 ]
@@ -112,9 +112,7 @@ async def create_generation(
     if generation is None:
         existing = (
             await session.execute(
-                select(Generation).where(
-                    Generation.owner_id == owner_id, Generation.idempotency_key == idempotency_key
-                )
+                select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == idempotency_key)
             )
         ).scalar_one()
         first = await session.get(GenerationEvent, (existing.id, 1))
@@ -223,13 +221,9 @@ async def _insert_event(
     ).scalar_one()
 
 
-async def _refusal(
-    session: AsyncSession, *, generation_id: uuid.UUID, to: Status, lease: str | None
-) -> Exception:
+async def _refusal(session: AsyncSession, *, generation_id: uuid.UUID, to: Status, lease: str | None) -> Exception:
     row = (
-        await session.execute(
-            select(Generation.status, Generation.lease).where(Generation.id == generation_id)
-        )
+        await session.execute(select(Generation.status, Generation.lease).where(Generation.id == generation_id))
     ).one_or_none()
     if row is None:
         return GenerationNotFound(str(generation_id))
@@ -334,9 +328,7 @@ async def list_generations(
 async def delete_generation(session: AsyncSession, *, generation_id: uuid.UUID) -> list[str]:
     """Delete a generation with its images and events; the content hashes it held."""
     hashes = list(
-        (
-            await session.execute(select(Image.content_hash).where(Image.generation_id == generation_id))
-        ).scalars()
+        (await session.execute(select(Image.content_hash).where(Image.generation_id == generation_id))).scalars()
     )
     await session.execute(delete(Generation).where(Generation.id == generation_id))
     return hashes

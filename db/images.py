@@ -55,11 +55,7 @@ async def images_for_generations(
     out: dict[uuid.UUID, list[Image]] = {gid: [] for gid in generation_ids}
     if not generation_ids:
         return out
-    stmt = (
-        select(Image)
-        .where(Image.generation_id.in_(list(generation_ids)))
-        .order_by(Image.generation_id, Image.index)
-    )
+    stmt = select(Image).where(Image.generation_id.in_(list(generation_ids))).order_by(Image.generation_id, Image.index)
     for image in (await session.execute(stmt)).scalars():
         out[image.generation_id].append(image)
     return out

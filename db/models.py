@@ -101,9 +101,7 @@ class Generation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=_now(), onupdate=_now()
-    )
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now(), onupdate=_now())
 
 
 class Image(Base):
@@ -111,9 +109,7 @@ class Image(Base):
     __table_args__ = (UniqueConstraint("generation_id", "index", name="uq_image_index"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    generation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("generations.id", ondelete="CASCADE"), index=True
-    )
+    generation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), index=True)
     index: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     mime: Mapped[str] = mapped_column(String(50), default="image/png")
@@ -130,9 +126,7 @@ class GenerationEvent(Base):
 
     __tablename__ = "generation_events"
 
-    generation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True
-    )
+    generation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -45,9 +45,7 @@ ACTIVE = frozenset({Status.QUEUED, Status.RUNNING, Status.CANCELLING})
 _TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
     # RUNNING -> QUEUED is a scheduled retry after a transient failure.
-    Status.RUNNING: frozenset(
-        {Status.SUCCEEDED, Status.FAILED, Status.CANCELLING, Status.CANCELLED, Status.QUEUED}
-    ),
+    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLING, Status.CANCELLED, Status.QUEUED}),
     Status.CANCELLING: frozenset({Status.CANCELLED}),
     Status.SUCCEEDED: frozenset(),
     # A user may retry a failed or cancelled generation: a new attempt on the same record.

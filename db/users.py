@@ -31,9 +31,7 @@ async def ensure_user(session: AsyncSession, *, name: str, is_admin: bool = Fals
     return (await session.execute(select(User).where(User.name == name))).scalar_one()
 
 
-async def create_token(
-    session: AsyncSession, *, user_id: uuid.UUID, name: str = "", token: str | None = None
-) -> str:
+async def create_token(session: AsyncSession, *, user_id: uuid.UUID, name: str = "", token: str | None = None) -> str:
     """Store a token's hash and return the token (generated unless given, e.g. the dev token)."""
     token = token or secrets.token_urlsafe(32)
     stmt = (
@@ -46,11 +44,7 @@ async def create_token(
 
 
 async def user_by_token(session: AsyncSession, *, token: str) -> User | None:
-    stmt = (
-        select(User)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == hash_token(token))
-    )
+    stmt = select(User).join(ApiToken, ApiToken.user_id == User.id).where(ApiToken.token_hash == hash_token(token))
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

@@ -28,18 +28,14 @@ def _build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run the whole stack on embedded defaults")
     _add_server_args(dev, default_port=None)
     dev.add_argument("--workers", type=int, default=1, help="worker processes to start")
-    dev.add_argument(
-        "--fake-comfy-port", type=int, default=8189, help="fake ComfyUI port (when COMFYUI_URLS is unset)"
-    )
+    dev.add_argument("--fake-comfy-port", type=int, default=8189, help="fake ComfyUI port (when COMFYUI_URLS is unset)")
     dev.add_argument(
         "--postgres-port",
         type=int,
         default=54329,
         help="embedded PostgreSQL port (when DATABASE_URL is unset)",
     )
-    dev.add_argument(
-        "--redis-port", type=int, default=63799, help="embedded Redis port (when REDIS_URL is unset)"
-    )
+    dev.add_argument("--redis-port", type=int, default=63799, help="embedded Redis port (when REDIS_URL is unset)")
 
     api = sub.add_parser("api", help="run the GraphQL API (uvicorn)")
     _add_server_args(api, default_port=None)

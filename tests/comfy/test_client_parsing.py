@@ -187,13 +187,9 @@ def test_prompt_errors_from_recording() -> None:
     assert wrong_type.node_errors[0].input_name == "width"
     assert "abc" in wrong_type.node_errors[0].reason
     assert link.node_errors == [
-        NodeError(
-            "2", "EmptyImage", "width", "Return type mismatch between linked nodes: width, IMAGE != INT"
-        )
+        NodeError("2", "EmptyImage", "width", "Return type mismatch between linked nodes: width, IMAGE != INT")
     ]
-    assert below_min.node_errors == [
-        NodeError("1", "EmptyImage", "width", "Value 0 smaller than min of 1: width")
-    ]
+    assert below_min.node_errors == [NodeError("1", "EmptyImage", "width", "Value 0 smaller than min of 1: width")]
     assert dangling.node_errors[0].node_id == "3" and dangling.node_errors[0].input_name is None
     assert no_prompt.node_errors == [] and no_prompt.message == "No prompt provided"
     assert no_class.node_errors[0].node_id == "1" and no_class.node_errors[0].class_type is None
@@ -210,9 +206,7 @@ async def test_submit_400_raises_validation_error() -> None:
 
 
 async def test_submit_500_and_connection_errors_are_transient() -> None:
-    async with _client(
-        {"POST /prompt": (500, b"500 Internal Server Error\n\nServer got itself in trouble")}
-    ) as c:
+    async with _client({"POST /prompt": (500, b"500 Internal Server Error\n\nServer got itself in trouble")}) as c:
         with pytest.raises(ComfyUnavailable) as info:
             await c.submit({}, prompt_id="p", client_id="c")
     assert info.value.retryable
@@ -241,9 +235,7 @@ def test_catalog_both_combo_forms() -> None:
         "CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["a.safetensors", "b.ckpt"], {}]}}},
         "LoraLoader": {"input": {"required": {"lora_name": ["COMBO", {"options": ["l1.safetensors"]}]}}},
         "KSampler": {
-            "input": {
-                "required": {"sampler_name": [["euler", "dpmpp_2m"]], "scheduler": [["normal", "karras"]]}
-            }
+            "input": {"required": {"sampler_name": [["euler", "dpmpp_2m"]], "scheduler": [["normal", "karras"]]}}
         },
         "SaveImage": {"input": {"required": {}}},
     }

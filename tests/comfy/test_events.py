@@ -124,9 +124,7 @@ def test_execution_error() -> None:
 def test_executing_without_prompt_id_uses_the_default() -> None:
     # recording 09: the same clientId reconnecting gets `executing {"node": "2"}` with no prompt_id
     replay = next(
-        m
-        for m in ws_messages(load_recording("09_"), "A2_same_clientId_reconnect")
-        if m["type"] == "executing"
+        m for m in ws_messages(load_recording("09_"), "A2_same_clientId_reconnect") if m["type"] == "executing"
     )
     assert "prompt_id" not in replay["data"]
     assert parse_message(replay) is None

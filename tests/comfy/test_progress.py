@@ -69,9 +69,7 @@ def test_reported_max_replaces_the_pre_weight() -> None:
 
 
 def test_failure_keeps_percent() -> None:
-    tracker = ProgressTracker(
-        {"1": {"class_type": "A", "inputs": {}}, "2": {"class_type": "B", "inputs": {}}}
-    )
+    tracker = ProgressTracker({"1": {"class_type": "A", "inputs": {}}, "2": {"class_type": "B", "inputs": {}}})
     tracker.apply(NodeExecuting("p", "1"))
     tracker.apply(NodeExecuting("p", "2"))
     snap = tracker.apply(Failed("p", "2", "B", "RuntimeError", "boom"))

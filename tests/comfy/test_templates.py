@@ -143,9 +143,9 @@ def test_prompt_is_required(txt2img: Template) -> None:
 
 def test_checkpoint_required_without_catalog(txt2img: Template) -> None:
     assert _errors(txt2img, {"prompt": "x"}) == (FieldError("checkpoint", "is required"),)
-    assert _errors(
-        txt2img, {"prompt": "x"}, catalog=Catalog(samplers=("euler",), schedulers=("normal",))
-    ) == (FieldError("checkpoint", "the backends offer no checkpoints"),)
+    assert _errors(txt2img, {"prompt": "x"}, catalog=Catalog(samplers=("euler",), schedulers=("normal",))) == (
+        FieldError("checkpoint", "the backends offer no checkpoints"),
+    )
 
 
 def test_enum_without_catalog_accepts_any_name(txt2img: Template) -> None:
@@ -269,9 +269,7 @@ SIMPLE_WORKFLOW = {
 }
 SIMPLE_PARAMS = {
     "title": "Blank",
-    "params": [
-        {"name": "width", "type": "int", "default": 8, "min": 1, "max": 64, "targets": [["1", "width"]]}
-    ],
+    "params": [{"name": "width", "type": "int", "default": 8, "min": 1, "max": 64, "targets": [["1", "width"]]}],
 }
 
 
@@ -314,9 +312,7 @@ def test_operator_directory(tmp_path: Path) -> None:
         (SIMPLE_WORKFLOW, {"params": [{"name": "w", "type": "loras"}]}, "bad.params.json", "source_node"),
     ],
 )
-def test_bad_template_files_are_named(
-    tmp_path: Path, workflow: Any, params: Any, bad_file: str, message: str
-) -> None:
+def test_bad_template_files_are_named(tmp_path: Path, workflow: Any, params: Any, bad_file: str, message: str) -> None:
     if isinstance(workflow, str):
         (tmp_path / "bad.json").write_text(workflow)
         (tmp_path / "bad.params.json").write_text(json.dumps(params))
