@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
@@ -85,7 +86,23 @@ class SafelightGraphQL(GraphQL[Context, None]):
         context = Context(state=state, request=request, response=response, loaders=Loaders.create(state.sessions))
         if isinstance(request, Request):
             context.viewer_row = await request.app.state.auth.viewer(_bearer(request.headers.get("authorization")))
+        else:
+            request.scope["safelight.contexts"].append(context)
         return context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await super().__call__(scope, receive, send)
+            return
+        contexts: list[Context] = []
+        scope["safelight.contexts"] = contexts
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The connection is gone: whatever its operations still hold is released now.
+            for context in contexts:
+                for listener in list(context.listeners):
+                    context.release(listener)
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = context.connection_params or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from db import models
+from graph.fanout import Listener
 from graph.loaders import Loaders
 from graph.state import AppState
 
@@ -32,6 +34,18 @@ class Context:
     loaders: Loaders
     viewer_row: models.User | None = None
     connection_params: dict[str, Any] | None = field(default=None)
+    # Listeners opened by this websocket connection's subscriptions; all are closed when the
+    # connection ends, even if an operation's generator is never finalised.
+    listeners: set[Listener] = field(default_factory=set)
+
+    def listen(self, key: uuid.UUID | None) -> Listener:
+        listener = self.state.hub.listen(key)
+        self.listeners.add(listener)
+        return listener
+
+    def release(self, listener: Listener) -> None:
+        listener.close()
+        self.listeners.discard(listener)
 
     @property
     def viewer(self) -> models.User:

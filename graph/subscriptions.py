@@ -152,7 +152,7 @@ class Subscription:
         gid = parse_id(id)
         if gid is None:
             raise GenerationNotFoundError(f"no generation {id}")
-        listener = info.context.state.hub.listen(gid)  # before reading: nothing published now is lost
+        listener = info.context.listen(gid)  # before reading: nothing published now is lost
         try:
             async with info.context.state.sessions() as session:
                 row = await gens.get_generation(
@@ -178,21 +178,21 @@ class Subscription:
                 for event in await stream.accept(item):
                     yield event
         finally:
-            listener.close()
+            info.context.release(listener)
 
     @strawberry.subscription(
         description="Live events of all the viewer's generations (admins: everyone's). Never completes."
     )
     async def my_generation_events(self, info: strawberry.Info[Context, None]) -> AsyncGenerator[GenerationEvent, None]:
         viewer = info.context.viewer
-        listener = info.context.state.hub.listen(None if viewer.is_admin else viewer.id)
+        listener = info.context.listen(None if viewer.is_admin else viewer.id)
         try:
             while True:
                 item = await listener.get()
                 if isinstance(item, BusEvent):
                     yield to_event(item, base_url=info.context.base_url)
         finally:
-            listener.close()
+            info.context.release(listener)
 
     system_status: AsyncGenerator[SystemStatus, None] = strawberry.subscription(
         resolver=watch_system_status, description="System status whenever it changes (admins only)."

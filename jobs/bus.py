@@ -11,12 +11,15 @@ has seen anything newer (a late progress after CANCELLED cannot show).
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from db.events import EventKind
 from db.generations import Change
@@ -24,6 +27,8 @@ from db.models import GenerationEvent
 from jobs.keys import Keys
 
 __all__ = ["BusEvent", "publish", "publish_change"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +81,19 @@ class BusEvent:
         )
 
 
-async def publish(redis: Redis, keys: Keys, event: BusEvent) -> None:
-    await redis.publish(keys.events, event.encode())
+async def publish(redis: Redis, keys: Keys, event: BusEvent) -> bool:
+    """Publish; False (logged) when Redis is unreachable.
+
+    A lost publish loses nothing durable: STATUS and IMAGE events are already
+    in PostgreSQL, and subscribers re-read the log when the bus reconnects.
+    So a Redis outage never fails the job that publishes.
+    """
+    try:
+        await redis.publish(keys.events, event.encode())
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        log.warning("event bus unavailable, %s of %s not published: %s", event.kind.value, event.generation_id, exc)
+        return False
+    return True
 
 
 async def publish_change(redis: Redis, keys: Keys, change: Change) -> BusEvent:

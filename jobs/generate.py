@@ -266,24 +266,32 @@ class GenerationRun:
         cancel_sent = False
         try:
             while True:
-                if next_event is None:
-                    next_event = asyncio.create_task(anext(events))
-                timeout = _WATCHDOG_S if started else _QUEUE_POLL_S
-                waiting = {next_event} if cancel_sent else {next_event, cancel_wait}
-                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if cancel_wait in done and not cancel_sent:
-                    cancel_sent = True
-                    if await self._cancel_on_backend(client):
-                        raise Cancelled
-                    continue
-                if next_event not in done:
-                    await self._watch(client, started=started, cancel_sent=cancel_sent)
-                    continue
-                event = next_event.result()
-                next_event = None
+                if next_event is None and events.pending() and not cancel_wait.done():
+                    # Hot path (2,000 progress messages/s): an event is already waiting, take it
+                    # without a task and a wait per message.
+                    event = await anext(events)
+                else:
+                    if next_event is None:
+                        await self.relay.flush()  # nothing more is ready: send what the burst queued
+                        next_event = asyncio.create_task(anext(events))
+                    timeout = _WATCHDOG_S if started else _QUEUE_POLL_S
+                    waiting = {next_event} if cancel_sent else {next_event, cancel_wait}
+                    done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                    if cancel_wait in done and not cancel_sent:
+                        cancel_sent = True
+                        if await self._cancel_on_backend(client):
+                            raise Cancelled
+                        continue
+                    if next_event not in done:
+                        await self._watch(client, started=started, cancel_sent=cancel_sent)
+                        continue
+                    event = next_event.result()
+                    next_event = None
                 if isinstance(event, Progress):
                     snap = tracker.apply(event)
-                    await self.relay.progress(
+                    # Queued, sent by the next flush: a burst of ready messages costs one round trip.
+                    # Every other relay call flushes first, so order on the bus is ComfyUI's order.
+                    self.relay.queue_progress(
                         emitted_at=event.emitted_at,
                         phase=Phase.EXECUTING.value,
                         percent=snap.percent,
@@ -329,6 +337,7 @@ class GenerationRun:
                     outputs = None
                     await self._watch(client, started=started, cancel_sent=cancel_sent, reconcile=True)
         finally:
+            await self.relay.flush()
             for task in (next_event, cancel_wait):
                 if task is not None and not task.done():
                     task.cancel()

@@ -18,6 +18,9 @@ import uuid
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.events import Preview
@@ -66,6 +69,7 @@ class Relay:
             "maxSteps": None,
             "queuePosition": None,
         }
+        self._outbox: list[str] = []  # encoded PROGRESS messages waiting for flush()
         self._db_written_at = 0.0
         self._db_task: asyncio.Task[None] | None = None
         self._db_dirty = False
@@ -78,9 +82,17 @@ class Relay:
         return BusEvent(self.generation_id, self.owner_id, self.seq, kind, payload, time.time())
 
     async def progress(self, emitted_at: float | None = None, **changes: Any) -> None:
-        """Publish the progress state after `changes`; schedule a coalesced row update.
+        """Publish the progress state after `changes` (and anything queued before); schedule a row update.
 
         A change that changes nothing is not published (ComfyUI repeats itself).
+        """
+        self.queue_progress(emitted_at, **changes)
+        await self.flush()
+
+    def queue_progress(self, emitted_at: float | None = None, **changes: Any) -> None:
+        """Like `progress`, but the message waits for the next `flush()`/`progress()`.
+
+        Still one PUBLISH per message; a burst of them shares one round trip to Redis.
         """
         if emitted_at is None and all(self.state.get(k) == v for k, v in changes.items()):
             return
@@ -88,10 +100,30 @@ class Relay:
         payload = dict(self.state)
         if emitted_at is not None:
             payload["emittedAt"] = emitted_at
-        await publish(self._redis, self._keys, self._event(EventKind.PROGRESS, payload))
+        self._outbox.append(self._event(EventKind.PROGRESS, payload).encode())
         self._db_dirty = True
         if self._db_task is None and time.monotonic() - self._db_written_at >= self._db_interval_s:
             self._db_task = asyncio.create_task(self._write_db())
+
+    async def flush(self) -> None:
+        """Publish the queued progress messages, in order, in one pipeline."""
+        if not self._outbox:
+            return
+        batch, self._outbox = self._outbox, []
+        channel = self._keys.events
+        try:
+            if len(batch) == 1:
+                await self._redis.publish(channel, batch[0])
+                return
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message in batch:
+                    pipe.publish(channel, message)
+                await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # Progress is ephemeral: the next message (or the row snapshot) supersedes a lost one.
+            log.warning(
+                "event bus unavailable, %d progress of %s not published: %s", len(batch), self.generation_id, exc
+            )
 
     async def _write_db(self) -> None:
         try:
@@ -148,8 +180,8 @@ class Relay:
                 self._keys,
                 self._event(EventKind.PREVIEW, {"token": token, "mime": preview.mime}),
             )
-        except Exception:
-            log.exception("preview relay failed for %s", self.generation_id)
+        except (RedisError, OSError) as exc:
+            log.warning("preview for %s dropped: %s", self.generation_id, exc)
 
     def stop_previews(self) -> None:
         """Drop a throttled preview still waiting: the images themselves are coming."""
@@ -160,6 +192,7 @@ class Relay:
 
     async def close(self) -> None:
         """Stop timers and wait for in-flight writes (the final state is written by the transition)."""
+        await self.flush()
         self.stop_previews()
         tasks = [*self._preview_tasks]
         if self._db_task is not None:

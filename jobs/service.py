@@ -7,6 +7,7 @@ Expected failures raise the typed errors of jobs.errors.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,6 +34,8 @@ from jobs.storage import ImageStore
 from settings import Settings
 
 __all__ = ["JobService"]
+
+log = logging.getLogger(__name__)
 
 _MAX_IDEMPOTENCY_KEY = 200
 
@@ -105,8 +110,15 @@ class JobService:
             await session.commit()
         if created:
             await publish_change(self.redis, self.keys, change)
-            await enqueue_generation(self.redis, self.keys, generation_id=change.generation.id, attempt=1)
+            await self._enqueue(change.generation.id, 1)
         return Created(change.generation, created=created)
+
+    async def _enqueue(self, generation_id: uuid.UUID, attempt: int) -> None:
+        """Enqueue; if Redis is down the generation stays QUEUED and a worker's recovery enqueues it."""
+        try:
+            await enqueue_generation(self.redis, self.keys, generation_id=generation_id, attempt=attempt)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("could not enqueue %s (%s); recovery will pick it up", generation_id, exc)
 
     async def _by_idempotency_key(self, owner_id: uuid.UUID, key: str) -> Generation | None:
         async with self.sessions() as session:
@@ -173,7 +185,7 @@ class JobService:
                 raise InvalidState(str(exc), status=exc.current) from None
             await session.commit()
         await publish_change(self.redis, self.keys, change)
-        await enqueue_generation(self.redis, self.keys, generation_id=generation_id, attempt=change.generation.attempt)
+        await self._enqueue(generation_id, change.generation.attempt)
         return change.generation
 
     async def delete(self, *, generation_id: uuid.UUID, viewer: User) -> None:

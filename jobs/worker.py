@@ -30,6 +30,8 @@ from arq.connections import RedisSettings, create_pool, log_redis_info
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.worker import Worker, func
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 
 from comfy.templates import load_templates
@@ -96,7 +98,14 @@ class SafelightWorker(Worker):
             await self.on_startup(self.ctx)
         while True:
             self.wake.clear()
-            await self._poll_iteration()
+            try:
+                await self._poll_iteration()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # Redis restarting: running jobs go on (they only need PostgreSQL and ComfyUI);
+                # polling resumes when it answers again.
+                log.warning("queue unavailable (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+                continue
             if self.burst:
                 if 0 <= self.max_burst_jobs <= self._jobs_started():
                     await asyncio.gather(*self.tasks.values())
