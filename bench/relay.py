@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.relay [--quick] [--json PATH] [--rates 10,500,2000] [--seconds S]
 
-One generation per rate runs a KSampler with `rate × seconds` steps on the fake ComfyUI (step_time = 1/rate,
+One generation per rate runs a KSampler with `rate * seconds` steps on the fake ComfyUI (step_time = 1/rate,
 no previews, every `progress` stamped with the fake's wall time). Side by side, in the same run:
 - limit: a client on the fake's own websocket (ComfyUI → client directly); Safelight adds the difference;
 - safelight: a `generationEvents` subscriber on the API (fake → worker → Redis → API → websocket);
@@ -31,8 +31,9 @@ from bench.stack import (
     ratio,
     run,
     running_stack,
-    summary,
 )
+
+_MAX_STEPS = 10_000
 
 
 async def _watch(stack: Stack, gid: str, out: list[tuple[float, dict[str, Any]]], timeout_s: float) -> float:
@@ -57,11 +58,13 @@ async def relay_case(stack: Stack, api: Api, report: Report, rate: float, second
     ready, stop = asyncio.Event(), asyncio.Event()
     listener = asyncio.create_task(direct_progress_listener(stack, direct, ready, stop))
     await asyncio.wait_for(ready.wait(), 10)
-    gid = await api.create(steps=steps)
-    pid = prompt_id(gid)
+    # A generation runs at most 10,000 steps: longer runs queue several, back to back on the fake.
+    parts = [min(_MAX_STEPS, steps - start) for start in range(0, steps, _MAX_STEPS)]
+    gids = [await api.create(steps=n, prompt=f"relay {rate:g}/s part {i}") for i, n in enumerate(parts)]
+    pids = {prompt_id(gid) for gid in gids}
     seen: list[tuple[float, dict[str, Any]]] = []
     cpu_before = {p.name: p.cpu_seconds() for p in [stack.api, *stack.workers, stack.fake] if p is not None}
-    await _watch(stack, gid, seen, timeout_s=seconds * 3 + 60)
+    await asyncio.gather(*(_watch(stack, gid, seen, timeout_s=seconds * 3 + 60) for gid in gids))
     cpu = {
         name: round(p.cpu_seconds() - cpu_before[name], 2)
         for p in [stack.api, *stack.workers, stack.fake]
@@ -70,7 +73,7 @@ async def relay_case(stack: Stack, api: Api, report: Report, rate: float, second
     await asyncio.sleep(0.2)
     stop.set()
     await listener
-    mine = [(r, d) for r, d in direct if d.get("prompt_id") == pid and "safelight_ts" in d]
+    mine = [(r, d) for r, d in direct if d.get("prompt_id") in pids and "safelight_ts" in d]
     stamps = [d["safelight_ts"] for _, d in mine]
     emit_rate = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
     direct_ms = [(r - d["safelight_ts"]) * 1000 for r, d in mine]
@@ -145,7 +148,6 @@ async def main() -> None:
             await api.aclose()
     report.print()
     report.write(args.json)
-    _ = summary
 
 
 if __name__ == "__main__":

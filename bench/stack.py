@@ -270,19 +270,24 @@ class Proc:
             await self.process.wait()
 
 
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _log_file(log_dir: Path, name: str) -> Any:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return open(log_dir / f"{name}.log", "ab")  # handed to the child; closed after spawning
+
+
 async def spawn(name: str, args: Sequence[str], env: dict[str, str], *, log_dir: Path | None = None) -> Proc:
     """Start `python ARGS`; its output goes to LOG_DIR/NAME.log (shown if the benchmark fails)."""
-    output: Any = None
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        output = open(log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+    output = None if log_dir is None else _log_file(log_dir, name)
     try:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *args,
             env=env,
             start_new_session=True,
-            cwd=str(Path(__file__).resolve().parent.parent),
+            cwd=str(_ROOT),
             stdout=output,
             stderr=output,
         )
@@ -594,8 +599,9 @@ class Subscription:
     async def open(
         cls, stack: Stack, query: str, variables: dict[str, Any] | None = None
     ) -> AsyncIterator[Subscription]:
-        async with websockets.connect(stack.ws_url, subprotocols=[TRANSPORT_WS], max_size=None) as ws:  # type: ignore[list-item]
-            await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {stack.token}"}}))
+        async with websockets.connect(stack.ws_url, subprotocols=[TRANSPORT_WS], max_size=None, compression=None) as ws:  # type: ignore[list-item]
+            init = {"type": "connection_init", "payload": {"authorization": f"Bearer {stack.token}"}}
+            await ws.send(json.dumps(init))
             ack = json.loads(await asyncio.wait_for(ws.recv(), 30))
             if ack.get("type") != "connection_ack":
                 raise RuntimeError(f"no connection_ack: {ack}")
@@ -628,8 +634,18 @@ async def direct_progress_listener(
     stack: Stack, out: list[tuple[float, dict[str, Any]]], ready: asyncio.Event, stop: asyncio.Event
 ) -> None:
     """Baseline (a): a client on the fake's own websocket, recording (receipt wall time, data) of `progress`."""
+    try:
+        await _direct_listen(stack, out, ready, stop)
+    except websockets.ConnectionClosed:
+        if not stop.is_set():
+            raise
+
+
+async def _direct_listen(
+    stack: Stack, out: list[tuple[float, dict[str, Any]]], ready: asyncio.Event, stop: asyncio.Event
+) -> None:
     async with websockets.connect(
-        stack.fake_ws_url + f"?clientId=bench-direct-{uuid.uuid4().hex[:6]}", max_size=None
+        stack.fake_ws_url + f"?clientId=bench-direct-{uuid.uuid4().hex[:6]}", max_size=None, compression=None
     ) as ws:
         ready.set()
         while not stop.is_set():
