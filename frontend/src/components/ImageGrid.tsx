@@ -1,0 +1,29 @@
+import type { ImageFieldsFragment } from "../gql/graphql";
+
+/** Finished images, each linking to its full-size original. */
+export function ImageGrid({ images, full = false }: { images: ImageFieldsFragment[]; full?: boolean }) {
+  if (images.length === 0) return null;
+  return (
+    <ul className={full ? "image-grid image-grid-full" : "image-grid"} aria-label="Result images">
+      {images.map((image) => (
+        <li key={image.index}>
+          <a href={image.url} target="_blank" rel="noreferrer" className="image-link">
+            <img
+              src={full ? image.url : image.thumbnailUrl}
+              width={image.width}
+              height={image.height}
+              alt={`Result ${image.index + 1}, seed ${image.seedValue}`}
+              loading="lazy"
+              data-testid="result-image"
+            />
+          </a>
+          {full && (
+            <p className="image-caption">
+              {image.width}×{image.height} · seed {image.seedValue}
+            </p>
+          )}
+        </li>
+      ))}
+    </ul>
+  );
+}

@@ -1,0 +1,129 @@
+import type { FormDataQuery, GenerationInput } from "../gql/graphql";
+
+export type TemplateInfo = FormDataQuery["templates"][number];
+export type ParamInfo = TemplateInfo["params"][number];
+export type CatalogInfo = FormDataQuery["catalog"];
+
+export interface LoraValue {
+  name: string;
+  strength: string;
+}
+
+/** What the form holds: text as typed (numbers are parsed on submit), LoRAs as rows. */
+export type FormValues = Record<string, string | LoraValue[]>;
+
+/** GenerationInput's own fields; any other template parameter goes into `extra`. */
+const INPUT_FIELDS = [
+  "prompt",
+  "negativePrompt",
+  "checkpoint",
+  "loras",
+  "width",
+  "height",
+  "steps",
+  "cfg",
+  "sampler",
+  "scheduler",
+  "seed",
+  "batchSize",
+] as const satisfies readonly Exclude<keyof GenerationInput, "template" | "extra">[];
+
+const inputFields: ReadonlySet<string> = new Set(INPUT_FIELDS);
+
+export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+
+export function randomSeed(random: () => number = Math.random): string {
+  // 2^32 keeps seeds short enough to read aloud; the API accepts up to 2^53-1.
+  return String(Math.floor(random() * 2 ** 32));
+}
+
+function defaultValue(param: ParamInfo): string | LoraValue[] {
+  if (param.type === "LORAS") {
+    const raw = Array.isArray(param.default) ? param.default : [];
+    return raw.map((l: { name?: unknown; strength?: unknown }) => ({
+      name: String(l.name ?? ""),
+      strength: String(l.strength ?? 1),
+    }));
+  }
+  if (param.default === null || param.default === undefined) return "";
+  return String(param.default);
+}
+
+export function defaultValues(template: TemplateInfo): FormValues {
+  return Object.fromEntries(template.params.map((p) => [p.name, defaultValue(p)]));
+}
+
+/** Saved values over defaults, keeping only parameters the template still has, of the right shape. */
+export function mergeValues(template: TemplateInfo, saved: unknown): FormValues {
+  const values = defaultValues(template);
+  if (!saved || typeof saved !== "object") return values;
+  const source = saved as Record<string, unknown>;
+  for (const param of template.params) {
+    const value = source[param.name];
+    if (param.type === "LORAS") {
+      if (Array.isArray(value)) {
+        values[param.name] = value
+          .filter((l): l is { name: unknown; strength: unknown } => typeof l === "object" && l !== null)
+          .map((l) => ({ name: String(l.name ?? ""), strength: String(l.strength ?? "1") }));
+      }
+    } else if (typeof value === "string" || typeof value === "number") {
+      values[param.name] = String(value);
+    }
+  }
+  return values;
+}
+
+const camel = (name: string) => name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+
+/** A generation's stored parameters (snake_case, seed included) as form values, for "use again". */
+export function valuesFromParameters(template: TemplateInfo, parameters: unknown): FormValues {
+  if (!parameters || typeof parameters !== "object") return defaultValues(template);
+  const renamed = Object.fromEntries(Object.entries(parameters).map(([k, v]) => [camel(k), v]));
+  return mergeValues(template, renamed);
+}
+
+function numberOrText(param: ParamInfo, raw: string): number | string {
+  if (param.type === "INT" || param.type === "FLOAT" || param.type === "SEED") return Number(raw);
+  return raw;
+}
+
+/** The mutation input: empty optional fields are left out so the template's defaults apply. */
+export function toInput(template: TemplateInfo, values: FormValues): GenerationInput {
+  const input: Record<string, unknown> = { template: template.name };
+  const extra: Record<string, unknown> = {};
+  for (const param of template.params) {
+    const value = values[param.name];
+    let converted: unknown;
+    if (param.type === "LORAS") {
+      const rows = Array.isArray(value) ? value : [];
+      converted = rows.map((l) => ({ name: l.name, strength: Number(l.strength) }));
+    } else {
+      const text = typeof value === "string" ? value : "";
+      if (text.trim() === "" && !(param.type === "STRING" && param.required)) continue;
+      converted = numberOrText(param, param.type === "STRING" ? text : text.trim());
+    }
+    if (inputFields.has(param.name)) input[param.name] = converted;
+    else extra[param.name] = converted;
+  }
+  if (Object.keys(extra).length > 0) input.extra = extra;
+  return input as GenerationInput;
+}
+
+const storageKey = (template: string) => `safelight.form.${template}`;
+
+export function loadValues(template: TemplateInfo, storage: Storage = localStorage): FormValues {
+  try {
+    const raw = storage.getItem(storageKey(template.name));
+    return mergeValues(template, raw ? JSON.parse(raw) : null);
+  } catch {
+    return defaultValues(template);
+  }
+}
+
+export function saveValues(template: string, values: FormValues, storage: Storage = localStorage): void {
+  try {
+    storage.setItem(storageKey(template), JSON.stringify(values));
+  } catch {
+    // storage full or disabled: inputs just won't survive a reload
+  }
+}

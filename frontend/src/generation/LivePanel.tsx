@@ -1,0 +1,71 @@
+import { Link } from "react-router";
+import { ImageGrid } from "../components/ImageGrid";
+import { ProgressBar } from "../components/ProgressBar";
+import { StatusBadge } from "../components/StatusBadge";
+import { useGenerationActions } from "./actions";
+import { useGenerationEvents } from "./useGenerationEvents";
+
+/** The generation just submitted: live progress, previews, cancel, and the results. */
+export function LivePanel({ id, onDismiss }: { id: string; onDismiss: () => void }) {
+  const { live, error } = useGenerationEvents(id);
+  const actions = useGenerationActions(id);
+  const prompt = live.generation?.prompt;
+  const showPreview = !live.terminal && live.previewUrl && live.images.length === 0;
+  return (
+    <section className="panel live-panel" aria-labelledby="live-title" data-testid="live-panel">
+      <header className="panel-header">
+        <h2 id="live-title">Current generation</h2>
+        <StatusBadge status={live.status} />
+      </header>
+      {live.deleted ? (
+        <p className="muted">This generation was deleted.</p>
+      ) : (
+        <>
+          {prompt && <p className="live-prompt">{prompt}</p>}
+          <ProgressBar live={live} />
+          {live.error && (
+            <div className="alert alert-error" role="alert">
+              <strong>{live.error.message}</strong>
+              {live.error.node && <span> — at node {live.error.node}</span>}
+              <span className="muted"> ({live.error.code})</span>
+            </div>
+          )}
+          {error && (
+            <div className="alert alert-error" role="alert">
+              Lost the live feed: {error.message}
+            </div>
+          )}
+          <div className="stage" aria-live="polite">
+            {showPreview ? (
+              <img className="preview" src={live.previewUrl ?? ""} alt="Preview of the image as it develops" data-testid="preview" />
+            ) : live.images.length > 0 ? (
+              <ImageGrid images={live.images} />
+            ) : (
+              <div className="stage-empty">{live.terminal ? "No images" : "The image develops here"}</div>
+            )}
+          </div>
+          <div className="actions">
+            {!live.terminal && live.status !== "CANCELLING" && (
+              <button type="button" className="button" onClick={() => void actions.cancel()} disabled={actions.busy}>
+                Cancel
+              </button>
+            )}
+            {live.terminal && (
+              <button type="button" className="button button-ghost" onClick={onDismiss}>
+                Dismiss
+              </button>
+            )}
+            <Link className="button button-ghost" to={`/generations/${id}`}>
+              Details
+            </Link>
+          </div>
+          {actions.message && (
+            <p className="field-error" role="alert">
+              {actions.message}
+            </p>
+          )}
+        </>
+      )}
+    </section>
+  );
+}
