@@ -1,11 +1,30 @@
 import { defineConfig } from "vitest/config";
 import react from "@vitejs/plugin-react";
+import { copyFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Plugin } from "vite";
+
+/**
+ * Also emit index.html as 404.html: Starlette's StaticFiles (html mode) answers unknown paths with
+ * 404.html, so client-side routes such as /history survive a reload even where the API's SPA
+ * fallback does not catch the 404 (StaticFiles raises rather than returns it).
+ */
+function spaFallback(): Plugin {
+  return {
+    name: "safelight-spa-fallback",
+    apply: "build",
+    writeBundle(options) {
+      const dir = options.dir ?? "dist";
+      copyFileSync(join(dir, "index.html"), join(dir, "404.html"));
+    },
+  };
+}
 
 const api = `http://127.0.0.1:${process.env.SAFELIGHT_API_PORT ?? "8000"}`;
 const forward = { target: api, changeOrigin: false };
 
 export default defineConfig({
-  plugins: [react()],
+  plugins: [react(), spaFallback()],
   server: {
     proxy: {
       "/graphql": { ...forward, ws: true },

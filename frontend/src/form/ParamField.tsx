@@ -152,11 +152,10 @@ export function ParamField(props: FieldProps) {
   const range = hintFor(param);
   const counter = param.type === "STRING" && param.maxLength ? `${text.length} / ${param.maxLength}` : null;
   return (
-    <div className={`field field-${param.type.toLowerCase()}${param.type === "STRING" ? " field-wide" : ""}`}>
+    <div className={`field field-${param.type.toLowerCase()}${param.type === "STRING" || param.catalog === "CHECKPOINTS" ? " field-wide" : ""}`}>
       <div className="field-label-row">
-        <label htmlFor={id}>
+        <label htmlFor={id} className={param.required ? "required" : undefined}>
           {label}
-          {param.required && <span aria-hidden="true"> *</span>}
         </label>
         {counter && <span className="field-counter">{counter}</span>}
       </div>

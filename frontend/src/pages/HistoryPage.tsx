@@ -128,7 +128,14 @@ export function HistoryPage() {
       {loading && edges.length === 0 && <div className="skeleton-grid" aria-busy="true" aria-label="Loading" />}
       {data?.generations.pageInfo.hasNextPage && (
         <div className="load-more">
-          <button type="button" className="button" onClick={() => void loadMore()} disabled={loadingMore}>
+          <button
+            type="button"
+            className="button"
+            onClick={() => void loadMore()}
+            disabled={loadingMore}
+            aria-busy={loadingMore}
+            data-testid="load-more"
+          >
             {loadingMore ? "Loading…" : "Load more"}
           </button>
         </div>
