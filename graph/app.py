@@ -149,6 +149,10 @@ async def _preview(request: Request) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
 
 
+async def _not_found(request: Request) -> Response:
+    return PlainTextResponse("not found", status_code=404)
+
+
 async def _healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -236,6 +240,8 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
         Route("/dev/token", _dev_token),
+        # Anything else under these prefixes is a missing file, never the app's index page.
+        *(Route(f"/{prefix}/{{rest:path}}", _not_found) for prefix in ("images", "thumbs", "previews", "dev")),
     ]
     dist = frontend_dir or _FRONTEND_DIST
     if (dist / "index.html").is_file():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
@@ -13,7 +15,35 @@ from db import models
 from db.images import images_for_generations
 from db.users import users_by_ids
 
-__all__ = ["Loaders"]
+__all__ = ["Loaders", "then"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def then(pending: Awaitable[T], convert: Callable[[T], R]) -> asyncio.Future[R]:
+    """A future of `convert(result)`, for resolvers that hand graphql-core a future, not a coroutine.
+
+    A field resolver written `async def` creates a coroutine per field; when a
+    subscriber disconnects while its result is being executed, graphql-core
+    drops those coroutines un-awaited (a RuntimeWarning each). A future can be
+    dropped silently, so the DataLoader-backed fields return one.
+    """
+    future = asyncio.ensure_future(pending)  # DataLoader.load already returns a future: no wrapping
+    out: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+
+    def done(source: asyncio.Future[T]) -> None:
+        if out.done():
+            return
+        if source.cancelled():
+            out.cancel()
+        elif (error := source.exception()) is not None:
+            out.set_exception(error)
+        else:
+            out.set_result(convert(source.result()))
+
+    future.add_done_callback(done)
+    return out
 
 
 @dataclass

@@ -15,6 +15,7 @@ from db.events import EventKind as DbEventKind
 from db.states import Phase as DbPhase
 from db.states import Status as DbStatus
 from graph.context import Context
+from graph.loaders import then
 
 __all__ = [
     "EventKind",
@@ -197,15 +198,18 @@ class Generation:
         raw = self.parameters.get("loras") if isinstance(self.parameters, dict) else None
         return [Lora(name=str(x["name"]), strength=float(x["strength"])) for x in raw or []]
 
+    # Sync resolvers returning DataLoader futures (see graph.loaders.then): batched, and nothing
+    # is left un-awaited when a subscriber vanishes mid-execution.
     @strawberry.field
-    async def images(self, info: strawberry.Info[Context, None]) -> list[Image]:
-        rows = await info.context.loaders.images.load(self.row_id)
-        return [Image.from_row(row, base_url=info.context.base_url) for row in rows]
+    def images(self, info: strawberry.Info[Context, None]) -> list[Image]:
+        base_url = info.context.base_url
+        rows = info.context.loaders.images.load(self.row_id)
+        return then(rows, lambda found: [Image.from_row(r, base_url=base_url) for r in found])  # type: ignore[return-value]
 
     @strawberry.field
-    async def owner(self, info: strawberry.Info[Context, None]) -> User | None:
-        row = await info.context.loaders.users.load(self.owner_id)
-        return None if row is None else User.from_row(row)
+    def owner(self, info: strawberry.Info[Context, None]) -> User | None:
+        row = info.context.loaders.users.load(self.owner_id)
+        return then(row, lambda found: None if found is None else User.from_row(found))  # type: ignore[return-value]
 
     @classmethod
     def from_row(cls, row: models.Generation) -> Generation:
