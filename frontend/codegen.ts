@@ -15,8 +15,11 @@ const config: CodegenConfig = {
         strictScalars: true,
         scalars: { DateTime: "string", JSON: "unknown" },
         avoidOptionals: { field: true, object: true },
-        
       },
+    },
+    "./src/gql/possibleTypes.ts": {
+      plugins: ["fragment-matcher"],
+      config: { apolloClientVersion: 3, useExplicitTyping: true },
     },
   },
   silent: true,

@@ -10,12 +10,18 @@ import { GeneratePage } from "./pages/GeneratePage";
 import { HistoryPage } from "./pages/HistoryPage";
 import { SystemPage } from "./pages/SystemPage";
 
-type Auth = { state: "loading" } | { state: "ask"; reason: string | null } | { state: "ready"; token: string };
+type Auth = { state: "loading" } | { state: "ask"; reason: string | null } | { state: "ready"; client: SafelightClient };
 
 export function App() {
   const [auth, setAuth] = useState<Auth>({ state: "loading" });
   useEffect(() => {
-    void obtainToken().then((token) => setAuth(token ? { state: "ready", token } : { state: "ask", reason: null }));
+    let live = true;
+    void obtainToken().then((token) => {
+      if (live) setAuth(token ? { state: "ready", client: createSafelightClient(token) } : { state: "ask", reason: null });
+    });
+    return () => {
+      live = false;
+    };
   }, []);
   if (auth.state === "loading") return <Splash />;
   if (auth.state === "ask") {
@@ -24,19 +30,25 @@ export function App() {
         reason={auth.reason}
         onToken={(token) => {
           localStorage.setItem(TOKEN_KEY, token);
-          setAuth({ state: "ready", token });
+          setAuth({ state: "ready", client: createSafelightClient(token) });
         }}
       />
     );
   }
+  const { client } = auth;
   return (
-    <Session
-      token={auth.token}
-      onRejected={(reason) => {
-        localStorage.removeItem(TOKEN_KEY);
-        setAuth({ state: "ask", reason });
-      }}
-    />
+    <ApolloProvider client={client.apollo}>
+      <BrowserRouter>
+        <Shell
+          connection={client.connection}
+          onRejected={(reason) => {
+            localStorage.removeItem(TOKEN_KEY);
+            client.dispose();
+            setAuth({ state: "ask", reason });
+          }}
+        />
+      </BrowserRouter>
+    </ApolloProvider>
   );
 }
 
@@ -80,23 +92,6 @@ function TokenForm({ reason, onToken }: { reason: string | null; onToken: (token
         </button>
       </form>
     </main>
-  );
-}
-
-function Session({ token, onRejected }: { token: string; onRejected: (reason: string) => void }) {
-  const [client, setClient] = useState<SafelightClient | null>(null);
-  useEffect(() => {
-    const created = createSafelightClient(token);
-    setClient(created);
-    return () => created.dispose();
-  }, [token]);
-  if (!client) return <Splash />;
-  return (
-    <ApolloProvider client={client.apollo}>
-      <BrowserRouter>
-        <Shell connection={client.connection} onRejected={onRejected} />
-      </BrowserRouter>
-    </ApolloProvider>
   );
 }
 

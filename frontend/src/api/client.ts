@@ -1,6 +1,7 @@
 import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from "@apollo/client";
 import { getMainDefinition } from "@apollo/client/utilities";
 import { createClient as createWsClient, type Client } from "graphql-ws";
+import introspection from "../gql/possibleTypes";
 import { ConnectionStore } from "./connection";
 import { ResumableWsLink } from "./resumableLink";
 
@@ -18,6 +19,7 @@ export interface SafelightClient {
 
 export function createCache(): InMemoryCache {
   return new InMemoryCache({
+    possibleTypes: introspection.possibleTypes,
     typePolicies: {
       Query: {
         fields: {

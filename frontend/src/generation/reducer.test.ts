@@ -1,0 +1,141 @@
+import { describe, expect, it } from "vitest";
+import type { GenerationFieldsFragment } from "../gql/graphql";
+import { applyEvent, initialGeneration, type GenerationEventInput, type LiveGeneration } from "./reducer";
+
+const image = (index: number) => ({
+  index,
+  contentHash: `h${index}`,
+  url: `/images/h${index}`,
+  thumbnailUrl: `/thumbs/256/h${index}`,
+  width: 64,
+  height: 64,
+  sizeBytes: 100,
+  mime: "image/png",
+  seedValue: 7,
+});
+
+const progress = (percent: number) => ({
+  phase: "EXECUTING" as const,
+  percent,
+  node: "3",
+  nodeClass: "KSampler",
+  step: 1,
+  maxSteps: 10,
+  queuePosition: null,
+  emittedAt: null,
+});
+
+const generation = (over: Partial<GenerationFieldsFragment> = {}): GenerationFieldsFragment => ({
+  id: "g1",
+  template: "txt2img",
+  status: "RUNNING",
+  attempt: 1,
+  prompt: "a cat",
+  parameters: {},
+  seedUsed: 7,
+  backend: null,
+  promptId: null,
+  createdAt: "2026-01-01T00:00:00Z",
+  startedAt: "2026-01-01T00:00:01Z",
+  finishedAt: null,
+  lastSeq: 3,
+  loras: [],
+  progress: progress(20),
+  error: null,
+  images: [],
+  ...over,
+});
+
+const event = (over: Partial<GenerationEventInput>): GenerationEventInput => ({
+  seq: 0,
+  kind: "PROGRESS",
+  at: 1_767_225_600,
+  terminal: false,
+  status: null,
+  attempt: null,
+  error: null,
+  progress: null,
+  image: null,
+  previewUrl: null,
+  ...over,
+});
+
+const fold = (state: LiveGeneration, events: GenerationEventInput[]) => events.reduce(applyEvent, state);
+
+describe("applyEvent", () => {
+  it("takes the snapshot as the whole state", () => {
+    const state = applyEvent(initialGeneration("g1"), event({ kind: "SNAPSHOT", seq: 3, generation: generation() }));
+    expect(state.status).toBe("RUNNING");
+    expect(state.lastSeq).toBe(3);
+    expect(state.progress?.percent).toBe(20);
+    expect(state.startedAt).toBe(Date.parse("2026-01-01T00:00:01Z"));
+  });
+
+  it("drops durable events it already has (a resumed subscription replays them)", () => {
+    const start = initialGeneration("g1", generation({ lastSeq: 3 }));
+    const state = fold(start, [
+      event({ kind: "IMAGE", seq: 4, image: image(0) }),
+      event({ kind: "IMAGE", seq: 4, image: image(0) }),
+      event({ kind: "STATUS", seq: 3, status: "QUEUED" }),
+      event({ kind: "IMAGE", seq: 5, image: image(1) }),
+    ]);
+    expect(state.images.map((i) => i.index)).toEqual([0, 1]);
+    expect(state.status).toBe("RUNNING");
+    expect(state.lastSeq).toBe(5);
+  });
+
+  it("ignores progress older than the last durable event", () => {
+    const start = initialGeneration("g1", generation({ lastSeq: 6 }));
+    const stale = applyEvent(start, event({ kind: "PROGRESS", seq: 5, progress: progress(90) }));
+    expect(stale).toBe(start);
+    const fresh = applyEvent(start, event({ kind: "PROGRESS", seq: 6, progress: progress(40) }));
+    expect(fresh.progress?.percent).toBe(40);
+    const preview = applyEvent(fresh, event({ kind: "PREVIEW", seq: 6, previewUrl: "/previews/abc" }));
+    expect(preview.previewUrl).toBe("/previews/abc");
+  });
+
+  it("ends on the terminal event and ignores late ephemeral ones", () => {
+    const start = initialGeneration("g1", generation({ lastSeq: 3 }));
+    const done = fold(start, [
+      event({ kind: "PREVIEW", seq: 3, previewUrl: "/previews/x" }),
+      event({ kind: "IMAGE", seq: 4, image: image(0) }),
+      event({ kind: "STATUS", seq: 5, status: "SUCCEEDED", terminal: true, at: 1_767_225_610 }),
+      event({ kind: "PROGRESS", seq: 5, progress: progress(10) }),
+    ]);
+    expect(done.terminal).toBe(true);
+    expect(done.status).toBe("SUCCEEDED");
+    expect(done.previewUrl).toBeNull();
+    expect(done.progress?.percent).toBe(20);
+    expect(done.finishedAt).toBe(1_767_225_610_000);
+  });
+
+  it("keeps the error of a failed run", () => {
+    const error = { code: "execution_error", message: "boom", retryable: false, node: "3 (KSampler)" };
+    const failed = applyEvent(
+      initialGeneration("g1", generation()),
+      event({ kind: "STATUS", seq: 4, status: "FAILED", terminal: true, error }),
+    );
+    expect(failed.error).toEqual(error);
+    expect(failed.terminal).toBe(true);
+  });
+
+  it("starts over on a retry's new attempt", () => {
+    const failed = initialGeneration("g1", generation({ status: "FAILED", images: [image(0)], lastSeq: 5 }));
+    const retried = applyEvent(failed, event({ kind: "STATUS", seq: 6, status: "QUEUED", attempt: 2 }));
+    expect(retried.terminal).toBe(false);
+    expect(retried.images).toEqual([]);
+    expect(retried.attempt).toBe(2);
+    expect(retried.finishedAt).toBeNull();
+  });
+
+  it("marks a deleted generation terminal", () => {
+    const state = applyEvent(initialGeneration("g1", generation()), event({ kind: "DELETED", seq: 3, terminal: true }));
+    expect(state.deleted).toBe(true);
+    expect(state.terminal).toBe(true);
+  });
+
+  it("ignores a snapshot older than what it holds", () => {
+    const start = initialGeneration("g1", generation({ lastSeq: 8 }));
+    expect(applyEvent(start, event({ kind: "SNAPSHOT", seq: 3, generation: generation({ lastSeq: 3 }) }))).toBe(start);
+  });
+});
