@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from graph.app import create_app
+from jobs.logs import configure_logging
 from settings import Settings
 
 __all__ = ["serve_api"]
 
 
 def serve_api(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,

@@ -42,6 +42,7 @@ from jobs.backends import BackendPool
 from jobs.enqueue import JOB_FUNCTION, enqueue_generation, job_id_for
 from jobs.generate import run_generation
 from jobs.keys import Keys
+from jobs.logs import configure_logging, generation_context
 from jobs.runtime import Runtime
 from jobs.storage import ImageStore
 from settings import Settings
@@ -55,6 +56,7 @@ VERSION = "0.1.0"
 
 async def generate(ctx: dict[str, Any], generation_id: str) -> None:
     rt: Runtime = ctx["runtime"]
+    generation_context(generation_id)  # arq runs each job in its own task: this tags only its lines
     await run_generation(rt, uuid.UUID(generation_id))
 
 
@@ -138,8 +140,7 @@ def build_worker(settings: Settings, *, burst: bool = False, handle_signals: boo
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ComfyUI request is noise
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -1,0 +1,52 @@
+"""Logging set-up shared by API and workers: every line of a job carries its generation id."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+
+__all__ = ["configure_logging", "generation_context"]
+
+_generation: contextvars.ContextVar[str] = contextvars.ContextVar("generation_id", default="-")
+
+
+def generation_context(generation_id: object) -> contextvars.Token[str]:
+    """Tag every log line of the current task (and tasks it starts) with this generation."""
+    return _generation.set(str(generation_id))
+
+
+class _GenerationFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.generation_id = _generation.get()
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 6),
+            "level": record.levelname,
+            "logger": record.name,
+            "generation_id": getattr(record, "generation_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, *, json_lines: bool = False) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_GenerationFilter())
+    if json_lines:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(generation_id)s] %(message)s")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ComfyUI request is noise
