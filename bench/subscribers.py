@@ -28,7 +28,7 @@ import websockets
 
 from bench.stack import EVENTS, TRANSPORT_WS, raise_nofile
 
-_SETUP_PARALLEL = 50
+_SETUP_PARALLEL = 10  # per client process: the API answers each with a PostgreSQL read
 
 
 async def _subscribe(url: str, token: str, gid: str) -> Any:
