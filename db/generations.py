@@ -36,6 +36,7 @@ __all__ = [
     "get_generation",
     "list_generations",
     "now",
+    "queue_positions",
     "status_payload",
     "take_over",
     "transition",
@@ -266,6 +267,22 @@ async def update_progress(
         .execution_options(synchronize_session=False, populate_existing=True)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def queue_positions(session: AsyncSession, *, generation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """1-based places in Safelight's queue (QUEUED, oldest first) of those ids that are queued."""
+    if not generation_ids:
+        return {}
+    ranked = (
+        select(
+            Generation.id.label("id"),
+            func.row_number().over(order_by=(Generation.created_at, Generation.id)).label("position"),
+        )
+        .where(Generation.status == Status.QUEUED)
+        .subquery()
+    )
+    rows = await session.execute(select(ranked.c.id, ranked.c.position).where(ranked.c.id.in_(list(generation_ids))))
+    return {gid: int(position) for gid, position in rows.all()}
 
 
 async def count_active(session: AsyncSession, *, owner_id: uuid.UUID) -> int:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from db import models
+from db.generations import queue_positions
 from db.images import images_for_generations
 from db.users import users_by_ids
 
@@ -50,6 +51,7 @@ def then(pending: Awaitable[T], convert: Callable[[T], R]) -> asyncio.Future[R]:
 class Loaders:
     images: DataLoader[uuid.UUID, list[models.Image]]
     users: DataLoader[uuid.UUID, models.User | None]
+    queue_positions: DataLoader[uuid.UUID, int | None]
 
     @classmethod
     def create(cls, sessions: async_sessionmaker[AsyncSession]) -> Loaders:
@@ -63,4 +65,13 @@ class Loaders:
                 found = await users_by_ids(session, user_ids=ids)
             return [found.get(i) for i in ids]
 
-        return cls(images=DataLoader(load_fn=load_images), users=DataLoader(load_fn=load_users))
+        async def load_positions(ids: Sequence[uuid.UUID]) -> list[int | None]:
+            async with sessions() as session:
+                found = await queue_positions(session, generation_ids=ids)
+            return [found.get(i) for i in ids]
+
+        return cls(
+            images=DataLoader(load_fn=load_images),
+            users=DataLoader(load_fn=load_users),
+            queue_positions=DataLoader(load_fn=load_positions),
+        )

@@ -123,12 +123,22 @@ class Progress:
     node_class: str | None
     step: int | None
     max_steps: int | None
-    queue_position: int | None = strawberry.field(
-        description="While waiting: how many prompts run or wait before this one on its backend."
-    )
+    known_queue_position: strawberry.Private[int | None]
     emitted_at: float | None = strawberry.field(
         default=None, description="When the backend reported this step (unix seconds), if it says."
     )
+    waiting_row: strawberry.Private[uuid.UUID | None] = None  # set while in Safelight's own queue
+
+    @strawberry.field(
+        description=(
+            "While waiting: 1 = next. In phase WAITING the place in Safelight's queue; "
+            "in BACKEND_QUEUE how many prompts run or wait before this one on its ComfyUI backend."
+        )
+    )
+    def queue_position(self, info: strawberry.Info[Context, None]) -> int | None:
+        if self.known_queue_position is not None or self.waiting_row is None:
+            return self.known_queue_position
+        return info.context.loaders.queue_positions.load(self.waiting_row)  # type: ignore[return-value]
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Progress:
@@ -139,7 +149,7 @@ class Progress:
             node_class=payload.get("nodeClass"),
             step=payload.get("step"),
             max_steps=payload.get("maxSteps"),
-            queue_position=payload.get("queuePosition"),
+            known_queue_position=payload.get("queuePosition"),
             emitted_at=payload.get("emittedAt"),
         )
 
@@ -232,7 +242,8 @@ class Generation:
                 node_class=None,
                 step=row.step,
                 max_steps=row.max_steps,
-                queue_position=row.queue_position,
+                known_queue_position=row.queue_position,
+                waiting_row=row.id if row.status is DbStatus.QUEUED else None,
             ),
             attempt=row.attempt,
             seed=row.seed,

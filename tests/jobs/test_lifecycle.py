@@ -76,7 +76,13 @@ async def test_cancel_before_pickup_never_reaches_comfyui(
     worker.allow_pick_jobs = False
     try:
         gid = await create(client)
+        behind = await create(client)
+        first, second = await get(client, gid), await get(client, behind)
+        assert first["progress"]["phase"] == "WAITING"
+        assert first["progress"]["queuePosition"] >= 1
+        assert second["progress"]["queuePosition"] == first["progress"]["queuePosition"] + 1
         result = (await client.query(CANCEL, {"id": gid}))["cancelGeneration"]
+        assert (await get(client, behind))["progress"]["queuePosition"] == first["progress"]["queuePosition"]
         assert result == {"__typename": "GenerationPayload", "generation": {"status": "CANCELLED"}}
     finally:
         worker.allow_pick_jobs = True
