@@ -34,7 +34,19 @@ export default defineConfig({
       "/dev": forward,
     },
   },
-  build: { sourcemap: true },
+  build: {
+    sourcemap: true,
+    rolldownOptions: {
+      output: {
+        codeSplitting: {
+          groups: [
+            { name: "react", test: /node_modules[\\/](react|react-dom|react-router|scheduler)[\\/]/ },
+            { name: "apollo", test: /node_modules[\\/](@apollo|graphql|graphql-ws|rxjs|@wry|optimism|tslib)/ },
+          ],
+        },
+      },
+    },
+  },
   test: {
     environment: "happy-dom",
     setupFiles: ["./src/test/setup.ts"],

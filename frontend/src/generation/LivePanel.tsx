@@ -6,7 +6,7 @@ import { useGenerationActions } from "./actions";
 import { useGenerationEvents } from "./useGenerationEvents";
 
 /** The generation just submitted: live progress, previews, cancel, and the results. */
-export function LivePanel({ id, onDismiss }: { id: string; onDismiss: () => void }) {
+export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDismiss: () => void; focus?: boolean }) {
   const { live, error } = useGenerationEvents(id);
   const actions = useGenerationActions(id);
   const prompt = live.generation?.prompt;
@@ -14,7 +14,19 @@ export function LivePanel({ id, onDismiss }: { id: string; onDismiss: () => void
   return (
     <section className="panel live-panel" aria-labelledby="live-title" data-testid="live-panel">
       <header className="panel-header">
-        <h2 id="live-title">Current generation</h2>
+        <h2
+          id="live-title"
+          tabIndex={-1}
+          ref={(el) => {
+            // After a submit, bring the panel into view (it sits above the form on narrow screens).
+            if (el && focus) {
+              el.focus({ preventScroll: true });
+              el.scrollIntoView?.({ block: "nearest" });
+            }
+          }}
+        >
+          Current generation
+        </h2>
         <StatusBadge status={live.status} />
       </header>
       {live.deleted ? (

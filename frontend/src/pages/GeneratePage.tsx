@@ -9,7 +9,9 @@ export const CURRENT_KEY = "safelight.current";
 export function GeneratePage() {
   const { data, loading, error } = useQuery(FormDataQuery);
   const [current, setCurrent] = useState<string | null>(() => localStorage.getItem(CURRENT_KEY));
+  const [submitted, setSubmitted] = useState(false);
   const select = (id: string | null) => {
+    setSubmitted(id !== null);
     if (id) localStorage.setItem(CURRENT_KEY, id);
     else localStorage.removeItem(CURRENT_KEY);
     setCurrent(id);
@@ -27,7 +29,7 @@ export function GeneratePage() {
       </div>
       <div className="live-column">
         {current ? (
-          <LivePanel key={current} id={current} onDismiss={() => select(null)} />
+          <LivePanel key={current} id={current} focus={submitted} onDismiss={() => select(null)} />
         ) : (
           <section className="panel live-panel live-empty">
             <h2>Nothing developing yet</h2>
