@@ -35,4 +35,28 @@ await run("cancel", async ({ browser, step, setPage }) => {
     await until(async () => (await card.getAttribute("data-status")) === "CANCELLED", { message: "a cancelled card" });
     await card.getByRole("button", { name: "Retry" }).waitFor();
   });
+
+  await step("retry asks first, then runs again", async () => {
+    const card = page.getByTestId("generation-card").first();
+    await card.getByRole("button", { name: "Retry" }).click();
+    await card.getByRole("group", { name: "Run again?" }).getByRole("button", { name: "Retry" }).click();
+    await until(async () => ["QUEUED", "RUNNING"].includes(await card.getAttribute("data-status")), {
+      message: "the retried card to queue or run",
+    });
+    await until(async () => (await card.getAttribute("data-status")) === "RUNNING", { message: "running again" });
+    await card.getByRole("button", { name: "Cancel" }).click();
+    await until(async () => (await card.getAttribute("data-status")) === "CANCELLED", { message: "cancelled again" });
+  });
+
+  await step("delete asks first, then removes the card", async () => {
+    const cards = page.getByTestId("generation-card");
+    const before = await cards.count();
+    const card = cards.first();
+    await card.getByRole("button", { name: "Delete" }).click();
+    await card.getByRole("button", { name: "Keep" }).click();
+    assert((await cards.count()) === before, "Keep deleted the card");
+    await card.getByRole("button", { name: "Delete" }).click();
+    await card.getByRole("group", { name: "Delete for good?" }).getByRole("button", { name: "Delete" }).click();
+    await until(async () => (await cards.count()) === before - 1, { message: "the card to go" });
+  });
 });

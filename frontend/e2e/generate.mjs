@@ -56,6 +56,13 @@ await run("generate", async ({ browser, step, setPage }) => {
     await page.getByRole("link", { name: "Details" }).click();
     const seed = await page.getByTestId("seed-used").textContent();
     assert(/^\d+$/.test(seed ?? ""), `seed used: ${seed}`);
+    const seedUsed = seed;
+    await page.getByRole("button", { name: "Use these settings again" }).click();
+    await page.getByLabel("Prompt", { exact: true }).waitFor();
+    const prompt = await page.getByLabel("Prompt", { exact: true }).inputValue();
+    assert(prompt === "a lighthouse at dusk, volumetric fog", `prompt: ${prompt}`);
+    assert((await page.getByLabel("Seed", { exact: true }).inputValue()) === seedUsed, "seed not carried over");
+    assert((await page.getByLabel("Steps", { exact: true }).inputValue()) === "30", "steps not carried over");
     console.log(`phases seen: ${[...seen].join(" → ")}; percents: ${percents.join(", ")}`);
   });
 });
