@@ -56,6 +56,9 @@ await run("generate", async ({ browser, step, setPage }) => {
     await page.getByRole("link", { name: "Details" }).click();
     const seed = await page.getByTestId("seed-used").textContent();
     assert(/^\d+$/.test(seed ?? ""), `seed used: ${seed}`);
+    const log = page.getByTestId("event-log");
+    await log.getByText("Done").waitFor();
+    for (const text of ["Queued", "Running", "Image 1 saved (512×512)"]) await log.getByText(text).waitFor();
     const seedUsed = seed;
     await page.getByRole("button", { name: "Use these settings again" }).click();
     await page.getByLabel("Prompt", { exact: true }).waitFor();

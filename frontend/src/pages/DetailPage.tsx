@@ -11,6 +11,7 @@ import { paramLabel } from "../form/ParamField";
 import { saveValues, valuesFromParameters } from "../form/values";
 import type { GenerationFieldsFragment } from "../gql/graphql";
 import { useGenerationActions } from "../generation/actions";
+import { EventLog } from "../generation/EventLog";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
 import { CURRENT_KEY } from "./GeneratePage";
 
@@ -175,6 +176,7 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
             <dd className="mono">{g.id}</dd>
           </dl>
         </section>
+        <EventLog id={g.id} />
       </div>
     </article>
   );
