@@ -15,8 +15,8 @@ const progress = (over: object) => ({
 
 describe("describePhase", () => {
   it("names the queue position while waiting", () => {
-    expect(describePhase({ status: "QUEUED", progress: progress({ queuePosition: 2 }) })).toBe("Queued · 2 ahead");
-    expect(describePhase({ status: "QUEUED", progress: progress({ queuePosition: 0 }) })).toBe("Queued · next up");
+    expect(describePhase({ status: "QUEUED", progress: progress({ queuePosition: 3 }) })).toBe("Queued · 2 ahead");
+    expect(describePhase({ status: "QUEUED", progress: progress({ queuePosition: 1 }) })).toBe("Queued · next up");
     expect(
       describePhase({ status: "RUNNING", progress: progress({ phase: "BACKEND_QUEUE", queuePosition: 1 }) }),
     ).toBe("Waiting on the backend · 1 ahead");

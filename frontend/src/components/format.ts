@@ -51,7 +51,11 @@ const PHASE_LABEL: Record<Phase, string> = {
   DONE: "Finishing",
 };
 
-const ahead = (n: number) => (n === 0 ? "next up" : `${n} ahead`);
+/** WAITING counts a place in Safelight's queue (1 = next); BACKEND_QUEUE counts prompts ahead on the backend. */
+function queueText(phase: Phase, position: number): string {
+  const ahead = phase === "WAITING" ? position - 1 : position;
+  return ahead <= 0 ? "next up" : `${ahead} ahead`;
+}
 
 /** One line saying what a generation is doing now: phase, queue position or node and step. */
 export function describePhase(live: Pick<LiveGeneration, "status" | "progress">): string {
@@ -62,7 +66,7 @@ export function describePhase(live: Pick<LiveGeneration, "status" | "progress">)
   if (!progress) return status === "QUEUED" ? "Queued" : "Starting";
   const parts = [PHASE_LABEL[progress.phase]];
   if ((progress.phase === "WAITING" || progress.phase === "BACKEND_QUEUE") && progress.queuePosition != null) {
-    parts.push(ahead(progress.queuePosition));
+    parts.push(queueText(progress.phase, progress.queuePosition));
   }
   if (progress.phase === "EXECUTING") {
     const node = progress.nodeClass ?? progress.node;
