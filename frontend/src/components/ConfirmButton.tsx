@@ -29,7 +29,14 @@ export function ConfirmButton({
     );
   }
   return (
-    <span className="confirm" role="group" aria-label={question}>
+    <span
+      className="confirm"
+      role="group"
+      aria-label={question}
+      onKeyDown={(e) => {
+        if (e.key === "Escape") setAsking(false);
+      }}
+    >
       <span className="confirm-question">{question}</span>
       <button
         ref={confirmRef}

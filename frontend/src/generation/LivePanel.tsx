@@ -1,4 +1,5 @@
 import { Link } from "react-router";
+import { STATUS_LABEL } from "../components/format";
 import { ImageGrid } from "../components/ImageGrid";
 import { ProgressBar } from "../components/ProgressBar";
 import { StatusBadge } from "../components/StatusBadge";
@@ -34,6 +35,9 @@ export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDism
       ) : (
         <>
           {prompt && <p className="live-prompt">{prompt}</p>}
+          <p className="sr-only" aria-live="polite">
+            {live.status ? `Generation ${STATUS_LABEL[live.status].toLowerCase()}` : ""}
+          </p>
           <ProgressBar live={live} />
           {live.error && (
             <div className="alert alert-error" role="alert">
