@@ -38,7 +38,7 @@ from comfy.events import (
 )
 from comfy.progress import ProgressTracker
 from comfy.socket import PromptEvents
-from comfy.templates import ParamValidationError, build_workflow, validate_params
+from comfy.templates import Limits, ParamValidationError, build_workflow, validate_params
 from db import generations as gens
 from db.events import EventKind
 from db.images import add_image
@@ -205,7 +205,7 @@ class GenerationRun:
         if template is None:
             raise Permanent("UNKNOWN_TEMPLATE", f"template {self.generation.template!r} is not installed")
         try:
-            params = validate_params(template, self.generation.params)
+            params = validate_params(template, self.generation.params, limits=Limits.from_settings(self.rt.settings))
         except ParamValidationError as exc:
             raise Permanent("INVALID_PARAMETERS", str(exc)) from None
         return build_workflow(template, params, filename_prefix=f"safelight/{self.id.hex[:12]}")
