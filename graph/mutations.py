@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import strawberry
@@ -17,6 +19,7 @@ from graph.results import (
     DeletedGeneration,
     DeleteGenerationResult,
     GenerationPayload,
+    JobResultError,
     NotAllowedError,
     NotFoundError,
     RetryGenerationResult,
@@ -24,6 +27,7 @@ from graph.results import (
 )
 from graph.types import Generation
 from jobs.errors import JobError
+from jobs.service import JobService
 
 __all__ = ["GenerationInput", "LoraInput", "Mutation"]
 
@@ -72,11 +76,31 @@ class GenerationInput:
         return params
 
 
-def _viewer(info: strawberry.Info[Context, None]) -> models.User | None:
-    return info.context.viewer_row
-
-
 _ANONYMOUS = "authentication required: send a bearer API token"
+
+_Outcome = GenerationPayload | DeletedGeneration | NotAllowedError | NotFoundError | JobResultError
+
+
+async def _on_generation(
+    info: strawberry.Info[Context, None],
+    id: strawberry.ID,
+    action: Callable[[JobService, uuid.UUID, models.User], Awaitable[_Outcome]],
+) -> _Outcome:
+    """The shared shape of the per-generation mutations: viewer, id, typed failures."""
+    viewer = info.context.viewer_row
+    if viewer is None:
+        return NotAllowedError(message=_ANONYMOUS)
+    gid = parse_id(id)
+    if gid is None:
+        return NotFoundError(message=f"no generation {id}")
+    try:
+        return await action(info.context.state.jobs, gid, viewer)
+    except JobError as exc:
+        return from_job_error(exc)
+
+
+def _payload(row: models.Generation) -> GenerationPayload:
+    return GenerationPayload(generation=Generation.from_row(row), created=False)
 
 
 @strawberry.type
@@ -88,7 +112,7 @@ class Mutation:
         input: GenerationInput,
         idempotency_key: str | None = None,
     ) -> CreateGenerationResult:
-        viewer = _viewer(info)
+        viewer = info.context.viewer_row
         if viewer is None:
             return NotAllowedError(message=_ANONYMOUS)
         try:
@@ -106,44 +130,24 @@ class Mutation:
     async def cancel_generation(
         self, info: strawberry.Info[Context, None], id: strawberry.ID
     ) -> CancelGenerationResult:
-        viewer = _viewer(info)
-        if viewer is None:
-            return NotAllowedError(message=_ANONYMOUS)
-        gid = parse_id(id)
-        if gid is None:
-            return NotFoundError(message=f"no generation {id}")
-        try:
-            row = await info.context.state.jobs.cancel(generation_id=gid, viewer=viewer)
-        except JobError as exc:
-            return from_job_error(exc)  # type: ignore[return-value]
-        return GenerationPayload(generation=Generation.from_row(row), created=False)
+        async def cancel(jobs: JobService, gid: uuid.UUID, viewer: models.User) -> _Outcome:
+            return _payload(await jobs.cancel(generation_id=gid, viewer=viewer))
+
+        return await _on_generation(info, id, cancel)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Run a FAILED or CANCELLED generation again (a new attempt).")
     async def retry_generation(self, info: strawberry.Info[Context, None], id: strawberry.ID) -> RetryGenerationResult:
-        viewer = _viewer(info)
-        if viewer is None:
-            return NotAllowedError(message=_ANONYMOUS)
-        gid = parse_id(id)
-        if gid is None:
-            return NotFoundError(message=f"no generation {id}")
-        try:
-            row = await info.context.state.jobs.retry(generation_id=gid, viewer=viewer)
-        except JobError as exc:
-            return from_job_error(exc)  # type: ignore[return-value]
-        return GenerationPayload(generation=Generation.from_row(row), created=False)
+        async def retry(jobs: JobService, gid: uuid.UUID, viewer: models.User) -> _Outcome:
+            return _payload(await jobs.retry(generation_id=gid, viewer=viewer))
+
+        return await _on_generation(info, id, retry)  # type: ignore[return-value]
 
     @strawberry.mutation(description="Delete a generation and its images (a running one is cancelled).")
     async def delete_generation(
         self, info: strawberry.Info[Context, None], id: strawberry.ID
     ) -> DeleteGenerationResult:
-        viewer = _viewer(info)
-        if viewer is None:
-            return NotAllowedError(message=_ANONYMOUS)
-        gid = parse_id(id)
-        if gid is None:
-            return NotFoundError(message=f"no generation {id}")
-        try:
-            await info.context.state.jobs.delete(generation_id=gid, viewer=viewer)
-        except JobError as exc:
-            return from_job_error(exc)  # type: ignore[return-value]
-        return DeletedGeneration(id=id)
+        async def delete(jobs: JobService, gid: uuid.UUID, viewer: models.User) -> _Outcome:
+            await jobs.delete(generation_id=gid, viewer=viewer)
+            return DeletedGeneration(id=id)
+
+        return await _on_generation(info, id, delete)  # type: ignore[return-value]

@@ -19,6 +19,7 @@ __all__ = [
     "FieldError",
     "GenerationPayload",
     "InvalidStateError",
+    "JobResultError",
     "NotAllowedError",
     "NotFoundError",
     "QuotaExceededError",
@@ -104,9 +105,10 @@ def api_field_name(name: str) -> str:
     return _CAMEL.sub(lambda m: m.group(1).upper(), name)
 
 
-def from_job_error(
-    exc: errors.JobError,
-) -> ValidationError | QuotaExceededError | BackendUnavailableError | NotFoundError | InvalidStateError:
+JobResultError = ValidationError | QuotaExceededError | BackendUnavailableError | NotFoundError | InvalidStateError
+
+
+def from_job_error(exc: errors.JobError) -> JobResultError:
     if isinstance(exc, errors.Rejected):
         fields = [FieldError(field=api_field_name(p.field), message=p.message) for p in exc.problems]
         return ValidationError(message="invalid parameters", errors=fields)
