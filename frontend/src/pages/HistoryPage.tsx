@@ -9,7 +9,6 @@ import { StatusBadge } from "../components/StatusBadge";
 import { useNow } from "../components/useNow";
 import type { GenerationFieldsFragment, Status } from "../gql/graphql";
 import { useGenerationActions } from "../generation/actions";
-import { isTerminal } from "../generation/reducer";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
 
 const PAGE = 24;
@@ -144,33 +143,20 @@ export function HistoryPage() {
   );
 }
 
+/**
+ * One card; it follows its generation live while it runs (from the record's lastSeq, so a reload
+ * reattaches without missing anything). One component for every state, so finishing doesn't remount it.
+ */
 function GenerationCard({ generation }: { generation: GenerationFieldsFragment }) {
-  return isTerminal(generation.status) ? (
-    <CardBody generation={generation} />
-  ) : (
-    <LiveCard generation={generation} />
-  );
-}
-
-function LiveCard({ generation }: { generation: GenerationFieldsFragment }) {
   const { live } = useGenerationEvents(generation.id, generation);
-  return <CardBody generation={generation} live={live} />;
-}
-
-function CardBody({
-  generation,
-  live,
-}: {
-  generation: GenerationFieldsFragment;
-  live?: ReturnType<typeof useGenerationEvents>["live"];
-}) {
   const now = useNow(false);
   const actions = useGenerationActions(generation.id);
-  const status = live?.status ?? generation.status;
-  const images = live?.images ?? generation.images;
+  const status = live.status ?? generation.status;
+  const images = live.images.length ? live.images : generation.images;
   const first = images[0];
-  const preview = live && !live.terminal ? live.previewUrl : null;
-  if (live?.deleted) return null;
+  const preview = live.terminal ? null : live.previewUrl;
+  const error = live.error ?? generation.error;
+  if (live.deleted) return null;
   const failed = status === "FAILED" || status === "CANCELLED";
   return (
     <article className="card" aria-label={generation.prompt} data-status={status} data-testid="generation-card">
@@ -196,10 +182,8 @@ function CardBody({
         <p className="card-prompt" title={generation.prompt}>
           {generation.prompt}
         </p>
-        {live && !live.terminal && <ProgressBar live={live} compact />}
-        {status === "FAILED" && (live?.error ?? generation.error) && (
-          <p className="card-error">{(live?.error ?? generation.error)?.message}</p>
-        )}
+        {!live.terminal && <ProgressBar live={live} compact />}
+        {status === "FAILED" && error && <p className="card-error">{error.message}</p>}
         <div className="card-actions">
           {failed && (
             <ConfirmButton
@@ -210,7 +194,7 @@ function CardBody({
               onConfirm={() => void actions.retry()}
             />
           )}
-          {live && !live.terminal && status !== "CANCELLING" && (
+          {!live.terminal && status !== "CANCELLING" && (
             <button type="button" className="button button-small" onClick={() => void actions.cancel()}>
               Cancel
             </button>
