@@ -30,7 +30,10 @@ export function GenerateForm({
   });
   const template = templates.find((t) => t.name === templateName) ?? templates[0];
   const [values, setValues] = useState<FormValues>(() => (template ? loadValues(template) : {}));
+  // A field's own error shows once it was changed and left (or after a submit attempt), so tabbing
+  // through untouched fields doesn't flash errors and shift the layout under the pointer.
   const [touched, setTouched] = useState<Set<string>>(new Set());
+  const [changed, setChanged] = useState<Set<string>>(new Set());
   const [attempted, setAttempted] = useState(false);
   const [serverErrors, setServerErrors] = useState<FieldErrors>({});
   const [formMessage, setFormMessage] = useState<string | null>(null);
@@ -44,7 +47,7 @@ export function GenerateForm({
   const shown: FieldErrors = { ...serverErrors };
   for (const [field, message] of Object.entries(clientErrors)) {
     const top = field.split("[")[0] ?? field;
-    if (attempted || touched.has(top)) shown[field] = message;
+    if (attempted || (touched.has(top) && changed.has(top))) shown[field] = message;
   }
 
   if (!template) return <p className="muted">No workflow templates are configured.</p>;
@@ -54,6 +57,7 @@ export function GenerateForm({
     setValues(next);
     saveValues(template.name, next);
     setServerErrors((errors) => dropField(errors, name));
+    setChanged((c) => (c.has(name) ? c : new Set(c).add(name)));
   };
 
   const focusFirst = (errors: FieldErrors) => {
