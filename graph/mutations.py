@@ -14,18 +14,23 @@ from db import models
 from graph.context import Context
 from graph.queries import parse_id
 from graph.results import (
+    BackendList,
     CancelGenerationResult,
     CreateGenerationResult,
     DeletedGeneration,
     DeleteGenerationResult,
+    FieldError,
     GenerationPayload,
     JobResultError,
     NotAllowedError,
     NotFoundError,
     RetryGenerationResult,
+    SetBackendsResult,
+    ValidationError,
     from_job_error,
 )
 from graph.types import Generation
+from jobs.backend_list import write_backend_urls
 from jobs.errors import JobError
 from jobs.service import JobService
 
@@ -151,3 +156,21 @@ class Mutation:
             return DeletedGeneration(id=id)
 
         return await _on_generation(info, id, delete)  # type: ignore[return-value]
+
+    @strawberry.mutation(
+        description=(
+            "Replace the ComfyUI backend list (admins). Workers and API follow it within a heartbeat, "
+            "without a restart; an empty list returns to COMFYUI_URLS."
+        )
+    )
+    async def set_backends(self, info: strawberry.Info[Context, None], urls: list[str]) -> SetBackendsResult:
+        viewer = info.context.viewer_row
+        if viewer is None or not viewer.is_admin:
+            return NotAllowedError(message="changing backends is for admins")
+        state = info.context.state
+        try:
+            in_force = await write_backend_urls(state.redis, state.keys, urls)
+        except ValueError as exc:
+            return ValidationError(message="invalid backend list", errors=[FieldError(field="urls", message=str(exc))])
+        state.catalogs.invalidate()
+        return BackendList(urls=list(in_force or state.settings.comfyui_urls))

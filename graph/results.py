@@ -11,6 +11,7 @@ from graph.types import Generation, Status
 from jobs import errors
 
 __all__ = [
+    "BackendList",
     "BackendUnavailableError",
     "CancelGenerationResult",
     "CreateGenerationResult",
@@ -24,6 +25,7 @@ __all__ = [
     "NotFoundError",
     "QuotaExceededError",
     "RetryGenerationResult",
+    "SetBackendsResult",
     "ValidationError",
     "api_field_name",
     "from_job_error",
@@ -80,6 +82,15 @@ class DeletedGeneration:
     id: strawberry.ID
 
 
+@strawberry.type
+class BackendList:
+    urls: list[str] = strawberry.field(description="The ComfyUI URLs now in force.")
+
+
+SetBackendsResult = Annotated[
+    BackendList | ValidationError | NotAllowedError,
+    strawberry.union("SetBackendsResult"),
+]
 CreateGenerationResult = Annotated[
     GenerationPayload | ValidationError | QuotaExceededError | BackendUnavailableError | NotAllowedError,
     strawberry.union("CreateGenerationResult"),

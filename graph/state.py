@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from comfy.client import ComfyClient
 from comfy.templates import Template, load_templates
 from db.engine import create_engine, create_session_factory
 from db.users import create_token, ensure_user
 from graph.fanout import EventHub
+from jobs.backend_list import read_backend_urls
 from jobs.catalogs import CatalogCache
 from jobs.keys import Keys
 from jobs.service import JobService
@@ -35,7 +35,6 @@ class AppState:
     hub: EventHub
     templates: dict[str, Template]
     catalogs: CatalogCache
-    comfy_clients: list[ComfyClient]
     store: ImageStore
     jobs: JobService
 
@@ -47,9 +46,12 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
     redis = await create_pool(RedisSettings.from_dsn(settings.required_redis_url))
     keys = Keys(settings.namespace)
     hub = EventHub(settings.required_redis_url, keys)
-    clients = [ComfyClient(url, timeout=min(settings.comfy_timeout_s, 5.0)) for url in settings.comfyui_urls]
     templates = load_templates(settings.template_dirs)
-    catalogs = CatalogCache(clients, ttl_s=settings.catalog_ttl_s)
+
+    async def backend_urls() -> tuple[str, ...]:
+        return await read_backend_urls(redis, keys, default=settings.comfyui_urls)
+
+    catalogs = CatalogCache(backend_urls, ttl_s=settings.catalog_ttl_s, timeout_s=min(settings.comfy_timeout_s, 5.0))
     store = ImageStore(settings.images_dir)
     state = AppState(
         settings=settings,
@@ -60,7 +62,6 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         hub=hub,
         templates=templates,
         catalogs=catalogs,
-        comfy_clients=clients,
         store=store,
         jobs=JobService(
             settings=settings,
@@ -81,7 +82,6 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         yield state
     finally:
         await hub.stop()
-        for client in clients:
-            await client.aclose()
+        await catalogs.aclose()
         await redis.aclose(close_connection_pool=True)
         await engine.dispose()

@@ -103,8 +103,9 @@ async def _read(info: strawberry.Info[Context, None]) -> SystemStatus:
     if not info.context.viewer.is_admin:
         raise NotAuthenticated("system status is for admins")
     state = info.context.state
+    await state.catalogs.get()  # brings the API's backend clients up to date with the list in force
     status = await jobs_status.read_status(
-        settings=state.settings, sessions=state.sessions, redis=state.redis, clients=state.comfy_clients
+        settings=state.settings, sessions=state.sessions, redis=state.redis, clients=state.catalogs.clients
     )
     return SystemStatus.from_status(status)
 

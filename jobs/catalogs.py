@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from comfy.catalog import Catalog
 from comfy.client import ComfyClient
@@ -32,16 +32,41 @@ def merge_catalogs(catalogs: Sequence[Catalog]) -> Catalog:
 class CatalogCache:
     """What every reachable backend offers; refetched after `ttl_s`.
 
+    The backend list itself is re-read (via `urls`) with every refresh, so the
+    API follows changes to it; `clients` are the API's clients for that list.
     `get()` returns None when no backend answered: callers decide whether that
     is an error (creating a generation) or just an empty picker.
     """
 
-    def __init__(self, clients: Sequence[ComfyClient], *, ttl_s: float) -> None:
-        self._clients = list(clients)
+    def __init__(
+        self,
+        urls: Callable[[], Awaitable[Sequence[str]]],
+        *,
+        ttl_s: float,
+        timeout_s: float,
+    ) -> None:
+        self._urls = urls
         self._ttl_s = ttl_s
+        self._timeout_s = timeout_s
+        self._clients: dict[str, ComfyClient] = {}
         self._value: Catalog | None = None
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
+
+    @property
+    def clients(self) -> list[ComfyClient]:
+        return list(self._clients.values())
+
+    def invalidate(self) -> None:
+        self._fetched_at = float("-inf")
+
+    async def _sync_clients(self) -> None:
+        wanted = [u.rstrip("/") for u in await self._urls()]
+        for url in wanted:
+            if url not in self._clients:
+                self._clients[url] = ComfyClient(url, timeout=self._timeout_s)
+        for url in [u for u in self._clients if u not in wanted]:
+            await self._clients.pop(url).aclose()
 
     async def get(self) -> Catalog | None:
         if time.monotonic() - self._fetched_at < self._ttl_s:
@@ -49,7 +74,8 @@ class CatalogCache:
         async with self._lock:
             if time.monotonic() - self._fetched_at < self._ttl_s:
                 return self._value
-            results = await asyncio.gather(*(client.object_info() for client in self._clients), return_exceptions=True)
+            await self._sync_clients()
+            results = await asyncio.gather(*(c.object_info() for c in self._clients.values()), return_exceptions=True)
             catalogs = [r for r in results if isinstance(r, Catalog)]
             for result in results:
                 if isinstance(result, BaseException) and not isinstance(result, ComfyError):
@@ -58,3 +84,8 @@ class CatalogCache:
             # A failed fetch is retried soon rather than cached for the whole TTL.
             self._fetched_at = time.monotonic() - (0 if catalogs else self._ttl_s * 0.8)
             return self._value
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()

@@ -27,6 +27,11 @@ class Keys:
         return f"{self.namespace}:control"
 
     @property
+    def backends(self) -> str:
+        """JSON list of ComfyUI URLs; overrides COMFYUI_URLS while set (jobs/backend_list.py)."""
+        return f"{self.namespace}:backends"
+
+    @property
     def workers(self) -> str:
         """Sorted set of worker ids by last heartbeat (for system status)."""
         return f"{self.namespace}:workers"

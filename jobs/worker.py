@@ -38,6 +38,7 @@ from comfy.templates import load_templates
 from db.engine import create_engine, create_session_factory
 from db.models import Generation
 from db.states import Status
+from jobs.backend_list import read_backend_urls
 from jobs.backends import BackendPool
 from jobs.enqueue import JOB_FUNCTION, enqueue_generation, job_id_for
 from jobs.generate import run_generation
@@ -268,9 +269,8 @@ async def _heartbeat_loop(rt: Runtime) -> None:
 
 
 async def _reconcile_backends(rt: Runtime) -> None:
-    """The backend list is data: `<namespace>:backends` in Redis overrides COMFYUI_URLS when set."""
-    raw = await rt.redis.get(f"{rt.keys.namespace}:backends")
-    urls = tuple(json.loads(raw)) if raw else rt.settings.comfyui_urls
+    """The backend list is data (jobs/backend_list.py): follow it without a restart."""
+    urls = await read_backend_urls(rt.redis, rt.keys, default=rt.settings.comfyui_urls)
     if set(urls) != set(rt.backends.urls):
         log.info("backend list changed: %s -> %s", rt.backends.urls, urls)
         await rt.backends.reconcile(urls)
