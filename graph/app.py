@@ -7,6 +7,7 @@ passed to `create_app`) and reaches handlers through `request.app.state`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -80,7 +82,14 @@ def _bearer(value: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 class SafelightGraphQL(GraphQL[Context, None]):
+    def encode_json(self, data: object) -> str:
+        """strawberry's encoding (compact JSON) from one encoder, not a json.dumps call per message."""
+        return _JSON.encode(data)
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         state: AppState = request.app.state.safelight
         context = Context(state=state, request=request, response=response, loaders=Loaders.create(state.sessions))
@@ -207,7 +216,12 @@ class _SpaFiles(StaticFiles):
     """The built frontend; unknown paths get index.html so client-side routes survive a reload."""
 
     async def get_response(self, path: str, scope: Any) -> Response:
-        response = await super().get_response(path, scope)
+        try:
+            response = await super().get_response(path, scope)
+        except HTTPException as exc:  # Starlette raises its 404 rather than returning it
+            if exc.status_code != 404:
+                raise
+            return await super().get_response("index.html", scope)
         if response.status_code == 404:
             return await super().get_response("index.html", scope)
         return response

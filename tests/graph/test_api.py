@@ -21,10 +21,12 @@ from db.images import add_image
 from db.models import Generation
 from db.states import Status
 from db.users import user_by_token
+from graph.app import create_app
 from graph.context import Context
 from graph.loaders import Loaders
 from graph.schema import build_schema, schema_sdl
-from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient
+from settings import Settings
+from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, serve
 
 MakeClient = Callable[..., Awaitable[GraphQLClient]]
 BASE = {"prompt": "a quiet harbour", "width": 64, "height": 64, "steps": 2}
@@ -252,3 +254,16 @@ async def test_system_status_for_admins_only(make_client: MakeClient, fake: Fake
     assert status["backends"][0]["devices"]
     denied = await user.execute(query)
     assert denied["errors"][0]["message"] == "system status is for admins"
+
+
+async def test_client_routes_get_the_app_and_files_stay_files(stack_settings: Settings, tmp_path: Path) -> None:
+    """A reload on /history serves the app's index; real files are served as they are."""
+    (tmp_path / "index.html").write_text("<!doctype html><title>Safelight</title>")
+    (tmp_path / "app.js").write_text("console.log(1)")
+    async with serve(create_app(stack_settings, frontend_dir=tmp_path)) as url, httpx.AsyncClient(base_url=url) as http:
+        for path in ("/", "/history", "/generations/123"):
+            response = await http.get(path)
+            assert response.status_code == 200, path
+            assert "<title>Safelight</title>" in response.text
+        assert (await http.get("/app.js")).text == "console.log(1)"
+        assert (await http.get("/images/" + "a" * 64)).status_code == 404
