@@ -80,7 +80,6 @@ class Settings(BaseSettings):
     retry_max_delay_s: float = Field(default=60.0, ge=0)
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     comfy_timeout_s: float = Field(default=30.0, gt=0)
-    backend_prime_depth: int = Field(default=2, ge=1, le=64)
     catalog_ttl_s: float = Field(default=30.0, ge=0)
 
     # Per-user limits and input bounds.
