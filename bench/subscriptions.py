@@ -58,6 +58,9 @@ class _Clients:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     env=stack.env,
+                    # One line carries every latency a process measured (10 events x 500 subscribers
+                    # is ~100 KB): above asyncio's default 64 KiB line limit.
+                    limit=64 * 1024 * 1024,
                 )
             )
 

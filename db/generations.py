@@ -34,6 +34,7 @@ __all__ = [
     "delete_generation",
     "encode_cursor",
     "get_generation",
+    "last_seq",
     "list_generations",
     "now",
     "queue_positions",
@@ -141,6 +142,12 @@ async def get_generation(
     stmt = select(Generation).where(Generation.id == generation_id)
     if owner_id is not None:
         stmt = stmt.where(Generation.owner_id == owner_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def last_seq(session: AsyncSession, *, generation_id: uuid.UUID) -> int | None:
+    """The sequence number of the generation's last durable event; None when it does not exist."""
+    stmt = select(Generation.last_seq).where(Generation.id == generation_id)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

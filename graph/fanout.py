@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -30,18 +31,36 @@ GAP: Final = object()
 
 
 class Listener:
-    """One subscriber's inbox. Iterate with `await get()`; always `close()`."""
+    """One subscriber's inbox. Iterate with `await get()`; always `close()`.
 
-    __slots__ = ("_hub", "_key", "closed", "queue")
+    A deque and one future while waiting, not an asyncio.Queue: with 10,000 idle
+    subscriptions per process the inbox is most of what each one holds, and the
+    hub puts every event into it (see bench/subscriptions.py).
+    """
+
+    __slots__ = ("_hub", "_items", "_key", "_waiter", "closed")
 
     def __init__(self, hub: EventHub, key: uuid.UUID | None) -> None:
         self._hub = hub
         self._key = key
-        self.queue: asyncio.Queue[BusEvent | object] = asyncio.Queue()
+        self._items: deque[BusEvent | object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.closed = False
 
+    def put(self, item: BusEvent | object) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def get(self) -> BusEvent | object:
-        return await self.queue.get()
+        if not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
     def close(self) -> None:
         if not self.closed:
@@ -89,9 +108,12 @@ class EventHub:
                 del self._listeners[key]
 
     def _dispatch(self, event: BusEvent | object, keys: tuple[uuid.UUID | None, ...]) -> None:
+        listeners = self._listeners
         for key in keys:
-            for listener in self._listeners.get(key, ()):
-                listener.queue.put_nowait(event)
+            bucket = listeners.get(key)
+            if bucket is not None:
+                for listener in bucket:
+                    listener.put(event)
 
     async def _run(self) -> None:
         first = True
@@ -106,7 +128,7 @@ class EventHub:
                     log.warning("event bus reconnected; subscribers re-read the log")
                     for bucket in list(self._listeners.values()):
                         for listener in list(bucket):
-                            listener.queue.put_nowait(GAP)
+                            listener.put(GAP)
                 first = False
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from functools import cache
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import AddValidationRules, MaskErrors, ParserCache, QueryDepthLimiter, ValidationCache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types.execution import StreamExecutionResult
 
 from graph.context import BadRequest, NotAuthenticated
 from graph.mutations import Mutation
@@ -43,15 +45,32 @@ class _Masked(MaskErrors):
         masked.extensions = {"errorId": (error.extensions or {}).get("errorId")}
         return masked
 
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        """MaskErrors' hook without its per-result Protocol isinstance check (typing's slow path).
+
+        It runs for every subscription event to every subscriber; nearly all carry no errors.
+        """
+        self._stream_result_processed = True
+        if (
+            getattr(result, "errors", None)
+            or getattr(result, "incremental", None)
+            or getattr(result, "completed", None)
+        ):
+            self._process_stream_result(result)
+        yield None
+
 
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
+    # One depth rule class for the schema: QueryDepthLimiter builds a new class per instance, and
+    # ValidationCache keys on the rule classes, so a limiter made per request never hit the cache.
+    depth_rules = QueryDepthLimiter(max_depth=max_depth).validation_rules
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         # Parsing and validating the same document again for every request was ~31 % of the API's CPU
         # per mutation (bench/submit.py); both are cached by document text.
-        extensions=[lambda: QueryDepthLimiter(max_depth=max_depth), ParserCache, ValidationCache, _Masked],
+        extensions=[lambda: AddValidationRules(depth_rules), ParserCache, ValidationCache, _Masked],
         config=StrawberryConfig(auto_camel_case=True),
     )
 

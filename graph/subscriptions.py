@@ -15,9 +15,10 @@ same catch-up from the log, so the terminal event always arrives.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 import strawberry
 
@@ -107,9 +108,13 @@ class _Stream:
 
     async def catch_up(self) -> list[GenerationEvent]:
         async with self.context.state.sessions() as session:
-            rows = await events_after(session, generation_id=self.gid, after_seq=self.last)
-            exists = rows or await gens.get_generation(session, generation_id=self.gid) is not None
-        if not exists:
+            # The row's last sequence number first: a quiet check (the common catch-up) finds
+            # nothing new with this one small query and reads no event.
+            last_seq = await gens.last_seq(session, generation_id=self.gid)
+            rows: Sequence[EventRow] = ()
+            if last_seq is not None and last_seq > self.last:
+                rows = await events_after(session, generation_id=self.gid, after_seq=self.last)
+        if last_seq is None:
             self.done = True
             return [
                 GenerationEvent(
@@ -172,7 +177,10 @@ class Subscription:
                     yield event
             while not stream.done:
                 try:
-                    item = await asyncio.wait_for(listener.get(), QUIET_CHECK_S)
+                    # asyncio.timeout, not wait_for: in Python 3.11 wait_for wraps every wait in a task.
+                    # Jittered: subscriptions opened together must not all re-read the log together.
+                    async with asyncio.timeout(QUIET_CHECK_S * random.uniform(0.75, 1.25)):
+                        item = await listener.get()
                 except TimeoutError:
                     item = GAP  # quiet for a while: make sure nothing was lost
                 for event in await stream.accept(item):
