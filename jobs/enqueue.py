@@ -6,6 +6,9 @@ import json
 import uuid
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 
 from jobs.keys import Keys
 
@@ -20,6 +23,23 @@ def job_id_for(generation_id: uuid.UUID, attempt: int, suffix: str = "") -> str:
     return f"{base}:{suffix}" if suffix else base
 
 
+# arq's enqueue_job (WATCH, EXISTS, MULTI/EXEC: three round trips) and the wake-up PUBLISH, as one
+# script: the same keys and the same serialized job, in one round trip on the mutation's path.
+_ENQUEUE = """
+local created = 0
+if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
+  redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+  created = 1
+end
+if ARGV[5] ~= '' then
+  redis.call('PUBLISH', KEYS[4], ARGV[5])
+end
+return created
+"""
+_WAKE = '{"op":"wake"}'
+
+
 async def enqueue_generation(
     redis: ArqRedis,
     keys: Keys,
@@ -29,18 +49,26 @@ async def enqueue_generation(
     defer_s: float = 0.0,
     suffix: str = "",
 ) -> bool:
-    """Enqueue the job; False when an identical job is already queued or running."""
-    job = await redis.enqueue_job(
-        JOB_FUNCTION,
-        str(generation_id),
-        _job_id=job_id_for(generation_id, attempt, suffix),
-        _queue_name=keys.queue,
-        _defer_by=defer_s if defer_s > 0 else None,
+    """Enqueue the job; False when an identical job is already queued or running.
+
+    Without a delay, workers are woken on the control channel (they block on it between polls):
+    pickup is a pub/sub hop, not a 0.5 s poll.
+    """
+    job_id = job_id_for(generation_id, attempt, suffix)
+    enqueue_time_ms = timestamp_ms()
+    score = enqueue_time_ms + (round(defer_s * 1000) if defer_s > 0 else 0)
+    job = serialize_job(JOB_FUNCTION, (str(generation_id),), {}, None, enqueue_time_ms, serializer=redis.job_serializer)
+    created = await redis.register_script(_ENQUEUE)(
+        keys=[job_key_prefix + job_id, result_key_prefix + job_id, keys.queue, keys.control],
+        args=[
+            score - enqueue_time_ms + redis.expires_extra_ms,
+            job,
+            score,
+            job_id,
+            _WAKE if defer_s <= 0 else "",
+        ],
     )
-    if defer_s <= 0:
-        # Workers block on this channel between polls: pickup is a pub/sub hop, not a 0.5 s poll.
-        await redis.publish(keys.control, '{"op":"wake"}')
-    return job is not None
+    return bool(created)
 
 
 async def request_cancel(redis: ArqRedis, keys: Keys, *, generation_id: uuid.UUID) -> None:

@@ -19,6 +19,9 @@ import random
 import uuid
 from typing import Any
 
+from sqlalchemy import func
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from comfy.client import ComfyClient, HistoryEntry
 from comfy.errors import ComfyError, ComfyUnavailable, PromptValidationError
 from comfy.events import (
@@ -88,10 +91,9 @@ class Lost(Exception):
 
 async def run_generation(rt: Runtime, generation_id: uuid.UUID) -> None:
     lease = f"{rt.worker_id}/{uuid.uuid4().hex[:12]}"
-    generation = await _claim(rt, generation_id, lease)
-    if generation is None:
+    run = await _claim(rt, generation_id, lease)
+    if run is None:
         return
-    run = GenerationRun(rt, generation, lease)
     rt.running[generation_id] = run
     try:
         await run.execute()
@@ -99,36 +101,51 @@ async def run_generation(rt: Runtime, generation_id: uuid.UUID) -> None:
         rt.running.pop(generation_id, None)
 
 
-async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generation | None:
-    """Take ownership: QUEUED → RUNNING, or take over from a dead worker. None = nothing to do."""
+async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> GenerationRun | None:
+    """Take ownership: QUEUED → RUNNING, or take over from a dead worker. None = nothing to do.
+
+    The common case is one transaction: the guarded UPDATE (no SELECT first), and, in the same
+    transaction, where the prompt will go (see `GenerationRun.place`).
+    """
     async with rt.sessions() as session:
-        generation = await gens.get_generation(session, generation_id=generation_id)
-        if generation is None or generation.status.is_terminal:
+        try:
+            change = await gens.transition(
+                session,
+                generation_id=generation_id,
+                to=Status.RUNNING,
+                values={
+                    "lease": lease,
+                    "phase": Phase.SUBMITTING,
+                    "started_at": func.coalesce(Generation.started_at, gens.now()),
+                },
+            )
+        except gens.GenerationNotFound:
             return None
-        if generation.status is Status.QUEUED:
-            try:
-                change = await gens.transition(
-                    session,
-                    generation_id=generation_id,
-                    to=Status.RUNNING,
-                    values={
-                        "lease": lease,
-                        "phase": Phase.SUBMITTING,
-                        "started_at": generation.started_at or gens.now(),
-                    },
-                )
-            except IllegalTransition:
-                return None  # cancelled or claimed by another job meanwhile
-            await session.commit()
-            await publish_change(rt.redis, rt.keys, change)
-            return change.generation
-        if generation.lease is not None and await _owner_alive(rt, generation.lease):
-            return None
-        taken = await gens.take_over(session, generation_id=generation_id, old_lease=generation.lease, new_lease=lease)
+        except IllegalTransition as exc:
+            if exc.current is not Status.RUNNING and exc.current is not Status.CANCELLING:
+                return None  # finished, or cancelled or claimed by another job meanwhile
+            await session.rollback()
+            return await _take_over(rt, session, generation_id, lease)
+        run = GenerationRun(rt, change.generation, lease)
+        await run.place(session)
         await session.commit()
-        if taken is not None:
-            log.info("generation %s recovered from lease %s", generation_id, generation.lease)
-        return taken
+    await publish_change(rt.redis, rt.keys, change)
+    return run
+
+
+async def _take_over(rt: Runtime, session: AsyncSession, generation_id: uuid.UUID, lease: str) -> GenerationRun | None:
+    """An active generation whose job died: take its lease over if its worker is gone."""
+    generation = await gens.get_generation(session, generation_id=generation_id)
+    if generation is None or generation.status not in (Status.RUNNING, Status.CANCELLING):
+        return None
+    if generation.lease is not None and await _owner_alive(rt, generation.lease):
+        return None
+    taken = await gens.take_over(session, generation_id=generation_id, old_lease=generation.lease, new_lease=lease)
+    await session.commit()
+    if taken is None:
+        return None
+    log.info("generation %s recovered from lease %s", generation_id, generation.lease)
+    return GenerationRun(rt, taken, lease)
 
 
 async def _owner_alive(rt: Runtime, lease: str) -> bool:
@@ -157,6 +174,27 @@ class GenerationRun:
         )
         self.submitted = False
         self.workflow: dict[str, Any] = {}
+        self.backend: Backend | None = None  # chosen and recorded by place(), in the claim's transaction
+
+    async def place(self, session: AsyncSession) -> None:
+        """Choose the backend and record it with the prompt id, in the caller's transaction.
+
+        A re-run after a crash looks there before submitting. Left to `execute` (which
+        retries or fails) when the workflow cannot be built or no backend is available.
+        """
+        try:
+            self.workflow = self._prepare()
+            backend = self._backend()
+        except (Permanent, NoBackend):
+            self.workflow = {}
+            return
+        if await gens.update_progress(
+            session,
+            generation_id=self.id,
+            lease=self.lease,
+            values={"backend_url": backend.url, "prompt_id": self.prompt_id},
+        ):
+            self.backend = backend
 
     def request_cancel(self) -> None:
         self.cancel_requested.set()
@@ -165,7 +203,7 @@ class GenerationRun:
         backend: Backend | None = None
         try:
             try:
-                backend = self._backend()
+                backend = self.backend or self._backend()
                 backend.in_flight += 1
                 await self._run_on(backend)
             except Cancelled:
@@ -212,7 +250,8 @@ class GenerationRun:
 
     async def _run_on(self, backend: Backend) -> None:
         client = backend.client
-        self.workflow = self._prepare()
+        if not self.workflow:
+            self.workflow = self._prepare()
         async with backend.socket.subscribe(self.prompt_id) as events:
             if self.generation.backend_url == backend.url and self.generation.prompt_id == self.prompt_id:
                 entry = await client.history(self.prompt_id)
@@ -231,17 +270,18 @@ class GenerationRun:
                 await self._follow(backend, events)
 
     async def _submit(self, backend: Backend) -> None:
-        # Record where the prompt goes before it goes there: a re-run after a crash looks here.
-        async with self.rt.sessions() as session:
-            ok = await gens.update_progress(
-                session,
-                generation_id=self.id,
-                lease=self.lease,
-                values={"backend_url": backend.url, "prompt_id": self.prompt_id},
-            )
-            await session.commit()
-        if not ok:
-            await self._check_still_ours()
+        if backend is not self.backend:
+            # Record where the prompt goes before it goes there: a re-run after a crash looks here.
+            async with self.rt.sessions() as session:
+                ok = await gens.update_progress(
+                    session,
+                    generation_id=self.id,
+                    lease=self.lease,
+                    values={"backend_url": backend.url, "prompt_id": self.prompt_id},
+                )
+                await session.commit()
+            if not ok:
+                await self._check_still_ours()
         try:
             await backend.client.submit(self.workflow, prompt_id=self.prompt_id, client_id=backend.socket.client_id)
         except PromptValidationError as exc:

@@ -70,7 +70,9 @@ class Relay:
             "queuePosition": None,
         }
         self._outbox: list[str] = []  # encoded PROGRESS messages waiting for flush()
-        self._db_written_at = 0.0
+        # The claim has just written the row's progress (SUBMITTING): the first snapshot write waits
+        # one interval like any other, so a job shorter than that writes none (one transaction less).
+        self._db_written_at = time.monotonic()
         self._db_task: asyncio.Task[None] | None = None
         self._db_dirty = False
         self._preview_sent_at = 0.0
@@ -102,7 +104,7 @@ class Relay:
             payload["emittedAt"] = emitted_at
         self._outbox.append(self._event(EventKind.PROGRESS, payload).encode())
         self._db_dirty = True
-        if self._db_task is None and time.monotonic() - self._db_written_at >= self._db_interval_s:
+        if self._db_task is None:
             self._db_task = asyncio.create_task(self._write_db())
 
     async def flush(self) -> None:
@@ -127,6 +129,9 @@ class Relay:
 
     async def _write_db(self) -> None:
         try:
+            wait = self._db_interval_s - (time.monotonic() - self._db_written_at)
+            if wait > 0:
+                await asyncio.sleep(wait)
             while self._db_dirty:
                 self._db_dirty = False
                 self._db_written_at = time.monotonic()
