@@ -91,12 +91,30 @@ class Settings(BaseSettings):
     max_prompt_length: int = Field(default=4000, ge=1)
     graphql_max_depth: int = Field(default=12, ge=2)
 
+    # Node classes an admin's raw workflow may use (SPEC §4); templates are not limited by this.
+    raw_node_classes: Annotated[tuple[str, ...], NoDecode] = (
+        "CheckpointLoaderSimple",
+        "LoraLoader",
+        "CLIPTextEncode",
+        "EmptyLatentImage",
+        "KSampler",
+        "VAEDecode",
+        "VAEEncode",
+        "SaveImage",
+        "PreviewImage",
+        "EmptyImage",
+        "ImageBlur",
+        "ImageInvert",
+        "ImageScale",
+        "LatentUpscale",
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
 
-    @field_validator("comfyui_urls", "cors_origins", mode="before")
+    @field_validator("comfyui_urls", "cors_origins", "raw_node_classes", mode="before")
     @classmethod
-    def _split_urls(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
         return value

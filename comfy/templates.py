@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_LORAS",
     "MAX_SEED",
+    "RAW_TEMPLATE",
     "FieldError",
     "Limits",
     "ParamSpec",
@@ -62,6 +63,7 @@ __all__ = [
 SHIPPED_DIR: Final = Path(__file__).resolve().parent / "templates"
 MAX_SEED: Final = 2**53 - 1  # the largest integer JavaScript represents exactly
 MAX_LORAS: Final = 8
+RAW_TEMPLATE: Final = "raw"  # the template name of an admin's raw workflow (check_raw_workflow)
 PARAM_TYPES: Final = frozenset({"string", "int", "float", "enum", "seed", "loras"})
 CATALOG_KINDS: Final = frozenset({"checkpoints", "loras", "samplers", "schedulers"})
 _MISSING: Final = object()

@@ -131,6 +131,29 @@ class Mutation:
             return from_job_error(exc)  # type: ignore[return-value]
         return GenerationPayload(generation=Generation.from_row(created.generation), created=created.created)
 
+    @strawberry.mutation(
+        description=(
+            "Queue an API-format ComfyUI workflow as it is (admins only; node classes are held to "
+            "SAFELIGHT_RAW_NODE_CLASSES). Everyone else uses createGeneration with a template."
+        )
+    )
+    async def create_workflow_generation(
+        self,
+        info: strawberry.Info[Context, None],
+        workflow: JSON,
+        idempotency_key: str | None = None,
+    ) -> CreateGenerationResult:
+        viewer = info.context.viewer_row
+        if viewer is None or not viewer.is_admin:
+            return NotAllowedError(message="raw workflows are for admins; use createGeneration with a template")
+        try:
+            created = await info.context.state.jobs.create_raw(
+                owner=viewer, workflow=workflow, idempotency_key=idempotency_key
+            )
+        except JobError as exc:
+            return from_job_error(exc)  # type: ignore[return-value]
+        return GenerationPayload(generation=Generation.from_row(created.generation), created=created.created)
+
     @strawberry.mutation(description="Cancel a queued or running generation.")
     async def cancel_generation(
         self, info: strawberry.Info[Context, None], id: strawberry.ID

@@ -109,14 +109,23 @@ DeleteGenerationResult = Annotated[
 ]
 
 _CAMEL = re.compile(r"_([a-z0-9])")
+_HEAD = re.compile(r"[^.\[]*")
 
 
 def api_field_name(name: str) -> str:
-    """Template parameter names are snake_case; the schema's input fields are camelCase."""
-    return _CAMEL.sub(lambda m: m.group(1).upper(), name)
+    """Template parameter names are snake_case; the schema's input fields are camelCase.
+
+    Only the leading parameter name is converted: what follows it (`loras[1].strength`,
+    `workflow.7.class_type`) names keys inside the value as the client sent them.
+    """
+    match = _HEAD.match(name)
+    head = match.group(0) if match else name
+    return _CAMEL.sub(lambda m: m.group(1).upper(), head) + name[len(head) :]
 
 
-JobResultError = ValidationError | QuotaExceededError | BackendUnavailableError | NotFoundError | InvalidStateError
+JobResultError = (
+    ValidationError | QuotaExceededError | BackendUnavailableError | NotFoundError | InvalidStateError | NotAllowedError
+)
 
 
 def from_job_error(exc: errors.JobError) -> JobResultError:
@@ -131,4 +140,6 @@ def from_job_error(exc: errors.JobError) -> JobResultError:
         return InvalidStateError(message=str(exc), status=exc.status)
     if isinstance(exc, errors.NotFound):
         return NotFoundError(message=str(exc))
+    if isinstance(exc, errors.NotAllowed):
+        return NotAllowedError(message=str(exc))
     raise TypeError(f"unexpected job error {exc!r}")

@@ -6,7 +6,16 @@ from dataclasses import dataclass
 
 from db.states import Status
 
-__all__ = ["BackendUnavailable", "FieldProblem", "InvalidState", "JobError", "NotFound", "QuotaExceeded", "Rejected"]
+__all__ = [
+    "BackendUnavailable",
+    "FieldProblem",
+    "InvalidState",
+    "JobError",
+    "NotAllowed",
+    "NotFound",
+    "QuotaExceeded",
+    "Rejected",
+]
 
 
 class JobError(Exception):
@@ -45,3 +54,7 @@ class InvalidState(JobError):
 
 class BackendUnavailable(JobError):
     pass
+
+
+class NotAllowed(JobError):
+    """The viewer may not do this (e.g. a raw workflow without the admin role)."""

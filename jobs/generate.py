@@ -41,7 +41,14 @@ from comfy.events import (
 )
 from comfy.progress import ProgressTracker
 from comfy.socket import PromptEvents
-from comfy.templates import Limits, ParamValidationError, build_workflow, validate_params
+from comfy.templates import (
+    RAW_TEMPLATE,
+    Limits,
+    ParamValidationError,
+    build_workflow,
+    check_raw_workflow,
+    validate_params,
+)
 from db import generations as gens
 from db.events import EventKind
 from db.images import add_image
@@ -239,14 +246,19 @@ class GenerationRun:
 
     def _prepare(self) -> dict[str, Any]:
         """The API-format workflow, rebuilt from the stored parameters by the shared validation."""
-        template = self.rt.templates.get(self.generation.template)
-        if template is None:
-            raise Permanent("UNKNOWN_TEMPLATE", f"template {self.generation.template!r} is not installed")
+        prefix = f"safelight/{self.id.hex[:12]}"
+        settings = self.rt.settings
         try:
-            params = validate_params(template, self.generation.params, limits=Limits.from_settings(self.rt.settings))
+            if self.generation.template == RAW_TEMPLATE:
+                raw = self.generation.params.get("workflow")
+                return check_raw_workflow(raw, allowed_classes=settings.raw_node_classes, filename_prefix=prefix)
+            template = self.rt.templates.get(self.generation.template)
+            if template is None:
+                raise Permanent("UNKNOWN_TEMPLATE", f"template {self.generation.template!r} is not installed")
+            params = validate_params(template, self.generation.params, limits=Limits.from_settings(settings))
         except ParamValidationError as exc:
             raise Permanent("INVALID_PARAMETERS", str(exc)) from None
-        return build_workflow(template, params, filename_prefix=f"safelight/{self.id.hex[:12]}")
+        return build_workflow(template, params, filename_prefix=prefix)
 
     async def _run_on(self, backend: Backend) -> None:
         client = backend.client

@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from comfy.templates import Limits, ParamValidationError, Template, validate_params
+from comfy.templates import RAW_TEMPLATE, Limits, ParamValidationError, Template, check_raw_workflow, validate_params
 from db import generations as gens
 from db.events import EventKind
 from db.models import Generation, Image, User
@@ -28,7 +28,7 @@ from db.states import ACTIVE, IllegalTransition, Phase, Status
 from jobs.bus import BusEvent, publish, publish_change
 from jobs.catalogs import CatalogCache
 from jobs.enqueue import enqueue_generation, request_cancel
-from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotFound, QuotaExceeded, Rejected
+from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotAllowed, NotFound, QuotaExceeded, Rejected
 from jobs.keys import Keys
 from jobs.storage import ImageStore
 from settings import Settings
@@ -90,8 +90,50 @@ class JobService:
             validated = validate_params(spec, params, catalog=catalog, limits=self.limits)
         except ParamValidationError as exc:
             raise Rejected([FieldProblem(e.field, e.message) for e in exc.errors]) from None
-        await self._check_rate(owner.id)
         values = dict(validated.values)
+        return await self._insert(
+            owner=owner,
+            template=spec.name,
+            values=values,
+            prompt=str(values.get("prompt", "")),
+            seed=int(values["seed"]),
+            idempotency_key=idempotency_key,
+        )
+
+    async def create_raw(self, *, owner: User, workflow: Any, idempotency_key: str | None = None) -> Created:
+        """An admin's own API-format workflow, held to the node-class allowlist (SPEC §4)."""
+        if not owner.is_admin:
+            raise NotAllowed("raw workflows are for admins; use a template")
+        if idempotency_key is not None:
+            existing = await self._by_idempotency_key(owner.id, idempotency_key)
+            if existing is not None:
+                return Created(existing, created=False)
+        try:
+            checked = check_raw_workflow(workflow, allowed_classes=self.settings.raw_node_classes)
+        except ParamValidationError as exc:
+            raise Rejected([FieldProblem(e.field, e.message) for e in exc.errors]) from None
+        texts = [str(n["inputs"].get("text", "")) for n in checked.values() if n["class_type"] == "CLIPTextEncode"]
+        seeds = [n["inputs"].get("seed") for n in checked.values() if isinstance(n["inputs"].get("seed"), int)]
+        return await self._insert(
+            owner=owner,
+            template=RAW_TEMPLATE,
+            values={"workflow": checked},
+            prompt=" | ".join(t for t in texts if t)[: self.settings.max_prompt_length],
+            seed=int(seeds[0]) if seeds else 0,
+            idempotency_key=idempotency_key,
+        )
+
+    async def _insert(
+        self,
+        *,
+        owner: User,
+        template: str,
+        values: dict[str, Any],
+        prompt: str,
+        seed: int,
+        idempotency_key: str | None,
+    ) -> Created:
+        await self._check_rate(owner.id)
         async with self.sessions() as session:
             if await gens.count_active(session, owner_id=owner.id) >= self.settings.max_active_per_user:
                 raise QuotaExceeded(
@@ -101,10 +143,10 @@ class JobService:
             change, created = await gens.create_generation(
                 session,
                 owner_id=owner.id,
-                template=spec.name,
+                template=template,
                 params=values,
-                prompt=str(values.get("prompt", "")),
-                seed=int(values["seed"]),
+                prompt=prompt,
+                seed=seed,
                 idempotency_key=idempotency_key,
             )
             await session.commit()
