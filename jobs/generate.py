@@ -508,7 +508,8 @@ class GenerationRun:
         if row.status is Status.CANCELLING:
             raise Cancelled
 
-    async def _finish(self, status: Status, values: dict[str, Any]) -> None:
+    async def _finish(self, status: Status, values: dict[str, Any]) -> gens.Change:
+        """Move to `status` under our lease; a cancel that arrived meanwhile wins (CANCELLED)."""
         async with self.rt.sessions() as session:
             try:
                 change = await gens.transition(
@@ -526,6 +527,7 @@ class GenerationRun:
                 raise Lost from None
             await session.commit()
         await publish_change(self.rt.redis, self.rt.keys, change)
+        return change
 
     async def _retry_or_fail(self, reason: str) -> None:
         settings = self.rt.settings
@@ -536,35 +538,16 @@ class GenerationRun:
             return
         delay = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** (attempt - 1))
         delay *= random.uniform(0.5, 1.0)  # jitter so retries of one outage spread out
-        async with self.rt.sessions() as session:
-            try:
-                change = await gens.transition(
-                    session,
-                    generation_id=self.id,
-                    to=Status.QUEUED,
-                    lease=self.lease,
-                    values={
-                        **error,
-                        "attempt": attempt + 1,
-                        "phase": Phase.RETRY_WAIT,
-                        "lease": None,
-                        "backend_url": None,
-                        "prompt_id": None,
-                        "queue_position": None,
-                    },
-                )
-            except IllegalTransition as exc:
-                if exc.current is Status.CANCELLING:
-                    await session.rollback()
-                    change = await gens.transition(
-                        session, generation_id=self.id, to=Status.CANCELLED, lease=self.lease
-                    )
-                else:
-                    raise Lost from None
-            except (gens.StaleLease, gens.GenerationNotFound):
-                raise Lost from None
-            await session.commit()
-        await publish_change(self.rt.redis, self.rt.keys, change)
+        retry = {
+            **error,
+            "attempt": attempt + 1,
+            "phase": Phase.RETRY_WAIT,
+            "lease": None,
+            "backend_url": None,
+            "prompt_id": None,
+            "queue_position": None,
+        }
+        change = await self._finish(Status.QUEUED, retry)
         if change.generation.status is Status.QUEUED:
             log.info("generation %s: attempt %d failed (%s); retry in %.1fs", self.id, attempt, reason, delay)
             await enqueue_generation(
