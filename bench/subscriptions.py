@@ -49,8 +49,9 @@ class _Clients:
         for n in share:
             if n == 0:
                 continue
-            args = ["-m", "bench.subscribers", mode, "--url", url or stack.ws_url, "--token", stack.token]
-            args += ["--id", gid or "-", "--count", str(n)]
+            # --opt=value: a token (or "-") starting with "-" must not read as an option to argparse.
+            args = ["-m", "bench.subscribers", mode, f"--url={url or stack.ws_url}", f"--token={stack.token}"]
+            args += [f"--id={gid or '-'}", f"--count={n}"]
             self.procs.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,

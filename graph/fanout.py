@@ -35,7 +35,8 @@ class Listener:
 
     A deque and one future while waiting, not an asyncio.Queue: with 10,000 idle
     subscriptions per process the inbox is most of what each one holds, and the
-    hub puts every event into it (see bench/subscriptions.py).
+    hub puts every event into it (see bench/subscriptions.py). The deque exists
+    only while it holds something (an empty one is a 600-byte block).
     """
 
     __slots__ = ("_hub", "_items", "_key", "_waiter", "closed")
@@ -43,24 +44,29 @@ class Listener:
     def __init__(self, hub: EventHub, key: uuid.UUID | None) -> None:
         self._hub = hub
         self._key = key
-        self._items: deque[BusEvent | object] = deque()
+        self._items: deque[BusEvent | object] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
 
     def put(self, item: BusEvent | object) -> None:
+        if self._items is None:
+            self._items = deque()
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def get(self) -> BusEvent | object:
-        if not self._items:
+        while not self._items:
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await waiter
             finally:
                 self._waiter = None
-        return self._items.popleft()
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
 
     def close(self) -> None:
         if not self.closed:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -47,31 +46,57 @@ def then(pending: Awaitable[T], convert: Callable[[T], R]) -> asyncio.Future[R]:
     return out
 
 
-@dataclass
 class Loaders:
-    images: DataLoader[uuid.UUID, list[models.Image]]
-    users: DataLoader[uuid.UUID, models.User | None]
-    queue_positions: DataLoader[uuid.UUID, int | None]
+    """A request's DataLoaders, each made on first use: a subscription's context usually needs none,
+    and there is one context per websocket connection (see bench/subscriptions.py)."""
+
+    __slots__ = ("_images", "_positions", "_sessions", "_users")
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._images: DataLoader[uuid.UUID, list[models.Image]] | None = None
+        self._users: DataLoader[uuid.UUID, models.User | None] | None = None
+        self._positions: DataLoader[uuid.UUID, int | None] | None = None
 
     @classmethod
     def create(cls, sessions: async_sessionmaker[AsyncSession]) -> Loaders:
-        async def load_images(ids: Sequence[uuid.UUID]) -> list[list[models.Image]]:
-            async with sessions() as session:
-                found = await images_for_generations(session, generation_ids=ids)
-            return [found.get(i, []) for i in ids]
+        return cls(sessions)
 
-        async def load_users(ids: Sequence[uuid.UUID]) -> list[models.User | None]:
-            async with sessions() as session:
-                found = await users_by_ids(session, user_ids=ids)
-            return [found.get(i) for i in ids]
+    @property
+    def images(self) -> DataLoader[uuid.UUID, list[models.Image]]:
+        if self._images is None:
+            sessions = self._sessions
 
-        async def load_positions(ids: Sequence[uuid.UUID]) -> list[int | None]:
-            async with sessions() as session:
-                found = await queue_positions(session, generation_ids=ids)
-            return [found.get(i) for i in ids]
+            async def load_images(ids: Sequence[uuid.UUID]) -> list[list[models.Image]]:
+                async with sessions() as session:
+                    found = await images_for_generations(session, generation_ids=ids)
+                return [found.get(i, []) for i in ids]
 
-        return cls(
-            images=DataLoader(load_fn=load_images),
-            users=DataLoader(load_fn=load_users),
-            queue_positions=DataLoader(load_fn=load_positions),
-        )
+            self._images = DataLoader(load_fn=load_images)
+        return self._images
+
+    @property
+    def users(self) -> DataLoader[uuid.UUID, models.User | None]:
+        if self._users is None:
+            sessions = self._sessions
+
+            async def load_users(ids: Sequence[uuid.UUID]) -> list[models.User | None]:
+                async with sessions() as session:
+                    found = await users_by_ids(session, user_ids=ids)
+                return [found.get(i) for i in ids]
+
+            self._users = DataLoader(load_fn=load_users)
+        return self._users
+
+    @property
+    def queue_positions(self) -> DataLoader[uuid.UUID, int | None]:
+        if self._positions is None:
+            sessions = self._sessions
+
+            async def load_positions(ids: Sequence[uuid.UUID]) -> list[int | None]:
+                async with sessions() as session:
+                    found = await queue_positions(session, generation_ids=ids)
+                return [found.get(i) for i in ids]
+
+            self._positions = DataLoader(load_fn=load_positions)
+        return self._positions

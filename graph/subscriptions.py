@@ -26,6 +26,7 @@ from db import generations as gens
 from db.events import EventKind as DbEventKind
 from db.events import events_after
 from db.models import GenerationEvent as EventRow
+from db.models import User
 from db.states import Status as DbStatus
 from graph.context import Context
 from graph.fanout import GAP
@@ -142,6 +143,27 @@ class _Stream:
         return [self._emit(item)]
 
 
+async def _open(
+    info: strawberry.Info[Context, None], viewer: User, id: strawberry.ID, gid: uuid.UUID, after: int | None
+) -> tuple[_Stream, list[GenerationEvent]]:
+    """The stream and its first events (the SNAPSHOT, or the replay after `after`).
+
+    A function of its own so that the row and the snapshot are not locals of the subscription's
+    generator, which would keep them for as long as the subscription lives.
+    """
+    async with info.context.state.sessions() as session:
+        row = await gens.get_generation(session, generation_id=gid, owner_id=None if viewer.is_admin else viewer.id)
+    if row is None:
+        raise GenerationNotFoundError(f"no generation {id}")
+    stream = _Stream(info, gid, row.owner_id)
+    if after is None:
+        stream.last = row.last_seq
+        stream.done = row.status.is_terminal
+        return stream, [_snapshot(Generation.from_row(row), at=row.updated_at.timestamp())]
+    stream.last = max(0, after)
+    return stream, await stream.catch_up()
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -159,22 +181,9 @@ class Subscription:
             raise GenerationNotFoundError(f"no generation {id}")
         listener = info.context.listen(gid)  # before reading: nothing published now is lost
         try:
-            async with info.context.state.sessions() as session:
-                row = await gens.get_generation(
-                    session, generation_id=gid, owner_id=None if viewer.is_admin else viewer.id
-                )
-            if row is None:
-                raise GenerationNotFoundError(f"no generation {id}")
-            stream = _Stream(info, gid, row.owner_id)
-            if after is None:
-                generation = Generation.from_row(row)
-                stream.last = row.last_seq
-                stream.done = row.status.is_terminal
-                yield _snapshot(generation, at=row.updated_at.timestamp())
-            else:
-                stream.last = max(0, after)
-                for event in await stream.catch_up():
-                    yield event
+            stream, events = await _open(info, viewer, id, gid, after)
+            while events:
+                yield events.pop(0)  # popped, not iterated: an idle subscription keeps no event alive
             while not stream.done:
                 try:
                     # asyncio.timeout, not wait_for: in Python 3.11 wait_for wraps every wait in a task.
@@ -183,8 +192,9 @@ class Subscription:
                         item = await listener.get()
                 except TimeoutError:
                     item = GAP  # quiet for a while: make sure nothing was lost
-                for event in await stream.accept(item):
-                    yield event
+                events = await stream.accept(item)
+                while events:
+                    yield events.pop(0)
         finally:
             info.context.release(listener)
 
