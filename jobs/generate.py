@@ -449,6 +449,7 @@ class GenerationRun:
             outputs = [i for i in (entry.images if entry else ()) if i.type == "output"]
         self.relay.stop_previews()
         await self.relay.progress(phase=Phase.SAVING.value)
+        last = len(outputs) - 1
         for index, image in enumerate(outputs):
             data = await client.view(image)
             stored = await self.rt.store.put(data)
@@ -484,9 +485,25 @@ class GenerationRun:
                         lease=self.lease,
                     )
                 )
+                final = None
+                if index == last:
+                    # That UPDATE holds the row's lock until commit, so no cancel can come between
+                    # the last image and SUCCEEDED: one transaction for both, not two.
+                    final = await self._guarded(
+                        gens.transition(
+                            session,
+                            generation_id=self.id,
+                            to=Status.SUCCEEDED,
+                            lease=self.lease,
+                            values={"percent": 100.0},
+                        )
+                    )
                 await session.commit()
             self.relay.seq = change.event.seq
             await publish_change(self.rt.redis, self.rt.keys, change)
+            if final is not None:
+                await publish_change(self.rt.redis, self.rt.keys, final)
+                return
         await self._finish(Status.SUCCEEDED, {"percent": 100.0})
 
     async def _guarded(self, write: Any) -> gens.Change:
