@@ -227,6 +227,11 @@ class GenerationRun:
                 )
             except (Transient, ComfyUnavailable, NoBackend) as exc:
                 await self._retry_or_fail(str(exc) or type(exc).__name__)
+            except Exception as exc:
+                # A bug or an unexpected answer must not leave the generation RUNNING under the lease
+                # of a worker that is alive (recovery only takes over from dead ones): retry it.
+                log.exception("generation %s: unexpected error", self.id)
+                await self._retry_or_fail(f"internal error ({type(exc).__name__}); see the worker log")
         except Lost:
             log.info("generation %s: no longer ours, stopping", self.id)
             if backend is not None and self.submitted:

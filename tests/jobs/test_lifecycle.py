@@ -204,3 +204,26 @@ async def test_idempotency_key_returns_the_same_generation(make_client: MakeClie
     assert second["generation"]["id"] == first["generation"]["id"]
     page = await client.query("{ generations(first: 10) { edges { node { id } } } }")
     assert [e["node"]["id"] for e in page["generations"]["edges"]] == [first["generation"]["id"]]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_an_unexpected_error_in_the_job_is_retried_not_left_running(
+    make_client: MakeClient, worker: SafelightWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = worker.ctx["runtime"].store
+    real_put = store.put
+    failures = []
+
+    async def put_failing_once(data: bytes) -> Any:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("disk on fire")
+        return await real_put(data)
+
+    monkeypatch.setattr(store, "put", put_failing_once)
+    client = await make_client()
+    gid = await create(client)
+    generation = await finished(client, gid)
+    assert generation["status"] == "SUCCEEDED"
+    assert generation["attempt"] == 2
+    assert failures == [1]
