@@ -107,9 +107,7 @@ async def _finish(client: GraphQLClient, generation_id: str) -> None:
     assert events[-1]["generationEvents"]["status"] == "SUCCEEDED", events[-1]
 
 
-async def test_history_pagination_and_reload_reattach(
-    api_url: str, fake: FakeHandle, make_client: MakeClient
-) -> None:
+async def test_history_pagination_and_reload_reattach(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
     client = await make_client()
     assert client.token is not None
     fake.config.step_time = 0.0
