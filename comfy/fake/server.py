@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.types import ASGIApp
 
 from comfy.fake.config import FakeConfig
 from comfy.fake.control import CONTROL_ROUTES
@@ -25,7 +26,7 @@ from comfy.fake.routes import ROUTES
 from comfy.fake.state import FakeComfy
 from comfy.fake.websocket import websocket_endpoint
 
-__all__ = ["FakeComfy", "FakeConfig", "FakeHandle", "create_app", "running_fake", "serve_fake"]
+__all__ = ["FakeComfy", "FakeConfig", "FakeHandle", "create_app", "running_fake", "serve_fake", "serve_in_loop"]
 
 _WS_IMPLEMENTATION = "websockets-sansio"
 
@@ -72,30 +73,40 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 @asynccontextmanager
-async def running_fake(
-    config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[FakeHandle]:
-    """Serve a fake ComfyUI on a real socket in the current event loop (port 0 picks a free port)."""
-    app = create_app(config)
+async def serve_in_loop(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve any ASGI app on a real socket in the current event loop; yields `http://HOST:PORT`.
+
+    Port 0 picks a free port. The fake uses it, and so do the tests for the API.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     server = _EmbeddedServer(
         uvicorn.Config(app, log_level="warning", ws=_WS_IMPLEMENTATION, lifespan="on", timeout_graceful_shutdown=5)
     )
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="fake-comfyui-uvicorn")
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="in-loop-uvicorn")
     try:
         while not server.started:
             if task.done():
                 task.result()
-                raise RuntimeError("fake ComfyUI did not start")
+                raise RuntimeError("server did not start")
             await asyncio.sleep(0.005)
-        fake: FakeComfy = app.state.fake
-        yield FakeHandle(url=f"http://{host}:{sock.getsockname()[1]}", fake=fake, config=fake.config)
+        yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         await task
         sock.close()
+
+
+@asynccontextmanager
+async def running_fake(
+    config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[FakeHandle]:
+    """Serve a fake ComfyUI on a real socket in the current event loop (port 0 picks a free port)."""
+    app = create_app(config)
+    async with serve_in_loop(app, host=host, port=port) as url:
+        fake: FakeComfy = app.state.fake
+        yield FakeHandle(url=url, fake=fake, config=fake.config)
 
 
 def serve_fake(*, host: str, port: int, step_time: float | None, preview: bool) -> None:
