@@ -39,7 +39,7 @@ from comfy.events import (
     Reconnected,
     Succeeded,
 )
-from comfy.progress import ProgressTracker
+from comfy.progress import ProgressSnapshot, ProgressTracker
 from comfy.socket import PromptEvents
 from comfy.templates import (
     RAW_TEMPLATE,
@@ -348,30 +348,14 @@ class GenerationRun:
                     snap = tracker.apply(event)
                     # Queued, sent by the next flush: a burst of ready messages costs one round trip.
                     # Every other relay call flushes first, so order on the bus is ComfyUI's order.
-                    self.relay.queue_progress(
-                        emitted_at=event.emitted_at,
-                        phase=Phase.EXECUTING.value,
-                        percent=snap.percent,
-                        node=snap.node,
-                        nodeClass=snap.node_class,
-                        step=snap.step,
-                        maxSteps=snap.max_steps,
-                    )
+                    self.relay.queue_progress(emitted_at=event.emitted_at, **_executing(snap))
                 elif isinstance(event, Preview):
                     self.relay.preview(event)
                 elif isinstance(event, (NodeExecuting, NodesCached, ProgressState)):
                     snap = tracker.apply(event)
                     if isinstance(event, ProgressState):
                         continue  # folded in; the next executing/progress message publishes it
-                    await self.relay.progress(
-                        phase=Phase.EXECUTING.value,
-                        percent=snap.percent,
-                        node=snap.node,
-                        nodeClass=snap.node_class,
-                        step=snap.step,
-                        maxSteps=snap.max_steps,
-                        queuePosition=None,
-                    )
+                    await self.relay.progress(**_executing(snap), queuePosition=None)
                 elif isinstance(event, ExecutionStarted):
                     started = True
                     tracker.apply(event)
@@ -579,6 +563,18 @@ class GenerationRun:
 
 class _Done(Exception):
     """The watchdog concluded the generation from history."""
+
+
+def _executing(snap: ProgressSnapshot) -> dict[str, Any]:
+    """The relay's progress fields for a snapshot taken while ComfyUI executes."""
+    return {
+        "phase": Phase.EXECUTING.value,
+        "percent": snap.percent,
+        "node": snap.node,
+        "nodeClass": snap.node_class,
+        "step": snap.step,
+        "maxSteps": snap.max_steps,
+    }
 
 
 def _failure(event: Failed) -> Permanent:
