@@ -1,24 +1,60 @@
-"""Engine and session factory, built by the process that owns them (lifespan / on_startup)."""
+"""Engine and session factory, built by the process that owns them (lifespan / on_startup).
+
+Dropped connections (a PostgreSQL restart, `pg_terminate_backend`, a proxy's idle timeout) cost
+nothing on the hot path: no pre-ping round trips. Instead:
+- a checkout hands out only connections whose socket is still open (`_closed_on_checkout`, a local
+  check that catches every connection the server closed while it sat in the pool);
+- a connection lost in the middle of a statement fails that statement only: SQLAlchemy's asyncpg
+  dialect recognises the disconnect and invalidates the whole pool, so the next checkout connects anew;
+- `pool_recycle` retires connections before a server or proxy idle timeout can silently drop them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from settings import Settings
 
-__all__ = ["create_engine", "create_session_factory"]
+__all__ = ["create_engine", "create_session_factory", "single_statement"]
+
+_RECYCLE_S = 1800
 
 
 def create_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.async_database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=_RECYCLE_S,
         # asyncpg's statement cache is per connection; keep it, it is the fast path.
         connect_args={"server_settings": {"application_name": "safelight"}},
     )
+    event.listen(engine.sync_engine.pool, "checkout", _closed_on_checkout)
+    return engine
+
+
+def _closed_on_checkout(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
+    """Refuse a pooled connection the server has closed; the pool then connects a fresh one."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise exc.DisconnectionError("connection closed by the server while pooled")
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def single_statement(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for work that is one statement (or statements that need no common transaction).
+
+    It runs in autocommit: no BEGIN and COMMIT round trips around the statement, which is atomic on
+    its own. `commit()` on it is harmless and does nothing.
+    """
+    async with sessions() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session

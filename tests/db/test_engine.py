@@ -1,0 +1,101 @@
+"""The pool survives PostgreSQL dropping its connections, without a pre-ping round trip per checkout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+import asyncpg
+import pytest
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from db.engine import create_engine, create_session_factory, single_statement
+from settings import Settings
+
+
+@pytest.fixture
+async def own_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings, pool_size=3)
+    yield engine
+    await engine.dispose()
+
+
+async def _terminate(settings: Settings, pids: Iterable[int]) -> None:
+    """What a PostgreSQL restart or an administrator does to the pool's backends."""
+    conn = await asyncpg.connect(str(settings.database_url))
+    try:
+        terminated = await conn.fetch("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(pids))
+        assert all(row[0] for row in terminated)
+    finally:
+        await conn.close()
+    await asyncio.sleep(0.2)  # the server closes the sockets; the event loop notices
+
+
+async def _backend_pids(sessions: async_sessionmaker[AsyncSession], count: int) -> set[int]:
+    """Check out `count` connections at once, so the pool holds that many, and return their backends."""
+    held = [sessions() for _ in range(count)]
+    try:
+        return {int((await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()) for s in held}
+    finally:
+        for s in held:
+            await s.close()
+
+
+def _count_statements(engine: AsyncEngine) -> list[str]:
+    seen: list[str] = []
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+async def test_idle_connections_killed_by_the_server_are_replaced_without_an_error(
+    own_engine: AsyncEngine, settings: Settings
+) -> None:
+    sessions = create_session_factory(own_engine)
+    old = await _backend_pids(sessions, 3)
+    await _terminate(settings, old)
+
+    new = await _backend_pids(sessions, 3)  # every checkout succeeds: no request sees the dead ones
+    assert not new & old
+    async with sessions() as session:
+        assert (await session.execute(select(1))).scalar_one() == 1
+
+
+async def test_a_connection_lost_mid_transaction_fails_only_that_transaction(
+    own_engine: AsyncEngine, settings: Settings
+) -> None:
+    sessions = create_session_factory(own_engine)
+    async with sessions() as session:
+        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        await _terminate(settings, [pid])
+        with pytest.raises(DBAPIError) as failure:
+            await session.execute(select(1))
+        assert failure.value.connection_invalidated  # a clear disconnect, and the pool knows it
+
+    async with sessions() as session:
+        assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+
+
+async def test_no_round_trip_is_spent_on_checkout(own_engine: AsyncEngine) -> None:
+    sessions = create_session_factory(own_engine)
+    await _backend_pids(sessions, 1)  # connected (the dialect's first-connect queries are done)
+    seen = _count_statements(own_engine)
+    async with single_statement(sessions) as session:
+        assert (await session.execute(select(1))).scalar_one() == 1
+    assert seen == ["SELECT 1"]
+
+
+async def test_single_statement_sessions_commit_each_statement(own_engine: AsyncEngine) -> None:
+    sessions = create_session_factory(own_engine)
+    table = "engine_autocommit_probe"
+    async with single_statement(sessions) as session:
+        await session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {table} (x int)"))
+        await session.execute(text(f"INSERT INTO {table} VALUES (1)"))
+        await session.rollback()  # nothing to roll back: the insert is committed already
+        assert (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one() == 1
+        await session.execute(text(f"DROP TABLE {table}"))
+    async with sessions() as session:  # the connection went back to the pool transactional again
+        await session.execute(select(1))
+        assert (await session.connection()).in_transaction()
+        assert (await session.execute(text("SHOW transaction_isolation"))).scalar_one() == "read committed"
