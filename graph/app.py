@@ -86,8 +86,24 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class SafelightGraphQL(GraphQL[Context, None]):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_data: object = None
+        self._last_payload = ""
+
     def encode_json(self, data: object) -> str:
-        """strawberry's encoding (compact JSON) from one encoder, not a json.dumps call per message."""
+        """Compact JSON from one encoder; a subscription event's payload is encoded once for all its subscribers.
+
+        Subscribers of the same event and operation receive the same result object
+        (graph/execution.py) one after another, so the last payload's encoding is kept and only each
+        message's envelope (its operation id) is encoded again.
+        """
+        if type(data) is dict and data.get("type") in ("next", "data"):
+            payload = data.get("payload")
+            if type(payload) is dict and len(payload) == 1 and payload.get("data") is not None:
+                if payload["data"] is not self._last_data:
+                    self._last_data, self._last_payload = payload["data"], _JSON.encode(payload)
+                return f'{{"type":"{data["type"]}","id":{_JSON.encode(data.get("id"))},"payload":{self._last_payload}}}'
         return _JSON.encode(data)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:

@@ -13,6 +13,7 @@ from strawberry.extensions import AddValidationRules, MaskErrors, ParserCache, Q
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import StreamExecutionResult
 
+from graph import execution
 from graph.context import BadRequest, NotAuthenticated
 from graph.mutations import Mutation
 from graph.queries import Query
@@ -61,6 +62,7 @@ class _Masked(MaskErrors):
 
 
 def build_schema(*, max_depth: int = 12) -> strawberry.Schema:
+    execution.install()  # subscriptions without graphql-core 3.2's tasks per event, results shared
     # One depth rule class for the schema: QueryDepthLimiter builds a new class per instance, and
     # ValidationCache keys on the rule classes, so a limiter made per request never hit the cache.
     depth_rules = QueryDepthLimiter(max_depth=max_depth).validation_rules

@@ -29,6 +29,7 @@ from db.models import GenerationEvent as EventRow
 from db.models import User
 from db.states import Status as DbStatus
 from graph.context import Context
+from graph.execution import share_results
 from graph.fanout import GAP
 from graph.queries import parse_id
 from graph.status import SystemStatus, watch_system_status
@@ -45,6 +46,20 @@ class GenerationNotFoundError(Exception):
 
 
 def to_event(event: BusEvent, *, base_url: str) -> GenerationEvent:
+    """The GraphQL form of a bus event: one object per event and base URL, shared by every local subscriber.
+
+    Each subscriber with the same operation then receives one shared execution result
+    (graph/execution.py), so nothing here may depend on who is watching: it carries no `generation`
+    (whose fields read the viewer's loaders), only the event's own values.
+    """
+    views = event.views
+    out = views.get(base_url)
+    if out is None:
+        out = views[base_url] = share_results(_convert(event, base_url=base_url))
+    return out
+
+
+def _convert(event: BusEvent, *, base_url: str) -> GenerationEvent:
     payload = event.payload
     out = GenerationEvent(
         generation_id=strawberry.ID(str(event.generation_id)),

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -39,6 +39,9 @@ class BusEvent:
     kind: EventKind
     payload: dict[str, Any]
     at: float  # unix time the event was published (or stored)
+    # What a process derives from this event once for all its local subscribers (the GraphQL event
+    # object per base URL, see graph.subscriptions.to_event); not part of the event itself.
+    views: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def durable(self) -> bool:

@@ -1,0 +1,108 @@
+"""Subscription execution: one GraphQL execution per distinct (event, document, variables), no tasks per event.
+
+Two costs dominated an API process holding many subscriptions (bench/subscriptions.py):
+- graphql-core 3.2 maps a subscription's source stream with `MapAsyncIterator`, which wraps every
+  `__anext__` in two tasks and an `asyncio.wait`, and keeps two pending tasks per idle subscription.
+  graphql-core 3.3 dropped it, but gql and ariadne-codegen pin us to 3.2. `subscribe` below maps the
+  stream with a plain async generator instead: same results, same closing, no tasks.
+- every subscriber executed the selection set on every event itself, although the live events of a
+  generation are the same objects for all of them (`graph.subscriptions.to_event` builds one per bus
+  event and base URL). A root marked with `share_results` keeps the result of each distinct
+  (document, operation, variables) it was executed with, and every other subscriber with the same
+  operation receives that result. Results with errors are never shared: each subscriber gets its own
+  execution, so error masking and logging stay per operation.
+
+`install()` points strawberry at this `subscribe`; strawberry offers no hook for it, so the name it
+looks up is replaced, once, when the schema is built (`graph.schema.build_schema`).
+`tests/graph/test_execution.py` fails if strawberry stops looking the name up there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterable
+from inspect import isawaitable
+from typing import Any, TypeVar
+
+import strawberry.schema.schema as strawberry_schema
+from graphql import DocumentNode, ExecutionResult, GraphQLFieldResolver, GraphQLSchema, execute
+from graphql.execution.subscribe import create_source_event_stream
+
+__all__ = ["install", "share_results", "subscribe"]
+
+_SHARED = "_safelight_shared_results"
+
+T = TypeVar("T")
+
+
+def share_results(root: T) -> T:
+    """Mark `root` (an object yielded to many subscribers) so that equal operations share one result."""
+    setattr(root, _SHARED, {})
+    return root
+
+
+async def subscribe(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    root_value: Any = None,
+    context_value: Any = None,
+    variable_values: dict[str, Any] | None = None,
+    operation_name: str | None = None,
+    field_resolver: GraphQLFieldResolver | None = None,
+    subscribe_field_resolver: GraphQLFieldResolver | None = None,
+    **_: Any,
+) -> AsyncGenerator[ExecutionResult, None] | ExecutionResult:
+    """graphql-core's `subscribe`, mapping the source stream without tasks and sharing marked results."""
+    source = await create_source_event_stream(
+        schema, document, root_value, context_value, variable_values, operation_name, subscribe_field_resolver
+    )
+    if isinstance(source, ExecutionResult):
+        return source
+    return _responses(source, schema, document, context_value, variable_values, operation_name, field_resolver)
+
+
+async def _responses(
+    source: AsyncIterable[Any],
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    context_value: Any,
+    variable_values: dict[str, Any] | None,
+    operation_name: str | None,
+    field_resolver: GraphQLFieldResolver | None,
+) -> AsyncGenerator[ExecutionResult, None]:
+    # The key of this operation among others executed against the same root: the parsed document is
+    # one object per query text (strawberry's ParserCache), so its identity names the query; it is
+    # kept in the entry so the id cannot be reused while the root lives.
+    key = (id(document), operation_name, _variables_key(variable_values))
+    iterator = source.__aiter__()
+    try:
+        async for payload in iterator:
+            shared: dict[Any, tuple[DocumentNode, ExecutionResult]] | None = getattr(payload, _SHARED, None)
+            if shared is not None and key[2] is not None:
+                entry = shared.get(key)
+                if entry is not None and entry[0] is document:
+                    yield entry[1]
+                    continue
+            result = execute(schema, document, payload, context_value, variable_values, operation_name, field_resolver)
+            if isawaitable(result):
+                result = await result
+            if shared is not None and key[2] is not None and not result.errors:
+                shared[key] = (document, result)
+            yield result
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _variables_key(variables: dict[str, Any] | None) -> str | None:
+    """Canonical JSON of the operation's variables; None (never shared) if they are not plain JSON."""
+    try:
+        return json.dumps(variables, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
+def install() -> None:
+    """Make strawberry subscribe through `subscribe` above (idempotent)."""
+    strawberry_schema.subscribe = subscribe  # type: ignore[attr-defined,assignment]

@@ -1,0 +1,163 @@
+"""Subscription execution (graph/execution.py): no tasks per event or idle subscription; one execution per event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+import strawberry.schema.schema as strawberry_schema
+import websockets
+from redis.asyncio import Redis
+
+from db.events import EventKind
+from graph import execution
+from jobs.bus import BusEvent, publish
+from jobs.keys import Keys
+from settings import Settings
+from tests.graph.test_subscriptions import _settle
+from tests.stack import GraphQLClient, Subscription
+
+MakeClient = Callable[..., Awaitable[GraphQLClient]]
+
+WATCH = "subscription { myGenerationEvents { generationId seq kind progress { step maxSteps } } }"
+WATCH_OTHER = "subscription { myGenerationEvents { kind progress { percent } } }"
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def _viewer_id(client: GraphQLClient) -> uuid.UUID:
+    data = await client.query("{ viewer { id } }")
+    return uuid.UUID(data["viewer"]["id"])
+
+
+def _progress(owner: uuid.UUID, generation: uuid.UUID, step: int) -> BusEvent:
+    payload = {"phase": "EXECUTING", "percent": step * 10.0, "step": step, "maxSteps": 10, "emittedAt": time.time()}
+    return BusEvent(generation, owner, 1, EventKind.PROGRESS, payload, time.time())
+
+
+def test_strawberry_subscribes_through_safelight() -> None:
+    """If strawberry stops looking `subscribe` up in its schema module, the fast path is silently gone."""
+    from graph.schema import build_schema
+
+    build_schema()
+    assert strawberry_schema.subscribe is execution.subscribe
+
+
+async def test_idle_subscriptions_hold_no_task_of_their_own(make_client: MakeClient, api_url: str) -> None:
+    """One task per operation (strawberry's), none for mapping its events (graphql-core 3.2 kept two)."""
+    client = await make_client()
+    url = "ws" + api_url.removeprefix("http") + "/graphql"
+    operations = 30
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {client.token}"}}))
+        await ws.recv()
+        await asyncio.sleep(0.1)
+        before = len(asyncio.all_tasks())
+        baseline = await _settle(api_url, -1, within=0.05)  # just a reading
+        for i in range(operations):
+            await ws.send(json.dumps({"id": str(i), "type": "subscribe", "payload": {"query": WATCH}}))
+        assert await _settle(api_url, baseline + operations) == baseline + operations
+        await asyncio.sleep(0.1)
+        added = len(asyncio.all_tasks()) - before
+    assert operations <= added <= operations + 2, added
+
+
+async def test_subscribers_of_one_event_share_one_execution(
+    make_client: MakeClient, api_url: str, redis: Redis, stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executions = 0
+    real_execute = execution.execute
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal executions
+        executions += 1
+        return real_execute(*args, **kwargs)
+
+    monkeypatch.setattr(execution, "execute", counting)
+    client = await make_client()
+    owner = await _viewer_id(client)
+    baseline = await _settle(api_url, -1, within=0.05)
+    async with AsyncExitStack() as stack:
+        same: list[Subscription] = [
+            await stack.enter_async_context(client.subscription(WATCH, protocol=protocol))
+            for protocol in ["graphql-transport-ws", "graphql-ws"] * 3
+        ]
+        other = await stack.enter_async_context(client.subscription(WATCH_OTHER))
+        assert await _settle(api_url, baseline + 7) == baseline + 7
+        generation = uuid.uuid4()
+        for step in (1, 2):
+            executions = 0
+            assert await publish(redis, Keys(stack_settings.namespace), _progress(owner, generation, step))
+            received = [await sub.next() for sub in same]
+            assert executions <= 2, executions  # the six WATCH subscribers: one; the other query: one
+            expected = {
+                "generationId": str(generation),
+                "seq": 1,
+                "kind": "PROGRESS",
+                "progress": {"step": step, "maxSteps": 10},
+            }
+            assert all(r == {"myGenerationEvents": expected} for r in received), received
+            mine = {"kind": "PROGRESS", "progress": {"percent": step * 10.0}}
+            assert await other.next() == {"myGenerationEvents": mine}
+            assert executions == 2, executions
+
+
+class _Event:
+    """A root whose `boom` field fails."""
+
+    def __init__(self) -> None:
+        self.e = self
+        self.ok = 1
+
+    @property
+    def boom(self) -> int:
+        raise RuntimeError("boom")
+
+
+async def _run_for_two_subscribers(root: Any, query: str) -> tuple[int, list[Any]]:
+    """Map one shared root through two subscribers' streams; how many executions ran, and the results."""
+    from graphql import build_schema, execute, parse
+
+    schema = build_schema("type Query { a: Int } type Subscription { e: E } type E { ok: Int boom: Int }")
+    document = parse(query)
+    executions = 0
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal executions
+        executions += 1
+        return execute(*args, **kwargs)
+
+    async def source() -> AsyncIterator[Any]:
+        yield root
+
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(execution, "execute", counting)
+        for _ in range(2):
+            async for result in execution._responses(source(), schema, document, None, {}, None, None):
+                results.append(result)
+    return executions, results
+
+
+async def test_a_result_is_shared_only_without_errors() -> None:
+    shared = execution.share_results(_Event())
+    executions, results = await _run_for_two_subscribers(shared, "subscription { e { ok } }")
+    assert executions == 1 and results[0] is results[1] and results[0].data == {"e": {"ok": 1}}
+    # Errors stay per subscriber: each gets its own execution (and its own masked, logged error).
+    failing = execution.share_results(_Event())
+    executions, results = await _run_for_two_subscribers(failing, "subscription { e { ok boom } }")
+    assert executions == 2 and all(r.errors for r in results)
+    # A root nobody marked is executed for each subscriber.
+    executions, _ = await _run_for_two_subscribers(_Event(), "subscription { e { ok } }")
+    assert executions == 2
