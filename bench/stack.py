@@ -348,6 +348,26 @@ class Stack:
             data: dict[str, Any] = response.json()
             return data
 
+    async def fake_prompt(self, *, steps: int) -> str:
+        """Queue the bench workflow straight on the fake, Safelight out of the path; the prompt id.
+
+        No client_id: its `progress` reaches every socket on the fake (as in ComfyUI), which is what the
+        limit baselines listen to.
+        """
+        from comfy.catalog import Catalog
+        from comfy.templates import build_workflow, load_template, validate_params
+
+        template = load_template(TEMPLATES / f"{BENCH_TEMPLATE}.json")
+        async with httpx.AsyncClient(base_url=self.fake_url, timeout=30) as client:
+            catalog = Catalog.from_object_info((await client.get("/object_info")).raise_for_status().json())
+            raw = generation_input(steps=steps, prompt="limit")
+            params = validate_params(template, {k: v for k, v in raw.items() if k not in ("template", "extra")}
+                                     | raw["extra"], catalog=catalog)  # fmt: skip
+            workflow = build_workflow(template, params, filename_prefix="bench-limit")
+            response = (await client.post("/prompt", json={"prompt": workflow})).raise_for_status()
+            prompt_id: str = response.json()["prompt_id"]
+            return prompt_id
+
     async def reset_fake(self) -> None:
         async with httpx.AsyncClient(timeout=10) as client:
             (await client.post(f"{self.fake_url}/_fake/reset")).raise_for_status()

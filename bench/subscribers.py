@@ -6,7 +6,8 @@
 `hold` opens N graphql-transport-ws connections subscribed to `generationEvents(id)`, prints
 `{"ready": N}` once every one has its SNAPSHOT, records the latency of each PROGRESS (receipt wall time
 minus `emittedAt`), and on a line on stdin (or when every subscription completed) prints
-`{"latencies_ms": [...], "completed": K}` and exits. `raw` holds N plain websockets (the baseline).
+`{"latencies_ms": [...], "completed": K}` and exits. `raw` holds N plain websockets on the fake (the
+baseline) and records the latency of each `progress` the fake broadcasts.
 `churn` runs N cycles of connect, subscribe, SNAPSHOT, then an abrupt disconnect (TCP reset, no close
 frame), P at a time, and prints the counts.
 Every line on stdout is JSON.
@@ -124,7 +125,11 @@ async def churn(url: str, token: str, gid: str, count: int, parallel: int) -> No
 
 
 async def raw(url: str, count: int) -> None:
-    """Baseline: N plain websockets (e.g. to the fake ComfyUI's /ws), held until a line on stdin."""
+    """Baseline: N plain websockets to the fake ComfyUI's /ws, held until a line on stdin.
+
+    Each records the latency of every stamped `progress` the fake broadcasts (receipt wall time minus
+    `safelight_ts`): the same measurement as `hold`, with nothing between ComfyUI and the client.
+    """
     sockets: list[Any] = []
     limit = asyncio.Semaphore(_SETUP_PARALLEL)
 
@@ -137,10 +142,25 @@ async def raw(url: str, count: int) -> None:
 
     await asyncio.gather(*(one(i) for i in range(count)))
     _emit({"ready": len(sockets)})
+    latencies: list[float] = []
+
+    async def reader(ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in ws:
+                received = time.time()
+                if isinstance(message, str) and '"progress"' in message:
+                    data = json.loads(message)
+                    stamp = data.get("data", {}).get("safelight_ts")
+                    if data.get("type") == "progress" and stamp is not None:
+                        latencies.append((received - stamp) * 1000)
+
+    readers = [asyncio.create_task(reader(ws)) for ws in sockets]
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for task in readers:
+        task.cancel()
     for ws in sockets:
         _abort(ws)
-    _emit({"closed": len(sockets)})
+    _emit({"closed": len(sockets), "latencies_ms": latencies})
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ one QUEUED generation on one API process; what is measured is the API process (R
 1. idle: API RSS before and after, per subscription; against the limit, the same number of plain
    websockets held open on the fake ComfyUI (uvicorn + Starlette, what a websocket costs at least);
 2. a worker then runs the generation at 1 progress event/s (`--events` steps of 1 s): latency from the
-   fake's `progress` to each subscriber's receipt;
+   fake's `progress` to each subscriber's receipt; against the limit, a run queued straight on the fake
+   whose `progress` the fake broadcasts to the plain websockets of 1. (ComfyUI sends `progress` to every
+   socket), with the same clients measuring;
 3. churn: `--disconnects` cycles of connect, subscribe, SNAPSHOT, TCP reset; API RSS after a warm-up tenth
    and at the end (growth %), and the listener count left behind;
 polling baseline: how many viewers polling a status query once a second one API process can serve
@@ -22,6 +24,8 @@ import json
 import sys
 import time
 from typing import Any
+
+import httpx
 
 from bench.stack import (
     STATUS,
@@ -94,6 +98,17 @@ async def _settle(proc: Proc, seconds: float = 1.0) -> int:
     return proc.rss()
 
 
+async def _run_on_fake(stack: Stack, *, steps: int) -> None:
+    """Queue a `steps`-step run straight on the fake and wait until its history says it is done."""
+    prompt = await stack.fake_prompt(steps=steps)
+    async with httpx.AsyncClient(base_url=stack.fake_url, timeout=10) as client:
+        for _ in range(int((steps * 1.0 + 60) / 0.25)):
+            if (await client.get(f"/history/{prompt}")).json():
+                return
+            await asyncio.sleep(0.25)
+    raise TimeoutError(f"prompt {prompt} did not finish on the fake")
+
+
 async def polling_capacity(api: Api, gid: str, seconds: float) -> float:
     done = 0
     deadline = time.monotonic() + seconds
@@ -145,8 +160,10 @@ async def main() -> None:
             await raw.start(stack, "raw", subscribers, clients, url=stack.fake_ws_url)
             raw_ready = sum(line["ready"] for line in await raw.lines(120 + subscribers / 20))
             fake_after = await _settle(stack.fake, 2.0)
+            # limit for 2.: the fake broadcasts a run's 1/s progress straight to the same number of sockets
+            await _run_on_fake(stack, steps=events)
             raw.tell()
-            await raw.lines(60)
+            raw_latencies = [ms for line in await raw.lines(60) for ms in line["latencies_ms"]]
             await raw.stop()
             per_raw = (fake_after - fake_before) / max(1, raw_ready) / 1024
             report.add("idle", "limit (plain websocket on the fake)", n=raw_ready, kb_each=per_raw)
@@ -167,8 +184,11 @@ async def main() -> None:
             lines = await group.lines(60 + events * 30 + subscribers / 50)
             await group.stop()
             latencies = [ms for line in lines for ms in line["latencies_ms"]]
+            limit = latency_row(report, "1 event/s to all", "limit (plain websockets on the fake)", raw_latencies)
             row = latency_row(report, "1 event/s to all", "safelight", latencies, expected=subscribers * events)
             row["completed"] = sum(line["completed"] for line in lines)
+            row["p50_ratio"] = ratio(row.get("p50"), limit.get("p50"))
+            row["p99_ratio"] = ratio(row.get("p99"), limit.get("p99"))
             report.target("p99 at 1 event/s to every subscriber (ms)", row.get("p99"), 100.0)
             # polling baseline: status queries/s one API process serves
             per_s = await polling_capacity(api, gid, 3.0 if args.quick else 10.0)
