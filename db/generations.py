@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Select,
+    String,
+    Table,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,11 +40,13 @@ from db.models import Generation, GenerationEvent, Image
 from db.states import ACTIVE, IllegalTransition, Phase, Status, allowed_sources
 
 __all__ = [
+    "ActiveLimitReached",
     "Change",
     "GenerationNotFound",
     "Page",
     "StaleLease",
     "append_event",
+    "append_event_then",
     "count_active",
     "create_generation",
     "decode_cursor",
@@ -43,6 +62,14 @@ __all__ = [
     "transition",
     "update_progress",
 ]
+
+
+# Hot writes are Core statements on the tables (no ORM bulk-update machinery); rows come back as
+# detached model instances.
+_G = cast(Table, Generation.__table__)
+_E = cast(Table, GenerationEvent.__table__)
+_GENERATION_KEYS = tuple(c.key for c in _G.c)
+_EVENT_KEYS = tuple(c.key for c in _E.c)
 
 
 class GenerationNotFound(LookupError):
@@ -77,6 +104,10 @@ def status_payload(generation: Generation) -> dict[str, Any]:
     return {"status": generation.status.value, "attempt": generation.attempt, "error": error}
 
 
+class ActiveLimitReached(Exception):
+    """The owner already has `max_active` queued or running generations."""
+
+
 async def create_generation(
     session: AsyncSession,
     *,
@@ -86,15 +117,16 @@ async def create_generation(
     prompt: str,
     seed: int,
     idempotency_key: str | None = None,
+    max_active: int | None = None,
 ) -> tuple[Change, bool]:
-    """Insert a QUEUED generation with its first event; `(change, created)`.
+    """Insert a QUEUED generation with its first event, in one statement; `(change, created)`.
 
-    With an idempotency key already used by this owner, nothing is inserted and
-    the existing generation comes back with `created=False`.
+    With `max_active`, nothing is inserted (ActiveLimitReached) when the owner already has that
+    many active generations. With an idempotency key already used by this owner, nothing is
+    inserted and the existing generation comes back with `created=False`.
     """
-    generation_id = uuid.uuid4()
     values = {
-        "id": generation_id,
+        "id": uuid.uuid4(),
         "owner_id": owner_id,
         "template": template,
         "params": params,
@@ -107,32 +139,39 @@ async def create_generation(
         "attempt": 1,
         "last_seq": 1,
     }
-    stmt = pg_insert(Generation).values(**values)
+    active = select(func.count().label("n")).where(_G.c.owner_id == owner_id, _G.c.status.in_(ACTIVE)).cte("active")
+    row = select(*(literal(v, _G.c[k].type).label(k) for k, v in values.items()))
+    if max_active is not None:
+        row = row.where(select(active.c.n).scalar_subquery() < max_active)
+    ins_stmt = pg_insert(_G).from_select(list(values), row)
     if idempotency_key is not None:
-        stmt = stmt.on_conflict_do_nothing(constraint="uq_generation_idempotency")
-    generation = (await session.execute(stmt.returning(Generation))).scalar_one_or_none()
-    if generation is None:
-        existing = (
-            await session.execute(
-                select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == idempotency_key)
-            )
-        ).scalar_one()
-        first = await session.get(GenerationEvent, (existing.id, 1))
-        assert first is not None
-        return Change(existing, first), False
+        ins_stmt = ins_stmt.on_conflict_do_nothing(constraint="uq_generation_idempotency")
+    ins = ins_stmt.returning(*_G.c).cte("ins")
     event = (
+        insert(_E)
+        .from_select(
+            ["generation_id", "seq", "kind", "payload"],
+            select(ins.c.id, ins.c.last_seq, _kind(EventKind.STATUS), _status_payload_sql(ins)),
+        )
+        .returning(*_E.c)
+        .cte("ev")
+    )
+    stmt = select(active.c.n.label("active_before"), *ins.c, *_event_columns(event)).select_from(
+        active.outerjoin(ins, true()).outerjoin(event, true())
+    )
+    result = (await session.execute(stmt)).one()
+    if result.id is not None:
+        return Change(_generation_from(result), _event_from(result)), True
+    if max_active is not None and result.active_before >= max_active:
+        raise ActiveLimitReached(f"{result.active_before} active generations")
+    existing = (
         await session.execute(
-            insert(GenerationEvent)
-            .values(
-                generation_id=generation_id,
-                seq=1,
-                kind=EventKind.STATUS.value,
-                payload=status_payload(generation),
-            )
-            .returning(GenerationEvent)
+            select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == idempotency_key)
         )
     ).scalar_one()
-    return Change(generation, event), True
+    first = await session.get(GenerationEvent, (existing.id, 1))
+    assert first is not None
+    return Change(existing, first), False
 
 
 async def get_generation(
@@ -158,36 +197,32 @@ async def transition(
     to: Status,
     lease: str | None = None,
     values: dict[str, Any] | None = None,
+    owner_id: uuid.UUID | None = None,
+    sources: Collection[Status] | None = None,
 ) -> Change:
-    """Move a generation to `to`, recording a STATUS event; the caller commits.
+    """Move a generation to `to`, recording a STATUS event, in one statement; the caller commits.
 
     Raises IllegalTransition when the current status cannot reach `to` (this is
     how a late write after CANCELLED is refused), StaleLease when `lease` is
-    given and no longer owns the row, GenerationNotFound when it is gone.
+    given and no longer owns the row, GenerationNotFound when it is gone (or,
+    with `owner_id`, not that user's). `sources` narrows the statuses the state
+    machine allows to move from (the API cancels only a RUNNING one to CANCELLING).
     """
-    changes: dict[str, Any] = dict(values or {})
-    changes["status"] = to
-    if to.is_terminal:
-        changes.setdefault("finished_at", now())
-        changes.setdefault("phase", Phase.DONE)
-        changes.setdefault("queue_position", None)
-        changes.setdefault("lease", None)
-    stmt = (
-        update(Generation)
-        .where(Generation.id == generation_id, Generation.status.in_(allowed_sources(to)))
-        .values(last_seq=Generation.last_seq + 1, updated_at=now(), **changes)
-        .returning(Generation)
-        .execution_options(synchronize_session=False, populate_existing=True)
+    allowed = allowed_sources(to)
+    if sources is not None:
+        allowed = allowed & frozenset(sources)
+    generation, events = await _write(
+        session,
+        generation_id=generation_id,
+        guards=[_G.c.status.in_(allowed)],
+        lease=lease,
+        owner_id=owner_id,
+        changes=_status_changes(to, values),
+        events=[(EventKind.STATUS, None)],
     )
-    if lease is not None:
-        stmt = stmt.where(Generation.lease == lease)
-    generation = (await session.execute(stmt)).scalar_one_or_none()
     if generation is None:
-        raise await _refusal(session, generation_id=generation_id, to=to, lease=lease)
-    event = await _insert_event(
-        session, generation=generation, kind=EventKind.STATUS, payload=status_payload(generation)
-    )
-    return Change(generation, event)
+        raise await _refusal(session, generation_id=generation_id, to=to, lease=lease, owner_id=owner_id)
+    return Change(generation, events[0])
 
 
 async def append_event(
@@ -199,40 +234,161 @@ async def append_event(
     lease: str,
 ) -> Change:
     """Record a durable non-status event (an image) from the job that owns the generation."""
-    stmt = (
-        update(Generation)
-        .where(
-            Generation.id == generation_id,
-            Generation.lease == lease,
-            Generation.status == Status.RUNNING,
-        )
-        .values(last_seq=Generation.last_seq + 1, updated_at=now())
-        .returning(Generation)
-        .execution_options(synchronize_session=False, populate_existing=True)
+    generation, events = await _write(
+        session,
+        generation_id=generation_id,
+        guards=[_G.c.status == Status.RUNNING],
+        lease=lease,
+        owner_id=None,
+        changes={},
+        events=[(kind, payload)],
     )
-    generation = (await session.execute(stmt)).scalar_one_or_none()
     if generation is None:
         raise await _refusal(session, generation_id=generation_id, to=Status.RUNNING, lease=lease)
-    event = await _insert_event(session, generation=generation, kind=kind, payload=payload)
-    return Change(generation, event)
+    return Change(generation, events[0])
 
 
-async def _insert_event(
-    session: AsyncSession, *, generation: Generation, kind: EventKind, payload: dict[str, Any]
-) -> GenerationEvent:
-    return (
-        await session.execute(
-            insert(GenerationEvent)
-            .values(generation_id=generation.id, seq=generation.last_seq, kind=kind.value, payload=payload)
-            .returning(GenerationEvent)
+async def append_event_then(
+    session: AsyncSession,
+    *,
+    generation_id: uuid.UUID,
+    kind: EventKind,
+    payload: dict[str, Any],
+    lease: str,
+    to: Status,
+    values: dict[str, Any] | None = None,
+) -> tuple[Change, Change]:
+    """`append_event`, then `transition` from RUNNING to `to`, as one statement (the last image and
+    SUCCEEDED): the same guards, refusals and gap-free sequence numbers as the two calls."""
+    if Status.RUNNING not in allowed_sources(to):
+        raise IllegalTransition(Status.RUNNING, to)
+    generation, events = await _write(
+        session,
+        generation_id=generation_id,
+        guards=[_G.c.status == Status.RUNNING],
+        lease=lease,
+        owner_id=None,
+        changes=_status_changes(to, values),
+        events=[(kind, payload), (EventKind.STATUS, None)],
+    )
+    if generation is None:
+        raise await _refusal(session, generation_id=generation_id, to=to, lease=lease)
+    return Change(generation, events[0]), Change(generation, events[1])
+
+
+def _status_changes(to: Status, values: dict[str, Any] | None) -> dict[str, Any]:
+    changes: dict[str, Any] = dict(values or {})
+    changes["status"] = to
+    if to.is_terminal:
+        changes.setdefault("finished_at", now())
+        changes.setdefault("phase", Phase.DONE)
+        changes.setdefault("queue_position", None)
+        changes.setdefault("lease", None)
+    return changes
+
+
+def _kind(kind: EventKind) -> Any:
+    return literal_column(f"'{kind.value}'", String)
+
+
+def _status_payload_sql(row: Any) -> Any:
+    """`status_payload()` computed by PostgreSQL from the row a CTE returned."""
+
+    def key(name: str) -> Any:
+        return literal_column(f"'{name}'", String)
+
+    error = case(
+        (row.c.error_code.is_(None), null()),
+        else_=func.jsonb_build_object(
+            key("code"),
+            row.c.error_code,
+            key("message"),
+            row.c.error_message,
+            key("retryable"),
+            row.c.error_retryable,
+            key("node"),
+            row.c.error_node,
+        ),
+    )
+    return func.jsonb_build_object(key("status"), row.c.status, key("attempt"), row.c.attempt, key("error"), error)
+
+
+def _event_columns(event: Any) -> list[Any]:
+    return [event.c[k].label(f"event_{k}") for k in _EVENT_KEYS]
+
+
+def _generation_from(row: Any) -> Generation:
+    mapping = row._mapping
+    return Generation(**{k: mapping[k] for k in _GENERATION_KEYS})
+
+
+def _event_from(row: Any) -> GenerationEvent:
+    mapping = row._mapping
+    return GenerationEvent(**{k: mapping[f"event_{k}"] for k in _EVENT_KEYS})
+
+
+async def _write(
+    session: AsyncSession,
+    *,
+    generation_id: uuid.UUID,
+    guards: list[Any],
+    lease: str | None,
+    owner_id: uuid.UUID | None,
+    changes: dict[str, Any],
+    events: list[tuple[EventKind, dict[str, Any] | None]],
+) -> tuple[Generation | None, list[GenerationEvent]]:
+    """One guarded UPDATE that takes `len(events)` sequence numbers and inserts those events, as
+    one statement (CTEs). A payload of None is the STATUS payload of the updated row.
+
+    The UPDATE's row lock orders concurrent writers: sequence numbers stay gap-free and in order.
+    """
+    where = [_G.c.id == generation_id, *guards]
+    if lease is not None:
+        where.append(_G.c.lease == lease)
+    if owner_id is not None:
+        where.append(_G.c.owner_id == owner_id)
+    count = len(events)
+    upd = (
+        update(_G)
+        .where(*where)
+        .values(last_seq=_G.c.last_seq + count, updated_at=now(), **changes)
+        .returning(*_G.c)
+        .cte("upd")
+    )
+    rows = [
+        select(
+            upd.c.id,
+            upd.c.last_seq - (count - 1 - index),
+            _kind(kind),
+            _status_payload_sql(upd) if payload is None else literal(payload, JSONB),
         )
-    ).scalar_one()
+        for index, (kind, payload) in enumerate(events)
+    ]
+    event = (
+        insert(_E)
+        .from_select(["generation_id", "seq", "kind", "payload"], rows[0] if count == 1 else union_all(*rows))
+        .returning(*_E.c)
+        .cte("ev")
+    )
+    stmt = select(*upd.c, *_event_columns(event)).select_from(upd.join(event, true())).order_by(event.c.seq)
+    result = (await session.execute(stmt)).all()
+    if not result:
+        return None, []
+    return _generation_from(result[0]), [_event_from(row) for row in result]
 
 
-async def _refusal(session: AsyncSession, *, generation_id: uuid.UUID, to: Status, lease: str | None) -> Exception:
-    row = (
-        await session.execute(select(Generation.status, Generation.lease).where(Generation.id == generation_id))
-    ).one_or_none()
+async def _refusal(
+    session: AsyncSession,
+    *,
+    generation_id: uuid.UUID,
+    to: Status,
+    lease: str | None,
+    owner_id: uuid.UUID | None = None,
+) -> Exception:
+    stmt = select(Generation.status, Generation.lease).where(Generation.id == generation_id)
+    if owner_id is not None:
+        stmt = stmt.where(Generation.owner_id == owner_id)
+    row = (await session.execute(stmt)).one_or_none()
     if row is None:
         return GenerationNotFound(str(generation_id))
     current, current_lease = row
@@ -264,14 +420,7 @@ async def update_progress(
 ) -> bool:
     """Coalesced progress columns (not in the event log); False once the job lost the generation."""
     result = await session.execute(
-        update(Generation)
-        .where(
-            Generation.id == generation_id,
-            Generation.lease == lease,
-            Generation.status == Status.RUNNING,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False, populate_existing=True)
+        update(_G).where(_G.c.id == generation_id, _G.c.lease == lease, _G.c.status == Status.RUNNING).values(**values)
     )
     return bool(getattr(result, "rowcount", 0))
 

@@ -4,18 +4,23 @@ import asyncio
 import uuid
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from db.engine import single_statement
 from db.events import EventKind, events_after
 from db.generations import (
+    ActiveLimitReached,
     GenerationNotFound,
     StaleLease,
     append_event,
+    append_event_then,
     create_generation,
     decode_cursor,
     delete_generation,
     get_generation,
     list_generations,
+    status_payload,
     transition,
     update_progress,
 )
@@ -211,3 +216,117 @@ async def test_tokens_are_hashed(session: AsyncSession) -> None:
 
     stored = (await session.execute(text("select token_hash from api_tokens"))).scalars().all()
     assert token not in stored
+
+
+async def test_status_events_carry_the_payload_of_the_row_they_record(session: AsyncSession) -> None:
+    owner = await _user(session)
+    change, _ = await _generation(session, owner)
+    assert (
+        change.event.payload
+        == status_payload(change.generation)
+        == {
+            "status": "QUEUED",
+            "attempt": 1,
+            "error": None,
+        }
+    )
+    gid = change.generation.id
+    await transition(session, generation_id=gid, to=Status.RUNNING, values={"lease": "job"})
+    failed = await transition(
+        session,
+        generation_id=gid,
+        to=Status.FAILED,
+        lease="job",
+        values={"error_code": "X", "error_message": "boom", "error_retryable": False, "error_node": None},
+    )
+    await session.commit()
+    assert failed.event.payload == status_payload(failed.generation)
+    assert failed.event.payload["error"] == {"code": "X", "message": "boom", "retryable": False, "node": None}
+    stored = await events_after(session, generation_id=gid, after_seq=0)
+    assert [(e.seq, e.kind, e.payload["status"]) for e in stored] == [
+        (1, "STATUS", "QUEUED"),
+        (2, "STATUS", "RUNNING"),
+        (3, "STATUS", "FAILED"),
+    ]
+    assert failed.generation.last_seq == 3 and failed.generation.status is Status.FAILED
+
+
+async def test_last_image_and_success_in_one_statement(session: AsyncSession) -> None:
+    owner = await _user(session)
+    change, _ = await _generation(session, owner)
+    gid = change.generation.id
+    await transition(session, generation_id=gid, to=Status.RUNNING, values={"lease": "job"})
+    await session.commit()
+    with pytest.raises(StaleLease):
+        await append_event_then(
+            session, generation_id=gid, kind=EventKind.IMAGE, payload={"index": 0}, lease="other", to=Status.SUCCEEDED
+        )
+    await session.rollback()
+    image, done = await append_event_then(
+        session,
+        generation_id=gid,
+        kind=EventKind.IMAGE,
+        payload={"index": 0},
+        lease="job",
+        to=Status.SUCCEEDED,
+        values={"percent": 100.0},
+    )
+    await session.commit()
+    assert (image.event.seq, image.event.kind, image.event.payload) == (3, "IMAGE", {"index": 0})
+    assert (done.event.seq, done.event.payload["status"]) == (4, "SUCCEEDED")
+    assert done.generation.status is Status.SUCCEEDED and done.generation.percent == 100.0
+    assert done.generation.lease is None and done.generation.last_seq == 4
+    stored = await events_after(session, generation_id=gid, after_seq=0)
+    assert [(e.seq, e.kind) for e in stored] == [(1, "STATUS"), (2, "STATUS"), (3, "IMAGE"), (4, "STATUS")]
+    with pytest.raises(IllegalTransition):
+        await append_event_then(
+            session, generation_id=gid, kind=EventKind.IMAGE, payload={"index": 1}, lease="job", to=Status.SUCCEEDED
+        )
+    await session.rollback()
+
+
+async def test_narrowed_sources_and_owner_guard(session: AsyncSession) -> None:
+    owner, stranger = await _user(session), await _user(session)
+    owner_id, stranger_id = owner.id, stranger.id  # a rollback expires the ORM objects
+    change, _ = await _generation(session, owner)
+    gid = change.generation.id
+    with pytest.raises(IllegalTransition) as refused:  # QUEUED may go to CANCELLED, but not when narrowed
+        await transition(session, generation_id=gid, to=Status.CANCELLED, sources=[Status.RUNNING])
+    assert refused.value.current is Status.QUEUED
+    await session.rollback()
+    with pytest.raises(GenerationNotFound):
+        await transition(session, generation_id=gid, to=Status.CANCELLED, owner_id=stranger_id)
+    await session.rollback()
+    cancelled = await transition(session, generation_id=gid, to=Status.CANCELLED, owner_id=owner_id)
+    await session.commit()
+    assert cancelled.generation.status is Status.CANCELLED
+
+
+async def test_active_limit_is_checked_in_the_insert(session: AsyncSession) -> None:
+    owner = await _user(session)
+    for _ in range(2):
+        await create_generation(session, owner_id=owner.id, template="t", params={}, prompt="p", seed=1, max_active=2)
+    with pytest.raises(ActiveLimitReached):
+        await create_generation(session, owner_id=owner.id, template="t", params={}, prompt="p", seed=1, max_active=2)
+    await session.rollback()
+
+
+async def test_each_write_is_one_statement(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    async with single_statement(session_factory) as session:
+        owner = await _user(session)
+        statements: list[str] = []
+        sync_engine = session.bind.sync_engine  # type: ignore[union-attr]
+        record = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(sync_engine, "before_cursor_execute", record)
+        try:
+            change, _ = await create_generation(
+                session, owner_id=owner.id, template="t", params={}, prompt="p", seed=1, max_active=5
+            )
+            gid = change.generation.id
+            await transition(session, generation_id=gid, to=Status.RUNNING, values={"lease": "job"})
+            await append_event_then(
+                session, generation_id=gid, kind=EventKind.IMAGE, payload={}, lease="job", to=Status.SUCCEEDED
+            )
+        finally:
+            event.remove(sync_engine, "before_cursor_execute", record)
+    assert len(statements) == 3
