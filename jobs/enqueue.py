@@ -10,6 +10,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
+from jobs.bus import BusEvent
 from jobs.keys import Keys
 
 __all__ = ["JOB_FUNCTION", "enqueue_generation", "job_id_for", "request_cancel"]
@@ -25,7 +26,11 @@ def job_id_for(generation_id: uuid.UUID, attempt: int, suffix: str = "") -> str:
 
 # arq's enqueue_job (WATCH, EXISTS, MULTI/EXEC: three round trips) and the wake-up PUBLISH, as one
 # script: the same keys and the same serialized job, in one round trip on the mutation's path.
+# Optionally the generation's event is published first (on the events channel), in the same trip.
 _ENQUEUE = """
+if ARGV[6] ~= '' then
+  redis.call('PUBLISH', KEYS[5], ARGV[6])
+end
 local created = 0
 if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
   redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
@@ -48,29 +53,45 @@ async def enqueue_generation(
     attempt: int,
     defer_s: float = 0.0,
     suffix: str = "",
+    event: str = "",
 ) -> bool:
     """Enqueue the job; False when an identical job is already queued or running.
 
     Without a delay, workers are woken on the control channel (they block on it between polls):
-    pickup is a pub/sub hop, not a 0.5 s poll.
+    pickup is a pub/sub hop, not a 0.5 s poll. `event`, an encoded bus event (the QUEUED status the
+    caller just committed), is published on the events channel first, in the same round trip.
     """
     job_id = job_id_for(generation_id, attempt, suffix)
     enqueue_time_ms = timestamp_ms()
     score = enqueue_time_ms + (round(defer_s * 1000) if defer_s > 0 else 0)
     job = serialize_job(JOB_FUNCTION, (str(generation_id),), {}, None, enqueue_time_ms, serializer=redis.job_serializer)
     created = await redis.register_script(_ENQUEUE)(
-        keys=[job_key_prefix + job_id, result_key_prefix + job_id, keys.queue, keys.control],
+        keys=[job_key_prefix + job_id, result_key_prefix + job_id, keys.queue, keys.control, keys.events],
         args=[
             score - enqueue_time_ms + redis.expires_extra_ms,
             job,
             score,
             job_id,
             _WAKE if defer_s <= 0 else "",
+            event,
         ],
     )
     return bool(created)
 
 
-async def request_cancel(redis: ArqRedis, keys: Keys, *, generation_id: uuid.UUID) -> None:
-    """Tell whichever worker runs the generation to delete or interrupt its ComfyUI prompt."""
-    await redis.publish(keys.control, json.dumps({"op": "cancel", "g": str(generation_id)}))
+async def request_cancel(
+    redis: ArqRedis, keys: Keys, *, generation_id: uuid.UUID, event: BusEvent | None = None
+) -> None:
+    """Tell whichever worker runs the generation to delete or interrupt its ComfyUI prompt.
+
+    With `event` (the CANCELLING status just committed), it is published on the events channel
+    first, in the same round trip.
+    """
+    control = json.dumps({"op": "cancel", "g": str(generation_id)})
+    if event is None:
+        await redis.publish(keys.control, control)
+        return
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.publish(keys.events, event.encode())
+        pipe.publish(keys.control, control)
+        await pipe.execute()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.templates import RAW_TEMPLATE, Limits, ParamValidationError, Template, check_raw_workflow, validate_params
 from db import generations as gens
+from db.engine import single_statement
 from db.events import EventKind
 from db.models import Generation, Image, User
 from db.states import ACTIVE, IllegalTransition, Phase, Status
@@ -134,36 +135,41 @@ class JobService:
         idempotency_key: str | None,
     ) -> Created:
         await self._check_rate(owner.id)
-        async with self.sessions() as session:
-            if await gens.count_active(session, owner_id=owner.id) >= self.settings.max_active_per_user:
-                raise QuotaExceeded(
-                    f"at most {self.settings.max_active_per_user} queued or running generations per user",
-                    limit=self.settings.max_active_per_user,
+        limit = self.settings.max_active_per_user
+        async with single_statement(self.sessions) as session:
+            try:
+                change, created = await gens.create_generation(
+                    session,
+                    owner_id=owner.id,
+                    template=template,
+                    params=values,
+                    prompt=prompt,
+                    seed=seed,
+                    idempotency_key=idempotency_key,
+                    max_active=limit,
                 )
-            change, created = await gens.create_generation(
-                session,
-                owner_id=owner.id,
-                template=template,
-                params=values,
-                prompt=prompt,
-                seed=seed,
-                idempotency_key=idempotency_key,
-            )
-            await session.commit()
+            except gens.ActiveLimitReached:
+                raise QuotaExceeded(f"at most {limit} queued or running generations per user", limit=limit) from None
         if created:
-            await publish_change(self.redis, self.keys, change)
-            await self._enqueue(change.generation.id, 1)
+            # Committed (one autocommit statement): the QUEUED event and the job go out in one round trip.
+            await self._enqueue(change.generation.id, 1, event=BusEvent.from_row(change.event, owner_id=owner.id))
         return Created(change.generation, created=created)
 
-    async def _enqueue(self, generation_id: uuid.UUID, attempt: int) -> None:
+    async def _enqueue(self, generation_id: uuid.UUID, attempt: int, *, event: BusEvent | None = None) -> None:
         """Enqueue; if Redis is down the generation stays QUEUED and a worker's recovery enqueues it."""
         try:
-            await enqueue_generation(self.redis, self.keys, generation_id=generation_id, attempt=attempt)
+            await enqueue_generation(
+                self.redis,
+                self.keys,
+                generation_id=generation_id,
+                attempt=attempt,
+                event="" if event is None else event.encode(),
+            )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("could not enqueue %s (%s); recovery will pick it up", generation_id, exc)
 
     async def _by_idempotency_key(self, owner_id: uuid.UUID, key: str) -> Generation | None:
-        async with self.sessions() as session:
+        async with single_statement(self.sessions) as session:
             stmt = select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == key)
             return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -186,26 +192,38 @@ class JobService:
         return generation
 
     async def cancel(self, *, generation_id: uuid.UUID, viewer: User) -> Generation:
-        """QUEUED ends CANCELLED at once; RUNNING goes CANCELLING and its worker is told."""
+        """QUEUED ends CANCELLED at once; RUNNING goes CANCELLING and its worker is told.
+
+        Each attempt is one guarded UPDATE (with its event) and no read first: a RUNNING generation
+        is tried first (the worker then has to act), a refusal says what the generation is instead.
+        """
+        owner_id = None if viewer.is_admin else viewer.id
+        target, source = Status.CANCELLING, Status.RUNNING
         for _ in range(10):
-            async with self.sessions() as session:
-                generation = await self._get(session, generation_id, viewer)
-                if generation.status is Status.CANCELLING:
-                    return generation
-                if generation.status.is_terminal:
-                    raise InvalidState(f"generation is already {generation.status.value}", status=generation.status)
-                target = Status.CANCELLED if generation.status is Status.QUEUED else Status.CANCELLING
+            async with single_statement(self.sessions) as session:
                 try:
-                    change = await gens.transition(session, generation_id=generation_id, to=target)
-                except IllegalTransition:
-                    await session.rollback()
-                    continue  # a worker moved it meanwhile; look again
-                await session.commit()
-            await publish_change(self.redis, self.keys, change)
+                    change = await gens.transition(
+                        session, generation_id=generation_id, to=target, owner_id=owner_id, sources=(source,)
+                    )
+                except gens.GenerationNotFound:
+                    raise NotFound(f"no generation {generation_id}") from None
+                except IllegalTransition as exc:
+                    current = exc.current
+                    if current is Status.CANCELLING:
+                        return await self._get(session, generation_id, viewer)
+                    if current.is_terminal:
+                        raise InvalidState(f"generation is already {current.value}", status=current) from None
+                    # QUEUED, or RUNNING again after a worker's retry: try that one.
+                    target = Status.CANCELLED if current is Status.QUEUED else Status.CANCELLING
+                    source = current
+                    continue
+            event = BusEvent.from_row(change.event, owner_id=change.generation.owner_id)
             if target is Status.CANCELLING:
-                await request_cancel(self.redis, self.keys, generation_id=generation_id)
+                await request_cancel(self.redis, self.keys, generation_id=generation_id, event=event)
+            else:
+                await publish(self.redis, self.keys, event)
             return change.generation
-        raise InvalidState("generation keeps changing state; try again", status=generation.status)
+        raise InvalidState("generation keeps changing state; try again", status=source)
 
     async def retry(self, *, generation_id: uuid.UUID, viewer: User) -> Generation:
         """A new attempt of a FAILED or CANCELLED generation, on the same record."""
