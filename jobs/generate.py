@@ -17,7 +17,8 @@ import contextlib
 import logging
 import random
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +51,7 @@ from comfy.templates import (
     validate_params,
 )
 from db import generations as gens
+from db.engine import single_statement
 from db.events import EventKind
 from db.images import add_image
 from db.models import Generation
@@ -68,6 +70,7 @@ _PROMPT_NAMESPACE = uuid.UUID("5a6e1f6b-2c1d-4f57-9a43-7d0c2b9e3a11")
 _QUEUE_POLL_S = 1.0  # while waiting in ComfyUI's queue: position updates
 _WATCHDOG_S = 10.0  # while executing: how long silence lasts before asking /queue and /history
 _CANCEL_GRACE_S = 10.0  # how long an interrupt may take before we stop waiting for its event
+_W = TypeVar("_W")
 
 
 def prompt_id_for(generation_id: uuid.UUID, attempt: int) -> str:
@@ -111,10 +114,11 @@ async def run_generation(rt: Runtime, generation_id: uuid.UUID) -> None:
 async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> GenerationRun | None:
     """Take ownership: QUEUED → RUNNING, or take over from a dead worker. None = nothing to do.
 
-    The common case is one transaction: the guarded UPDATE (no SELECT first), and, in the same
-    transaction, where the prompt will go (see `GenerationRun.place`).
+    The common case is two autocommit statements and no SELECT: the guarded UPDATE with its event,
+    then where the prompt will go (see `GenerationRun.place`), which only has to be stored before
+    the prompt is submitted.
     """
-    async with rt.sessions() as session:
+    async with single_statement(rt.sessions) as session:
         try:
             change = await gens.transition(
                 session,
@@ -135,7 +139,6 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generatio
             return await _take_over(rt, session, generation_id, lease)
         run = GenerationRun(rt, change.generation, lease)
         await run.place(session)
-        await session.commit()
     await publish_change(rt.redis, rt.keys, change)
     return run
 
@@ -181,10 +184,10 @@ class GenerationRun:
         )
         self.submitted = False
         self.workflow: dict[str, Any] = {}
-        self.backend: Backend | None = None  # chosen and recorded by place(), in the claim's transaction
+        self.backend: Backend | None = None  # chosen and recorded by place(), right after the claim
 
     async def place(self, session: AsyncSession) -> None:
-        """Choose the backend and record it with the prompt id, in the caller's transaction.
+        """Choose the backend and record it with the prompt id, in the caller's session.
 
         A re-run after a crash looks there before submitting. Left to `execute` (which
         retries or fails) when the workflow cannot be built or no backend is available.
@@ -289,14 +292,13 @@ class GenerationRun:
     async def _submit(self, backend: Backend) -> None:
         if backend is not self.backend:
             # Record where the prompt goes before it goes there: a re-run after a crash looks here.
-            async with self.rt.sessions() as session:
+            async with single_statement(self.rt.sessions) as session:
                 ok = await gens.update_progress(
                     session,
                     generation_id=self.id,
                     lease=self.lease,
                     values={"backend_url": backend.url, "prompt_id": self.prompt_id},
                 )
-                await session.commit()
             if not ok:
                 await self._check_still_ours()
         try:
@@ -457,34 +459,34 @@ class GenerationRun:
                 )
                 if row is None:
                     continue  # recorded by an earlier run of this job
-                change = await self._guarded(
-                    gens.append_event(
-                        session,
-                        generation_id=self.id,
-                        kind=EventKind.IMAGE,
-                        payload={
-                            "index": index,
-                            "contentHash": stored.content_hash,
-                            "width": stored.width,
-                            "height": stored.height,
-                            "seed": self.generation.seed,
-                            "sizeBytes": stored.size_bytes,
-                            "mime": stored.mime,
-                        },
-                        lease=self.lease,
-                    )
-                )
+                payload = {
+                    "index": index,
+                    "contentHash": stored.content_hash,
+                    "width": stored.width,
+                    "height": stored.height,
+                    "seed": self.generation.seed,
+                    "sizeBytes": stored.size_bytes,
+                    "mime": stored.mime,
+                }
                 final = None
                 if index == last:
-                    # That UPDATE holds the row's lock until commit, so no cancel can come between
-                    # the last image and SUCCEEDED: one transaction for both, not two.
-                    final = await self._guarded(
-                        gens.transition(
+                    # The last image and SUCCEEDED in one guarded UPDATE (with both events), in the
+                    # image row's transaction: no cancel can come between them.
+                    change, final = await self._guarded(
+                        gens.append_event_then(
                             session,
                             generation_id=self.id,
-                            to=Status.SUCCEEDED,
+                            kind=EventKind.IMAGE,
+                            payload=payload,
                             lease=self.lease,
+                            to=Status.SUCCEEDED,
                             values={"percent": 100.0},
+                        )
+                    )
+                else:
+                    change = await self._guarded(
+                        gens.append_event(
+                            session, generation_id=self.id, kind=EventKind.IMAGE, payload=payload, lease=self.lease
                         )
                     )
                 await session.commit()
@@ -495,9 +497,9 @@ class GenerationRun:
                 return
         await self._finish(Status.SUCCEEDED, {"percent": 100.0})
 
-    async def _guarded(self, write: Any) -> gens.Change:
+    async def _guarded(self, write: Awaitable[_W]) -> _W:
         try:
-            change: gens.Change = await write
+            change = await write
         except (gens.StaleLease, gens.GenerationNotFound):
             raise Lost from None
         except IllegalTransition as exc:
@@ -507,7 +509,7 @@ class GenerationRun:
         return change
 
     async def _check_still_ours(self) -> None:
-        async with self.rt.sessions() as session:
+        async with single_statement(self.rt.sessions) as session:
             row = await gens.get_generation(session, generation_id=self.id)
         if row is None or row.lease != self.lease:
             raise Lost
@@ -516,7 +518,7 @@ class GenerationRun:
 
     async def _finish(self, status: Status, values: dict[str, Any]) -> gens.Change:
         """Move to `status` under our lease; a cancel that arrived meanwhile wins (CANCELLED)."""
-        async with self.rt.sessions() as session:
+        async with single_statement(self.rt.sessions) as session:
             try:
                 change = await gens.transition(
                     session, generation_id=self.id, to=status, lease=self.lease, values=values
@@ -531,7 +533,6 @@ class GenerationRun:
                     raise Lost from None
             except (gens.StaleLease, gens.GenerationNotFound):
                 raise Lost from None
-            await session.commit()
         await publish_change(self.rt.redis, self.rt.keys, change)
         return change
 

@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.events import Preview
+from db.engine import single_statement
 from db.events import EventKind
 from db.generations import update_progress
 from db.states import Phase
@@ -136,7 +137,7 @@ class Relay:
                 self._db_dirty = False
                 self._db_written_at = time.monotonic()
                 state = self.state
-                async with self._sessions() as session:
+                async with single_statement(self._sessions) as session:
                     await update_progress(
                         session,
                         generation_id=self.generation_id,
@@ -150,7 +151,6 @@ class Relay:
                             "queue_position": state["queuePosition"],
                         },
                     )
-                    await session.commit()
                 await asyncio.sleep(self._db_interval_s)
         except Exception:
             log.exception("progress snapshot write failed for %s", self.generation_id)

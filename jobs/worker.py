@@ -36,7 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 
 from comfy.templates import load_templates
-from db.engine import create_engine, create_session_factory
+from db.engine import create_engine, create_session_factory, single_statement
 from db.models import Generation
 from db.states import Status
 from jobs.backend_list import read_backend_urls
@@ -329,7 +329,7 @@ async def recover_orphans(rt: Runtime, *, queued_grace_s: float = 30.0) -> int:
     RUNNING/CANCELLING ones whose lease belongs to a worker without heartbeat,
     and QUEUED ones whose arq job is gone (Redis lost its data).
     """
-    async with rt.sessions() as session:
+    async with single_statement(rt.sessions) as session:
         rows = (
             await session.execute(
                 select(Generation.id, Generation.status, Generation.lease, Generation.attempt, Generation.updated_at)
