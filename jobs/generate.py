@@ -338,7 +338,7 @@ class GenerationRun:
                     done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                     if cancel_wait in done and not cancel_sent:
                         cancel_sent = True
-                        if await self._cancel_on_backend(client):
+                        if await self._cancel_on_backend(client, started=started):
                             raise Cancelled
                         continue
                     if next_event not in done:
@@ -418,8 +418,15 @@ class GenerationRun:
             raise Cancelled
         raise Transient(f"history of {self.prompt_id} has no verdict ({entry.status_str})")
 
-    async def _cancel_on_backend(self, client: ComfyClient) -> bool:
-        """Delete the prompt if it waits, interrupt it if it runs. True when it is gone already."""
+    async def _cancel_on_backend(self, client: ComfyClient, *, started: bool = False) -> bool:
+        """Delete the prompt if it waits, interrupt it if it runs. True when it is gone already.
+
+        Unless it is known to run (`started`), the delete goes first, before asking where the prompt
+        is: ComfyUI's `POST /queue {"delete": [id]}` only touches pending prompts and ignores a
+        running or unknown id (recording 07), so a waiting prompt is gone one round trip sooner.
+        """
+        if not started:
+            await client.delete_from_queue([self.prompt_id])
         queue = await client.queue()
         position = queue.position(self.prompt_id)
         if position is None:

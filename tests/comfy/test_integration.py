@@ -171,6 +171,11 @@ async def _queue_delete(backend: Backend) -> None:
     assert [i.prompt_id for i in queue.pending] == [pending]
     assert queue.running[0].client_id == backend.socket.client_id
     assert queue.pending[0].number > queue.running[0].number
+    # Deleting a running or an unknown prompt answers 200 and changes nothing (recording 07): the
+    # worker deletes first on a cancel and only then asks where the prompt is.
+    await backend.client.delete_from_queue([running, str(uuid.uuid4())])
+    queue = await backend.client.queue()
+    assert queue.position(running) == 0 and queue.position(pending) == 1
     await backend.client.delete_from_queue([pending])
     queue = await backend.client.queue()
     assert queue.position(pending) is None and queue.position(running) == 0

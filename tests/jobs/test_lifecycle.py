@@ -118,6 +118,7 @@ async def test_cancel_waiting_in_comfy_queue_and_while_running(make_client: Make
     statuses = [e["status"] for e in events if e["kind"] == "STATUS"]
     assert statuses[-2:] == ["CANCELLING", "CANCELLED"]
     assert fake.fake.stats.interrupts == interrupts + 1
+    assert fake.fake.stats.deletes == deletes + 1  # a prompt known to run is interrupted, not deleted
     generation = await get(client, running)
     assert generation["images"] == []
     assert generation["progress"]["percent"] < 100
