@@ -12,7 +12,7 @@ import pytest
 from comfy.fake.server import FakeHandle
 from jobs.generate import prompt_id_for
 from jobs.worker import SafelightWorker
-from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient
+from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, Subscription
 
 MakeClient = Callable[..., Awaitable[GraphQLClient]]
 SMALL = {"prompt": "a red fox", "width": 64, "height": 64, "steps": 4}
@@ -64,6 +64,12 @@ async def wait_for(
             await asyncio.sleep(0.02)
 
 
+async def _snapshot(sub: Subscription) -> None:
+    """The subscription is live once its SNAPSHOT arrives: a change made after it is seen as an event."""
+    first = await sub.next()
+    assert first is not None and first["generationEvents"]["kind"] == "SNAPSHOT", first
+
+
 async def finished(client: GraphQLClient, gid: str) -> dict[str, Any]:
     return await wait_for(client, gid, lambda g: g["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"))
 
@@ -106,6 +112,7 @@ async def test_cancel_waiting_in_comfy_queue_and_while_running(make_client: Make
     deletes, interrupts = fake.fake.stats.deletes, fake.fake.stats.interrupts
 
     async with client.subscription(GENERATION_EVENTS, {"id": waiting}) as sub:
+        await _snapshot(sub)
         assert (await client.query(CANCEL, {"id": waiting}))["cancelGeneration"]["__typename"] == "GenerationPayload"
         events = [e["generationEvents"] for e in await sub.collect()]
     assert events[-1]["status"] == "CANCELLED"
@@ -113,6 +120,7 @@ async def test_cancel_waiting_in_comfy_queue_and_while_running(make_client: Make
     assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(waiting), 1)] == 0
 
     async with client.subscription(GENERATION_EVENTS, {"id": running}) as sub:
+        await _snapshot(sub)
         assert (await client.query(CANCEL, {"id": running}))["cancelGeneration"]["__typename"] == "GenerationPayload"
         events = [e["generationEvents"] for e in await sub.collect()]
     statuses = [e["status"] for e in events if e["kind"] == "STATUS"]
@@ -205,6 +213,7 @@ async def test_idempotency_key_returns_the_same_generation(make_client: MakeClie
     assert second["generation"]["id"] == first["generation"]["id"]
     page = await client.query("{ generations(first: 10) { edges { node { id } } } }")
     assert [e["node"]["id"] for e in page["generations"]["edges"]] == [first["generation"]["id"]]
+    await finished(client, first["generation"]["id"])  # nothing of this test runs on into the next
 
 
 @pytest.mark.usefixtures("worker")
