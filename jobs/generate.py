@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,7 +59,7 @@ from db.images import add_image
 from db.models import Generation
 from db.states import IllegalTransition, Phase, Status
 from jobs.backends import Backend, NoBackend
-from jobs.bus import publish_change
+from jobs.bus import BusEvent, publish_change
 from jobs.enqueue import enqueue_generation
 from jobs.relay import Relay
 from jobs.runtime import Runtime
@@ -498,10 +500,10 @@ class GenerationRun:
                     )
                 await session.commit()
             self.relay.seq = change.event.seq
-            await publish_change(self.rt.redis, self.rt.keys, change)
             if final is not None:
-                await publish_change(self.rt.redis, self.rt.keys, final)
+                await _publish_both(self.rt, change, final)
                 return
+            await publish_change(self.rt.redis, self.rt.keys, change)
         await self._finish(Status.SUCCEEDED, {"percent": 100.0})
 
     async def _guarded(self, write: Awaitable[_W]) -> _W:
@@ -567,6 +569,19 @@ class GenerationRun:
             await enqueue_generation(
                 self.rt.redis, self.rt.keys, generation_id=self.id, attempt=attempt + 1, defer_s=delay
             )
+
+
+async def _publish_both(rt: Runtime, first: gens.Change, second: gens.Change) -> None:
+    """`publish_change` of two committed changes, in order, in one round trip (and as forgiving)."""
+    try:
+        async with rt.redis.pipeline(transaction=False) as pipe:
+            for change in (first, second):
+                pipe.publish(
+                    rt.keys.events, BusEvent.from_row(change.event, owner_id=change.generation.owner_id).encode()
+                )
+            await pipe.execute()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        log.warning("event bus unavailable, events of %s not published: %s", first.generation.id, exc)
 
 
 class _Done(Exception):
