@@ -11,6 +11,7 @@ nothing on the hot path: no pre-ping round trips. Instead:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,9 +53,25 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 async def single_statement(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session for work that is one statement (or statements that need no common transaction).
 
-    It runs in autocommit: no BEGIN and COMMIT round trips around the statement, which is atomic on
-    its own. `commit()` on it is harmless and does nothing.
+    Every statement runs in autocommit, atomic on its own: no BEGIN and COMMIT round trips around
+    it. `commit()` and `rollback()` on it are harmless and do nothing to what was executed.
     """
-    async with sessions() as session:
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    async with _autocommit_factory(sessions)() as session:
         yield session
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], async_sessionmaker[AsyncSession]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _autocommit_factory(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
+    """The same factory on an autocommit view of its engine (same pool; every connection it checks
+    out is autocommit, and returns to the pool with the engine's isolation level again)."""
+    factory = _AUTOCOMMIT.get(sessions)
+    if factory is None:
+        options = dict(sessions.kw)
+        engine: AsyncEngine = options.pop("bind")
+        factory = async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), **options)
+        _AUTOCOMMIT[sessions] = factory
+    return factory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterable
 
 import asyncpg
@@ -88,12 +89,16 @@ async def test_no_round_trip_is_spent_on_checkout(own_engine: AsyncEngine) -> No
 
 async def test_single_statement_sessions_commit_each_statement(own_engine: AsyncEngine) -> None:
     sessions = create_session_factory(own_engine)
-    table = "engine_autocommit_probe"
+    table = f"engine_autocommit_probe_{uuid.uuid4().hex[:8]}"
     async with single_statement(sessions) as session:
-        await session.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {table} (x int)"))
+        await session.execute(text(f"CREATE TABLE {table} (x int)"))
         await session.execute(text(f"INSERT INTO {table} VALUES (1)"))
         await session.rollback()  # nothing to roll back: the insert is committed already
         assert (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one() == 1
+        await session.commit()  # the session lets its connection go; the next one is autocommit too
+        await session.execute(text(f"INSERT INTO {table} VALUES (2)"))
+        await session.rollback()
+        assert (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one() == 2
         await session.execute(text(f"DROP TABLE {table}"))
     async with sessions() as session:  # the connection went back to the pool transactional again
         await session.execute(select(1))
