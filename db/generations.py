@@ -8,6 +8,7 @@ concurrent writers, so sequence numbers are gap-free and commit in order.
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -15,9 +16,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    Integer,
     Select,
     String,
     Table,
+    Update,
+    bindparam,
     case,
     delete,
     func,
@@ -45,6 +49,7 @@ __all__ = [
     "GenerationNotFound",
     "Page",
     "StaleLease",
+    "UnlessSet",
     "append_event",
     "append_event_then",
     "count_active",
@@ -57,6 +62,7 @@ __all__ = [
     "list_generations",
     "now",
     "queue_positions",
+    "record_image",
     "status_payload",
     "take_over",
     "transition",
@@ -68,6 +74,7 @@ __all__ = [
 # detached model instances.
 _G = cast(Table, Generation.__table__)
 _E = cast(Table, GenerationEvent.__table__)
+_I = cast(Table, Image.__table__)
 _GENERATION_KEYS = tuple(c.key for c in _G.c)
 _EVENT_KEYS = tuple(c.key for c in _E.c)
 
@@ -133,33 +140,10 @@ async def create_generation(
         "prompt": prompt,
         "seed": seed,
         "idempotency_key": idempotency_key,
-        "status": Status.QUEUED,
-        "phase": Phase.WAITING,
-        "percent": 0.0,
-        "attempt": 1,
-        "last_seq": 1,
+        "max_active": max_active,
     }
-    active = select(func.count().label("n")).where(_G.c.owner_id == owner_id, _G.c.status.in_(ACTIVE)).cte("active")
-    row = select(*(literal(v, _G.c[k].type).label(k) for k, v in values.items()))
-    if max_active is not None:
-        row = row.where(select(active.c.n).scalar_subquery() < max_active)
-    ins_stmt = pg_insert(_G).from_select(list(values), row)
-    if idempotency_key is not None:
-        ins_stmt = ins_stmt.on_conflict_do_nothing(constraint="uq_generation_idempotency")
-    ins = ins_stmt.returning(*_G.c).cte("ins")
-    event = (
-        insert(_E)
-        .from_select(
-            ["generation_id", "seq", "kind", "payload"],
-            select(ins.c.id, ins.c.last_seq, _kind(EventKind.STATUS), _status_payload_sql(ins)),
-        )
-        .returning(*_E.c)
-        .cte("ev")
-    )
-    stmt = select(active.c.n.label("active_before"), *ins.c, *_event_columns(event)).select_from(
-        active.outerjoin(ins, true()).outerjoin(event, true())
-    )
-    result = (await session.execute(stmt)).one()
+    stmt = _create_statement(idempotency_key is not None, max_active is not None)
+    result = (await session.execute(stmt, values)).one()
     if result.id is not None:
         return Change(_generation_from(result), _event_from(result)), True
     if max_active is not None and result.active_before >= max_active:
@@ -172,6 +156,40 @@ async def create_generation(
     first = await session.get(GenerationEvent, (existing.id, 1))
     assert first is not None
     return Change(existing, first), False
+
+
+@functools.cache
+def _create_statement(idempotent: bool, limited: bool) -> Select[Any]:
+    """Built once per shape (building CTE statements costs more than running them); values bound."""
+    fixed = {"status": Status.QUEUED, "phase": Phase.WAITING, "percent": 0.0, "attempt": 1, "last_seq": 1}
+    bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key")
+    active = (
+        select(func.count().label("n"))
+        .where(_G.c.owner_id == bindparam("owner_id", type_=_G.c.owner_id.type), _G.c.status.in_(ACTIVE))
+        .cte("active")
+    )
+    row = select(
+        *(bindparam(k, type_=_G.c[k].type).label(k) for k in bound),
+        *(literal(v, _G.c[k].type).label(k) for k, v in fixed.items()),
+    )
+    if limited:
+        row = row.where(select(active.c.n).scalar_subquery() < bindparam("max_active", type_=Integer))
+    ins_stmt = pg_insert(_G).from_select([*bound, *fixed], row)
+    if idempotent:
+        ins_stmt = ins_stmt.on_conflict_do_nothing(constraint="uq_generation_idempotency")
+    ins = ins_stmt.returning(*_G.c).cte("ins")
+    event = (
+        insert(_E)
+        .from_select(
+            ["generation_id", "seq", "kind", "payload"],
+            select(ins.c.id, ins.c.last_seq, _kind(EventKind.STATUS), _status_payload_sql(ins)),
+        )
+        .returning(*_E.c)
+        .cte("ev")
+    )
+    return select(active.c.n.label("active_before"), *ins.c, *_event_columns(event)).select_from(
+        active.outerjoin(ins, true()).outerjoin(event, true())
+    )
 
 
 async def get_generation(
@@ -214,7 +232,7 @@ async def transition(
     generation, events = await _write(
         session,
         generation_id=generation_id,
-        guards=[_G.c.status.in_(allowed)],
+        sources=allowed,
         lease=lease,
         owner_id=owner_id,
         changes=_status_changes(to, values),
@@ -237,7 +255,7 @@ async def append_event(
     generation, events = await _write(
         session,
         generation_id=generation_id,
-        guards=[_G.c.status == Status.RUNNING],
+        sources=_RUNNING,
         lease=lease,
         owner_id=None,
         changes={},
@@ -265,7 +283,7 @@ async def append_event_then(
     generation, events = await _write(
         session,
         generation_id=generation_id,
-        guards=[_G.c.status == Status.RUNNING],
+        sources=_RUNNING,
         lease=lease,
         owner_id=None,
         changes=_status_changes(to, values),
@@ -274,6 +292,48 @@ async def append_event_then(
     if generation is None:
         raise await _refusal(session, generation_id=generation_id, to=to, lease=lease)
     return Change(generation, events[0]), Change(generation, events[1])
+
+
+async def record_image(
+    session: AsyncSession,
+    *,
+    generation_id: uuid.UUID,
+    lease: str,
+    image: dict[str, Any],
+    payload: dict[str, Any],
+    then: Status | None = None,
+    values: dict[str, Any] | None = None,
+) -> list[Change]:
+    """Insert an image row and its IMAGE event (with `then`, also the status change, as
+    `append_event_then`), all in one statement: atomic without a transaction around it.
+
+    `image` holds the images columns except the generation id. [] when that index was recorded
+    already (by an earlier run of this job). Refusals raise as `append_event` does, and then
+    nothing is inserted: the generation row is locked first and the image row depends on it.
+    """
+    events: list[tuple[EventKind, dict[str, Any] | None]] = [(EventKind.IMAGE, payload)]
+    changes: dict[str, Any] = dict(values or {})
+    if then is not None:
+        if Status.RUNNING not in allowed_sources(then):
+            raise IllegalTransition(Status.RUNNING, then)
+        changes = _status_changes(then, values)
+        events.append((EventKind.STATUS, None))
+    generation, rows = await _write(
+        session,
+        generation_id=generation_id,
+        sources=_RUNNING,
+        lease=lease,
+        owner_id=None,
+        changes=changes,
+        events=events,
+        image={"id": uuid.uuid4(), **image},
+    )
+    if generation is not None:
+        return [Change(generation, event) for event in rows]
+    current = (await session.execute(select(_G.c.status, _G.c.lease).where(_G.c.id == generation_id))).one_or_none()
+    if current is not None and current.status is Status.RUNNING and current.lease == lease:
+        return []  # ours and running: the image row was there already
+    raise await _refusal(session, generation_id=generation_id, to=then or Status.RUNNING, lease=lease)
 
 
 def _status_changes(to: Status, values: dict[str, Any] | None) -> dict[str, Any]:
@@ -327,31 +387,110 @@ def _event_from(row: Any) -> GenerationEvent:
     return GenerationEvent(**{k: mapping[f"event_{k}"] for k in _EVENT_KEYS})
 
 
+_RUNNING = frozenset({Status.RUNNING})
+
+
 async def _write(
     session: AsyncSession,
     *,
     generation_id: uuid.UUID,
-    guards: list[Any],
+    sources: frozenset[Status],
     lease: str | None,
     owner_id: uuid.UUID | None,
     changes: dict[str, Any],
     events: list[tuple[EventKind, dict[str, Any] | None]],
+    image: dict[str, Any] | None = None,
 ) -> tuple[Generation | None, list[GenerationEvent]]:
     """One guarded UPDATE that takes `len(events)` sequence numbers and inserts those events, as
-    one statement (CTEs). A payload of None is the STATUS payload of the updated row.
+    one statement (CTEs). A payload of None is the STATUS payload of the updated row. With
+    `image`, the statement first locks the generation (if owned by `lease` and RUNNING), inserts
+    the image row, and updates only if it did (not when that image index exists already).
 
     The UPDATE's row lock orders concurrent writers: sequence numbers stay gap-free and in order.
     """
-    where = [_G.c.id == generation_id, *guards]
-    if lease is not None:
-        where.append(_G.c.lease == lease)
-    if owner_id is not None:
-        where.append(_G.c.owner_id == owner_id)
-    count = len(events)
+    shape = _WriteShape(
+        changes=tuple((key, isinstance(value, UnlessSet)) for key, value in changes.items()),
+        events=tuple(kind.value if payload is not None else None for kind, payload in events),
+        sources=tuple(sorted(status.value for status in sources)),
+        lease=lease is not None,
+        owner=owner_id is not None,
+        image=None if image is None else tuple(image),
+    )
+    params: dict[str, Any] = {"b_gid": generation_id, "b_lease": lease, "b_owner": owner_id, "b_now": now()}
+    for key, value in changes.items():
+        params[f"v_{key}"] = value.value if isinstance(value, UnlessSet) else value
+    for index, (_, payload) in enumerate(events):
+        if payload is not None:
+            params[f"p_{index}"] = payload
+    for key, value in (image or {}).items():
+        params[f"i_{key}"] = value
+    result = (await session.execute(_write_statement(shape), params)).all()
+    if not result:
+        return None, []
+    return _generation_from(result[0]), [_event_from(row) for row in result]
+
+
+@dataclass(frozen=True, slots=True)
+class UnlessSet:
+    """A value for `transition(values=...)` written only where the column is NULL (`started_at`)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _WriteShape:
+    changes: tuple[tuple[str, bool], ...]  # (column, only where NULL)
+    events: tuple[str | None, ...]  # kind of each event with a bound payload; None = STATUS of the row
+    sources: tuple[str, ...]
+    lease: bool
+    owner: bool
+    image: tuple[str, ...] | None
+
+
+@functools.lru_cache(maxsize=256)
+def _write_statement(shape: _WriteShape) -> Select[Any]:
+    """Built once per shape (building CTE statements costs more than running them); values bound."""
+    where: list[Any] = [_G.c.id == bindparam("b_gid", type_=_G.c.id.type)]
+    statuses = [Status(value) for value in shape.sources]
+    status_guard = _G.c.status == statuses[0] if len(statuses) == 1 else _G.c.status.in_(statuses)
+    if shape.image is None:
+        where.append(status_guard)
+        if shape.lease:
+            where.append(_G.c.lease == bindparam("b_lease", type_=_G.c.lease.type))
+    else:
+        owned = (
+            select(_G.c.id)
+            .where(
+                _G.c.id == bindparam("b_gid", type_=_G.c.id.type),
+                _G.c.lease == bindparam("b_lease", type_=_G.c.lease.type),
+                status_guard,
+            )
+            .with_for_update()
+            .cte("owned")
+        )
+        image_row = select(
+            owned.c.id.label("generation_id"),
+            *(bindparam(f"i_{key}", type_=_I.c[key].type).label(key) for key in shape.image),
+        )
+        inserted = (
+            pg_insert(_I)
+            .from_select(["generation_id", *shape.image], image_row)
+            .on_conflict_do_nothing(constraint="uq_image_index")
+            .returning(_I.c.generation_id)
+            .cte("img")
+        )
+        where.append(_G.c.id.in_(select(inserted.c.generation_id)))
+    if shape.owner:
+        where.append(_G.c.owner_id == bindparam("b_owner", type_=_G.c.owner_id.type))
+    count = len(shape.events)
+    values: dict[str, Any] = {}
+    for key, unless_set in shape.changes:
+        value = bindparam(f"v_{key}", type_=_G.c[key].type)
+        values[key] = func.coalesce(_G.c[key], value) if unless_set else value
     upd = (
         update(_G)
         .where(*where)
-        .values(last_seq=_G.c.last_seq + count, updated_at=now(), **changes)
+        .values(last_seq=_G.c.last_seq + count, updated_at=bindparam("b_now", type_=_G.c.updated_at.type), **values)
         .returning(*_G.c)
         .cte("upd")
     )
@@ -359,10 +498,10 @@ async def _write(
         select(
             upd.c.id,
             upd.c.last_seq - (count - 1 - index),
-            _kind(kind),
-            _status_payload_sql(upd) if payload is None else literal(payload, JSONB),
+            _kind(EventKind.STATUS if kind is None else EventKind(kind)),
+            _status_payload_sql(upd) if kind is None else bindparam(f"p_{index}", type_=JSONB),
         )
-        for index, (kind, payload) in enumerate(events)
+        for index, kind in enumerate(shape.events)
     ]
     event = (
         insert(_E)
@@ -370,11 +509,7 @@ async def _write(
         .returning(*_E.c)
         .cte("ev")
     )
-    stmt = select(*upd.c, *_event_columns(event)).select_from(upd.join(event, true())).order_by(event.c.seq)
-    result = (await session.execute(stmt)).all()
-    if not result:
-        return None, []
-    return _generation_from(result[0]), [_event_from(row) for row in result]
+    return select(*upd.c, *_event_columns(event)).select_from(upd.join(event, true())).order_by(event.c.seq)
 
 
 async def _refusal(
@@ -419,10 +554,22 @@ async def update_progress(
     session: AsyncSession, *, generation_id: uuid.UUID, lease: str, values: dict[str, Any]
 ) -> bool:
     """Coalesced progress columns (not in the event log); False once the job lost the generation."""
-    result = await session.execute(
-        update(_G).where(_G.c.id == generation_id, _G.c.lease == lease, _G.c.status == Status.RUNNING).values(**values)
-    )
+    params = {"b_gid": generation_id, "b_lease": lease, **{f"v_{key}": value for key, value in values.items()}}
+    result = await session.execute(_progress_statement(tuple(values)), params)
     return bool(getattr(result, "rowcount", 0))
+
+
+@functools.lru_cache(maxsize=64)
+def _progress_statement(keys: tuple[str, ...]) -> Update:
+    return (
+        update(_G)
+        .where(
+            _G.c.id == bindparam("b_gid", type_=_G.c.id.type),
+            _G.c.lease == bindparam("b_lease", type_=_G.c.lease.type),
+            _G.c.status == Status.RUNNING,
+        )
+        .values({key: bindparam(f"v_{key}", type_=_G.c[key].type) for key in keys})
+    )
 
 
 async def queue_positions(session: AsyncSession, *, generation_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:

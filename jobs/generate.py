@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from comfy.client import ComfyClient, HistoryEntry
@@ -54,8 +53,6 @@ from comfy.templates import (
 )
 from db import generations as gens
 from db.engine import single_statement
-from db.events import EventKind
-from db.images import add_image
 from db.models import Generation
 from db.states import IllegalTransition, Phase, Status
 from jobs.backends import Backend, NoBackend
@@ -118,7 +115,7 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generatio
 
     The common case is two autocommit statements and no SELECT: the guarded UPDATE with its event,
     then where the prompt will go (see `GenerationRun.place`), which only has to be stored before
-    the prompt is submitted.
+    the prompt is submitted (a crash in between leaves nothing submitted to look for).
     """
     async with single_statement(rt.sessions) as session:
         try:
@@ -129,7 +126,7 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generatio
                 values={
                     "lease": lease,
                     "phase": Phase.SUBMITTING,
-                    "started_at": func.coalesce(Generation.started_at, gens.now()),
+                    "started_at": gens.UnlessSet(gens.now()),
                 },
             )
         except gens.GenerationNotFound:
@@ -140,8 +137,13 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generatio
             await session.rollback()
             return await _take_over(rt, session, generation_id, lease)
         run = GenerationRun(rt, change.generation, lease)
-        await run.place(session)
-    await publish_change(rt.redis, rt.keys, change)
+        # RUNNING is committed: publish it while the backend is recorded (Redis and PostgreSQL round
+        # trips overlap; the submit, which waits for both, stays after the RUNNING event on the bus).
+        published = asyncio.create_task(publish_change(rt.redis, rt.keys, change))
+        try:
+            await run.place(session)
+        finally:
+            await published
     return run
 
 
@@ -453,57 +455,45 @@ class GenerationRun:
         for index, image in enumerate(outputs):
             data = await client.view(image)
             stored = await self.rt.store.put(data)
-            async with self.rt.sessions() as session:
-                row = await add_image(
-                    session,
-                    generation_id=self.id,
-                    index=index,
-                    content_hash=stored.content_hash,
-                    mime=stored.mime,
-                    width=stored.width,
-                    height=stored.height,
-                    seed=self.generation.seed,
-                    size_bytes=stored.size_bytes,
-                    node_id="",
+            final = index == last
+            async with single_statement(self.rt.sessions) as session:
+                # The image row, its event and, for the last one, SUCCEEDED: one statement that
+                # locks the generation first, so no cancel can come between them.
+                changes = await self._guarded(
+                    gens.record_image(
+                        session,
+                        generation_id=self.id,
+                        lease=self.lease,
+                        image={
+                            "index": index,
+                            "content_hash": stored.content_hash,
+                            "mime": stored.mime,
+                            "width": stored.width,
+                            "height": stored.height,
+                            "seed": self.generation.seed,
+                            "size_bytes": stored.size_bytes,
+                            "node_id": "",
+                        },
+                        payload={
+                            "index": index,
+                            "contentHash": stored.content_hash,
+                            "width": stored.width,
+                            "height": stored.height,
+                            "seed": self.generation.seed,
+                            "sizeBytes": stored.size_bytes,
+                            "mime": stored.mime,
+                        },
+                        then=Status.SUCCEEDED if final else None,
+                        values={"percent": 100.0} if final else None,
+                    )
                 )
-                if row is None:
-                    continue  # recorded by an earlier run of this job
-                payload = {
-                    "index": index,
-                    "contentHash": stored.content_hash,
-                    "width": stored.width,
-                    "height": stored.height,
-                    "seed": self.generation.seed,
-                    "sizeBytes": stored.size_bytes,
-                    "mime": stored.mime,
-                }
-                final = None
-                if index == last:
-                    # The last image and SUCCEEDED in one guarded UPDATE (with both events), in the
-                    # image row's transaction: no cancel can come between them.
-                    change, final = await self._guarded(
-                        gens.append_event_then(
-                            session,
-                            generation_id=self.id,
-                            kind=EventKind.IMAGE,
-                            payload=payload,
-                            lease=self.lease,
-                            to=Status.SUCCEEDED,
-                            values={"percent": 100.0},
-                        )
-                    )
-                else:
-                    change = await self._guarded(
-                        gens.append_event(
-                            session, generation_id=self.id, kind=EventKind.IMAGE, payload=payload, lease=self.lease
-                        )
-                    )
-                await session.commit()
-            self.relay.seq = change.event.seq
-            if final is not None:
-                await _publish_both(self.rt, change, final)
+            if not changes:
+                continue  # recorded by an earlier run of this job
+            self.relay.seq = changes[0].event.seq
+            if final:
+                await _publish_both(self.rt, changes[0], changes[1])
                 return
-            await publish_change(self.rt.redis, self.rt.keys, change)
+            await publish_change(self.rt.redis, self.rt.keys, changes[0])
         await self._finish(Status.SUCCEEDED, {"percent": 100.0})
 
     async def _guarded(self, write: Awaitable[_W]) -> _W:
