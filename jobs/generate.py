@@ -317,7 +317,7 @@ class GenerationRun:
         self.rt.backends.record(backend, ok=True)
         backend.last_checkpoint = self.generation.params.get("checkpoint")
         self.submitted = True
-        await self.relay.progress(phase=Phase.BACKEND_QUEUE.value)
+        self.relay.queue_progress(phase=Phase.BACKEND_QUEUE.value)  # sent with what follows it
 
     async def _follow(self, backend: Backend, events: PromptEvents) -> None:
         client = backend.client
@@ -352,8 +352,9 @@ class GenerationRun:
                     next_event = None
                 if isinstance(event, Progress):
                     snap = tracker.apply(event)
-                    # Queued, sent by the next flush: a burst of ready messages costs one round trip.
-                    # Every other relay call flushes first, so order on the bus is ComfyUI's order.
+                    # Queued like every change in this loop, sent by the next flush (when no event is
+                    # ready, or before any other publish): a burst of ready messages costs one round
+                    # trip, and the order on the bus is ComfyUI's order.
                     self.relay.queue_progress(emitted_at=event.emitted_at, **_executing(snap))
                 elif isinstance(event, Preview):
                     self.relay.preview(event)
@@ -361,11 +362,11 @@ class GenerationRun:
                     snap = tracker.apply(event)
                     if isinstance(event, ProgressState):
                         continue  # folded in; the next executing/progress message publishes it
-                    await self.relay.progress(**_executing(snap), queuePosition=None)
+                    self.relay.queue_progress(**_executing(snap), queuePosition=None)
                 elif isinstance(event, ExecutionStarted):
                     started = True
                     tracker.apply(event)
-                    await self.relay.progress(phase=Phase.EXECUTING.value, queuePosition=None)
+                    self.relay.queue_progress(phase=Phase.EXECUTING.value, queuePosition=None)
                 elif isinstance(event, NodeOutput):
                     tracker.apply(event)
                     if outputs is not None:
