@@ -62,22 +62,22 @@ async def generate(ctx: dict[str, Any], generation_id: str) -> None:
     await run_generation(rt, uuid.UUID(generation_id))
 
 
-# For each job id: skip it when in progress already, gone from the queue, or deferred to later;
-# otherwise mark it in progress. Returns each job's score, or 0 for those skipped.
-_START = """
+# arq's poll (ZRANGEBYSCORE of the due jobs) and start (for each: skip it when in progress already,
+# else mark it in progress), as one script: at most ARGV[6] jobs started. Returns job id, score pairs.
+_POLL_AND_START = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', ARGV[4], ARGV[5])
 local out = {}
-for i = 4, #ARGV do
-  local job_id = ARGV[i]
-  local in_progress = ARGV[3] .. job_id
-  local score = false
-  if redis.call('EXISTS', in_progress) == 0 then
-    score = redis.call('ZSCORE', KEYS[1], job_id)
+local free = tonumber(ARGV[6])
+for i = 1, #due, 2 do
+  if free <= 0 then
+    break
   end
-  if score and tonumber(score) <= tonumber(ARGV[1]) then
+  local in_progress = ARGV[3] .. due[i]
+  if redis.call('EXISTS', in_progress) == 0 then
     redis.call('PSETEX', in_progress, ARGV[2], '1')
-    out[#out + 1] = score
-  else
-    out[#out + 1] = 0
+    out[#out + 1] = due[i]
+    out[#out + 1] = due[i + 1]
+    free = free - 1
   end
 end
 return out
@@ -91,29 +91,47 @@ class SafelightWorker(Worker):
         super().__init__(*args, **kwargs)
         self.wake = asyncio.Event()
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's start_jobs with one round trip for the whole batch, not four per job.
+    async def _poll_iteration(self) -> None:
+        """arq's poll iteration with one round trip to find and claim due jobs, not 1 + 4 per job.
 
-        arq checks and marks each job in progress with WATCH, EXISTS, ZSCORE and MULTI/EXEC,
-        one job after another; `_START` does the same checks and writes atomically.
+        arq reads the due job ids, then checks and marks each in progress with WATCH, EXISTS,
+        ZSCORE and MULTI/EXEC, one job after another; `_POLL_AND_START` does the same atomically.
         """
+        count = self.queue_read_limit
+        if self.burst and self.max_burst_jobs >= 0:
+            remaining = self.max_burst_jobs - self._jobs_started()
+            if remaining < 1:
+                return
+            count = min(remaining, count)
         free = self.max_jobs - self.job_counter
-        if free <= 0 or not job_ids:
-            return
-        ids = [job_id.decode() for job_id in job_ids[:free]]
-        scores = await self.pool.register_script(_START)(
-            keys=[self.queue_name],
-            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), in_progress_key_prefix, *ids],
-        )
-        for job_id, score in zip(ids, scores, strict=True):
-            if not score:
-                log.debug("job %s already running elsewhere", job_id)
-                continue
-            await self.sem.acquire()  # free slot: does not wait
-            self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, int(float(score))))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+        if self.allow_pick_jobs and free > 0:
+            started = await self.pool.register_script(_POLL_AND_START)(
+                keys=[self.queue_name],
+                args=[
+                    timestamp_ms(),
+                    int(self.in_progress_timeout_s * 1000),
+                    in_progress_key_prefix,
+                    self._queue_read_offset,
+                    count,
+                    free,
+                ],
+            )
+            for index in range(0, len(started), 2):
+                await self._start(started[index].decode(), int(float(started[index + 1])))
+        if self.allow_abort_jobs:
+            await self._cancel_aborted_jobs()
+        for job_id, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[job_id]
+                task.result()  # as arq does: errors in run_job propagate
+        await self.heart_beat()
+
+    async def _start(self, job_id: str, score: int) -> None:
+        await self.sem.acquire()  # free slot: does not wait
+        self.job_counter += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
