@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from starlette.requests import Request
@@ -38,8 +39,8 @@ class Context:
     # connection ends, even if an operation's generator is never finalised.
     listeners: set[Listener] = field(default_factory=set)
 
-    def listen(self, key: uuid.UUID | None) -> Listener:
-        listener = self.state.hub.listen(key)
+    def listen(self, key: uuid.UUID | None, *, quiet_after_s: float | None = None) -> Listener:
+        listener = self.state.hub.listen(key, quiet_after_s=quiet_after_s)
         self.listeners.add(listener)
         return listener
 
@@ -53,7 +54,7 @@ class Context:
             raise NotAuthenticated("authentication required: send a bearer API token")
         return self.viewer_row
 
-    @property
+    @cached_property
     def base_url(self) -> str:
         """Absolute base for URLs: PUBLIC_URL when configured, else the URL this request came to."""
         configured = self.state.settings.public_url

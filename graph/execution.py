@@ -76,19 +76,27 @@ async def _responses(
     key = (id(document), operation_name, _variables_key(variable_values))
     iterator = source.__aiter__()
     try:
-        async for payload in iterator:
+        while True:
+            try:
+                payload = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
             shared: dict[Any, tuple[DocumentNode, ExecutionResult]] | None = getattr(payload, _SHARED, None)
             if shared is not None and key[2] is not None:
                 entry = shared.get(key)
                 if entry is not None and entry[0] is document:
+                    del payload, shared
                     yield entry[1]
+                    del entry  # no local keeps an event or a result while the subscription waits
                     continue
             result = execute(schema, document, payload, context_value, variable_values, operation_name, field_resolver)
             if isawaitable(result):
                 result = await result
             if shared is not None and key[2] is not None and not result.errors:
                 shared[key] = (document, result)
+            del payload, shared
             yield result
+            del result
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:

@@ -6,6 +6,12 @@ When the Redis connection drops and comes back, every subscriber receives
 log from PostgreSQL. A subscriber's registration is removed in `close()`,
 which subscription resolvers call in `finally` (an unsubscribe or an abrupt
 disconnect arrives there as CancelledError).
+
+A listener opened with `quiet_after_s` also receives `GAP` when it has heard
+nothing for that long (a publish that never reached Redis is then read from the
+log). One sweep per second over all listeners does this, rather than a timer
+per waiting subscriber: with 10,000 subscribers a timer per wait was both
+memory and work on every event.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -39,16 +46,19 @@ class Listener:
     only while it holds something (an empty one is a 600-byte block).
     """
 
-    __slots__ = ("_hub", "_items", "_key", "_waiter", "closed")
+    __slots__ = ("_heard", "_hub", "_items", "_key", "_quiet_after_s", "_waiter", "closed")
 
-    def __init__(self, hub: EventHub, key: uuid.UUID | None) -> None:
+    def __init__(self, hub: EventHub, key: uuid.UUID | None, quiet_after_s: float | None) -> None:
         self._hub = hub
         self._key = key
         self._items: deque[BusEvent | object] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._quiet_after_s = quiet_after_s
+        self._heard = hub.clock
         self.closed = False
 
     def put(self, item: BusEvent | object) -> None:
+        self._heard = self._hub.clock
         if self._items is None:
             self._items = deque()
         self._items.append(item)
@@ -75,34 +85,38 @@ class Listener:
 
 
 class EventHub:
-    def __init__(self, redis_url: str, keys: Keys, *, reconnect_delay_s: float = 0.2) -> None:
+    def __init__(
+        self, redis_url: str, keys: Keys, *, reconnect_delay_s: float = 0.2, sweep_every_s: float = 1.0
+    ) -> None:
         self._redis_url = redis_url
         self._keys = keys
         self._reconnect_delay_s = reconnect_delay_s
+        self._sweep_every_s = sweep_every_s
         # Keyed by generation id or owner id (both UUIDs, never equal); None = everything.
         self._listeners: dict[uuid.UUID | None, set[Listener]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
         self.received = 0
+        self.clock = time.monotonic()  # when the hub last heard anything (or swept)
 
     @property
     def listener_count(self) -> int:
         return sum(len(s) for s in self._listeners.values())
 
     async def start(self, *, wait_s: float = 10.0) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._tasks = [asyncio.create_task(self._run()), asyncio.create_task(self._sweep())]
         await asyncio.wait_for(self.connected.wait(), wait_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
-    def listen(self, key: uuid.UUID | None) -> Listener:
-        """Events of one generation, or of one owner, or (None) all of them."""
-        listener = Listener(self, key)
+    def listen(self, key: uuid.UUID | None, *, quiet_after_s: float | None = None) -> Listener:
+        """Events of one generation, or of one owner, or (None) all of them; GAP after `quiet_after_s` of silence."""
+        listener = Listener(self, key, quiet_after_s)
         self._listeners.setdefault(key, set()).add(listener)
         return listener
 
@@ -120,6 +134,16 @@ class EventHub:
             if bucket is not None:
                 for listener in bucket:
                     listener.put(event)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_every_s)
+            now = self.clock = time.monotonic()
+            for bucket in list(self._listeners.values()):
+                for listener in list(bucket):
+                    quiet = listener._quiet_after_s
+                    if quiet is not None and now - listener._heard > quiet:
+                        listener.put(GAP)
 
     async def _run(self) -> None:
         first = True
@@ -153,6 +177,7 @@ class EventHub:
 
     def _on_message(self, raw: bytes) -> None:
         self.received += 1
+        self.clock = time.monotonic()
         try:
             event = BusEvent.decode(raw)
         except (ValueError, KeyError, TypeError):

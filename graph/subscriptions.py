@@ -14,7 +14,6 @@ same catch-up from the log, so the terminal event always arrives.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 import uuid
@@ -194,20 +193,15 @@ class Subscription:
         gid = parse_id(id)
         if gid is None:
             raise GenerationNotFoundError(f"no generation {id}")
-        listener = info.context.listen(gid)  # before reading: nothing published now is lost
+        # Registered before reading, so nothing published from now on is lost. A quiet listener gets a
+        # GAP, which re-reads the log; jittered, so subscriptions opened together don't read together.
+        listener = info.context.listen(gid, quiet_after_s=QUIET_CHECK_S * random.uniform(0.75, 1.25))
         try:
             stream, events = await _open(info, viewer, id, gid, after)
             while events:
                 yield events.pop(0)  # popped, not iterated: an idle subscription keeps no event alive
             while not stream.done:
-                try:
-                    # asyncio.timeout, not wait_for: in Python 3.11 wait_for wraps every wait in a task.
-                    # Jittered: subscriptions opened together must not all re-read the log together.
-                    async with asyncio.timeout(QUIET_CHECK_S * random.uniform(0.75, 1.25)):
-                        item = await listener.get()
-                except TimeoutError:
-                    item = GAP  # quiet for a while: make sure nothing was lost
-                events = await stream.accept(item)
+                events = await stream.accept(await listener.get())
                 while events:
                     yield events.pop(0)
         finally:
@@ -224,6 +218,7 @@ class Subscription:
                 item = await listener.get()
                 if isinstance(item, BusEvent):
                     yield to_event(item, base_url=info.context.base_url)
+                del item  # an idle subscription keeps no event alive
         finally:
             info.context.release(listener)
 

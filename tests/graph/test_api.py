@@ -267,3 +267,16 @@ async def test_client_routes_get_the_app_and_files_stay_files(stack_settings: Se
             assert "<title>Safelight</title>" in response.text
         assert (await http.get("/app.js")).text == "console.log(1)"
         assert (await http.get("/images/" + "a" * 64)).status_code == 404
+
+
+async def test_depth_limit_and_syntax_errors_are_reported_and_cached_documents_stay_valid() -> None:
+    """The depth rule runs with validation (graph/schema.py `_Prepared`), also when parse/validate are cached."""
+    schema = build_schema(max_depth=3)
+    deep = "{ generations { edges { node { owner { name } } } } }"
+    for _ in range(2):  # the second run comes from the caches
+        result = await schema.execute(deep)
+        assert result.errors and "exceeds maximum operation depth of 3" in result.errors[0].message
+    result = await schema.execute("{ generations { edges ")
+    assert result.errors and "Syntax Error" in result.errors[0].message
+    result = await schema.execute("{ nope }")
+    assert result.errors and "Cannot query field 'nope'" in result.errors[0].message
