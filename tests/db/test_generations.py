@@ -20,6 +20,7 @@ from db.generations import (
     delete_generation,
     get_generation,
     list_generations,
+    record_image,
     status_payload,
     transition,
     update_progress,
@@ -330,3 +331,89 @@ async def test_each_write_is_one_statement(session_factory: async_sessionmaker[A
         finally:
             event.remove(sync_engine, "before_cursor_execute", record)
     assert len(statements) == 3
+
+
+def _image(index: int) -> dict[str, object]:
+    return {
+        "index": index,
+        "content_hash": f"{index:064x}",
+        "mime": "image/png",
+        "width": 64,
+        "height": 64,
+        "seed": 7,
+        "size_bytes": 100,
+        "node_id": "",
+    }
+
+
+async def test_record_image_is_one_statement_with_its_events(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    async with single_statement(session_factory) as session:
+        owner = await _user(session)
+        change, _ = await _generation(session, owner)
+        gid = change.generation.id
+        await transition(session, generation_id=gid, to=Status.RUNNING, values={"lease": "job"})
+
+        first = await record_image(session, generation_id=gid, lease="job", image=_image(0), payload={"index": 0})
+        assert [(c.event.seq, c.event.kind) for c in first] == [(3, "IMAGE")]
+        assert await record_image(session, generation_id=gid, lease="job", image=_image(0), payload={}) == []
+
+        with pytest.raises(StaleLease):
+            await record_image(session, generation_id=gid, lease="other", image=_image(1), payload={})
+        assert [i.index for i in (await images_for_generations(session, generation_ids=[gid]))[gid]] == [0]
+
+        image, done = await record_image(
+            session,
+            generation_id=gid,
+            lease="job",
+            image=_image(1),
+            payload={"index": 1},
+            then=Status.SUCCEEDED,
+            values={"percent": 100.0},
+        )
+        assert (image.event.seq, image.event.kind, done.event.seq, done.event.payload["status"]) == (
+            4,
+            "IMAGE",
+            5,
+            "SUCCEEDED",
+        )
+        assert done.generation.status is Status.SUCCEEDED and done.generation.lease is None
+        stored = await events_after(session, generation_id=gid, after_seq=0)
+        assert [e.seq for e in stored] == [1, 2, 3, 4, 5]
+
+
+async def test_record_image_after_a_cancel_inserts_nothing(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    async with single_statement(session_factory) as session:
+        owner = await _user(session)
+        change, _ = await _generation(session, owner)
+        gid = change.generation.id
+        await transition(session, generation_id=gid, to=Status.RUNNING, values={"lease": "job"})
+        await transition(session, generation_id=gid, to=Status.CANCELLING)
+        with pytest.raises(IllegalTransition) as refused:
+            await record_image(session, generation_id=gid, lease="job", image=_image(0), payload={})
+        assert refused.value.current is Status.CANCELLING
+        assert (await images_for_generations(session, generation_ids=[gid]))[gid] == []
+        assert [e.seq for e in await events_after(session, generation_id=gid, after_seq=0)] == [1, 2, 3]
+
+
+async def test_record_image_waits_for_a_concurrent_cancel_and_then_refuses(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with single_statement(session_factory) as session:
+        owner = await _user(session)
+        change, _ = await _generation(session, owner)
+        gid = change.generation.id
+        await transition(session, generation_id=gid, to=Status.RUNNING, values={"lease": "job"})
+    async with session_factory() as canceller:
+        await transition(canceller, generation_id=gid, to=Status.CANCELLING)  # holds the row lock
+        async with single_statement(session_factory) as worker:
+            recording = asyncio.create_task(
+                record_image(worker, generation_id=gid, lease="job", image=_image(0), payload={})
+            )
+            await asyncio.sleep(0.1)
+            assert not recording.done()
+            await canceller.commit()
+            with pytest.raises(IllegalTransition):
+                await recording
+    async with session_factory() as session:
+        assert (await images_for_generations(session, generation_ids=[gid]))[gid] == []
+        assert [e.seq for e in await events_after(session, generation_id=gid, after_seq=0)] == [1, 2, 3]
