@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import uvicorn
 
 from graph.app import create_app
@@ -11,10 +13,20 @@ from settings import Settings
 __all__ = ["serve_api"]
 
 
-def serve_api(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
+def serve_api(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    before_serving: Callable[[], None] | None = None,
+) -> None:
+    """Serve until stopped; `before_serving` runs once the app (and its schema) is built."""
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    app = create_app(settings)
+    if before_serving is not None:
+        before_serving()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),

@@ -7,6 +7,7 @@ stays fast and nothing is built at import time.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -62,6 +63,16 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _freeze_startup_heap() -> None:
+    """Move what startup built (modules, classes, the schema: as long-lived as the process) out of the GC's reach.
+
+    Otherwise every full collection walks them again: in bench/subscriptions.py, 21 % of the API's CPU
+    while sending 1 event/s to 2,000 subscribers was the cyclic GC; after this, 0.3 %.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.command == "config":
@@ -74,11 +85,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "api":
         from graph.serve import serve_api
 
-        serve_api(settings, host=args.host, port=args.port)
+        serve_api(settings, host=args.host, port=args.port, before_serving=_freeze_startup_heap)
         return 0
     if args.command == "worker":
         from jobs.worker import run_worker
 
+        _freeze_startup_heap()
         run_worker(settings, burst=args.burst)
         return 0
     if args.command == "fake-comfy":
