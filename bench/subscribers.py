@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import struct
 import sys
@@ -135,8 +136,10 @@ async def raw(url: str, count: int) -> None:
 
     async def one(i: int) -> None:
         async with limit:
+            # A client id unique across client processes: the fake, like ComfyUI, keeps one socket per id.
+            client_id = f"raw-{os.getpid()}-{i}"
             ws = await websockets.connect(
-                f"{url}?clientId=raw-{i}", max_size=None, compression=None, open_timeout=60, ping_interval=None
+                f"{url}?clientId={client_id}", max_size=None, compression=None, open_timeout=60, ping_interval=None
             )
             sockets.append(ws)
 
