@@ -90,6 +90,7 @@ class SafelightWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.wake = asyncio.Event()
+        self._closing = False
 
     async def _poll_iteration(self) -> None:
         """arq's poll iteration with one round trip to find and claim due jobs, not 1 + 4 per job.
@@ -138,12 +139,23 @@ class SafelightWorker(Worker):
         self.wake.set()  # a slot freed: look for the next job now, not at the next poll
 
     async def close(self) -> None:
-        """arq's close, with redis-py 5's aclose() instead of the deprecated close()."""
+        """arq's close, with redis-py 5's aclose() instead of the deprecated close().
+
+        Jobs still running are cancelled (their leases are taken over once the heartbeat is gone);
+        their cancellation is expected here and must not skip the shutdown that follows.
+        """
+        self._closing = True
+        self.wake.set()
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
         if not self._pool:
             return
-        await asyncio.gather(*self.tasks.values())
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        main = self.main_task
+        if main is not None and main is not asyncio.current_task() and not main.done():
+            # Its cancel can be lost (Python 3.11's wait_for returns a wake-up that raced with it);
+            # `_closing` ends the loop at its next turn, before the pool below goes away.
+            await asyncio.wait([main])
         await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
@@ -164,7 +176,7 @@ class SafelightWorker(Worker):
         self.ctx["worker"] = self
         if self.on_startup:
             await self.on_startup(self.ctx)
-        while True:
+        while not self._closing:
             self.wake.clear()
             try:
                 await self._poll_iteration()
