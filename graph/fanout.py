@@ -7,11 +7,12 @@ log from PostgreSQL. A subscriber's registration is removed in `close()`,
 which subscription resolvers call in `finally` (an unsubscribe or an abrupt
 disconnect arrives there as CancelledError).
 
-A listener opened with `quiet_after_s` also receives `GAP` when it has heard
-nothing for that long (a publish that never reached Redis is then read from the
-log). One sweep per second over all listeners does this, rather than a timer
-per waiting subscriber: with 10,000 subscribers a timer per wait was both
-memory and work on every event.
+A listener opened with `quiet_after_s` also receives `QUIET` when it has heard
+nothing for that long (it then checks the log for a publish that never reached
+Redis; graph/lastseq.py shares that check among a generation's subscribers).
+One sweep per second over all listeners does this, rather than a timer per
+waiting subscriber: with 10,000 subscribers a timer per wait was both memory
+and work on every event.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from redis.asyncio import Redis
 from jobs.bus import BusEvent
 from jobs.keys import Keys
 
-__all__ = ["GAP", "EventHub", "Listener"]
+__all__ = ["GAP", "QUIET", "EventHub", "Listener"]
 
 log = logging.getLogger(__name__)
 
-GAP: Final = object()
+GAP: Final = object()  # the bus reconnected: events may have been missed
+QUIET: Final = object()  # nothing heard for the listener's `quiet_after_s`
 
 
 class Listener:
@@ -115,7 +117,7 @@ class EventHub:
         self._tasks = []
 
     def listen(self, key: uuid.UUID | None, *, quiet_after_s: float | None = None) -> Listener:
-        """Events of one generation, or of one owner, or (None) all of them; GAP after `quiet_after_s` of silence."""
+        """Events of one generation, or of one owner, or (None) all of them; QUIET after `quiet_after_s` of silence."""
         listener = Listener(self, key, quiet_after_s)
         self._listeners.setdefault(key, set()).add(listener)
         return listener
@@ -143,7 +145,7 @@ class EventHub:
                 for listener in list(bucket):
                     quiet = listener._quiet_after_s
                     if quiet is not None and now - listener._heard > quiet:
-                        listener.put(GAP)
+                        listener.put(QUIET)
 
     async def _run(self) -> None:
         first = True

@@ -13,6 +13,7 @@ from comfy.templates import Template, load_templates
 from db.engine import create_engine, create_session_factory
 from db.users import create_token, ensure_user
 from graph.fanout import EventHub
+from graph.lastseq import LastSeqReads
 from jobs.backend_list import read_backend_urls
 from jobs.catalogs import CatalogCache
 from jobs.keys import Keys
@@ -37,6 +38,7 @@ class AppState:
     catalogs: CatalogCache
     store: ImageStore
     jobs: JobService
+    last_seqs: LastSeqReads
 
 
 @asynccontextmanager
@@ -71,6 +73,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
             catalogs=catalogs,
             store=store,
         ),
+        last_seqs=LastSeqReads(sessions),
     )
     try:
         await hub.start()

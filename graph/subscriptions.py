@@ -8,8 +8,9 @@ The handoff from stored state to live events loses and duplicates nothing:
    (seq <= last) and ephemeral ones older than it; a durable event beyond
    last+1 means one was missed (a lost message), so the gap is read back from
    the log before going on.
-A `GAP` from the hub (Redis reconnected) and a quiet period both trigger the
-same catch-up from the log, so the terminal event always arrives.
+A `GAP` from the hub (Redis reconnected) and `QUIET` (nothing heard for a while)
+both trigger a catch-up from the log, so the terminal event always arrives; a
+quiet one first asks the shared `last_seq` read (graph/lastseq.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from db.models import User
 from db.states import Status as DbStatus
 from graph.context import Context
 from graph.execution import share_results
-from graph.fanout import GAP
+from graph.fanout import QUIET
 from graph.queries import parse_id
 from graph.status import SystemStatus, watch_system_status
 from graph.types import EventKind, Generation, GenerationError, GenerationEvent, Image, Progress
@@ -121,7 +122,13 @@ class _Stream:
         self.done = out.terminal
         return out
 
-    async def catch_up(self) -> list[GenerationEvent]:
+    async def catch_up(self, *, quiet: bool = False) -> list[GenerationEvent]:
+        if quiet:
+            # Only a check: one read shared by every quiet subscriber of this generation. Anything new
+            # (or the generation gone) is then read afresh below.
+            last_seq = await self.context.state.last_seqs.get(self.gid)
+            if last_seq is not None and last_seq <= self.last:
+                return []
         async with self.context.state.sessions() as session:
             # The row's last sequence number first: a quiet check (the common catch-up) finds
             # nothing new with this one small query and reads no event.
@@ -143,8 +150,8 @@ class _Stream:
         return BusEvent.from_row(row, owner_id=self.owner)
 
     async def accept(self, item: BusEvent | object) -> list[GenerationEvent]:
-        if item is GAP or not isinstance(item, BusEvent):
-            return await self.catch_up()
+        if not isinstance(item, BusEvent):  # GAP or QUIET
+            return await self.catch_up(quiet=item is QUIET)
         if item.kind is DbEventKind.DELETED:
             self.done = True
             return [to_event(item, base_url=self.context.base_url)]
@@ -193,8 +200,8 @@ class Subscription:
         gid = parse_id(id)
         if gid is None:
             raise GenerationNotFoundError(f"no generation {id}")
-        # Registered before reading, so nothing published from now on is lost. A quiet listener gets a
-        # GAP, which re-reads the log; jittered, so subscriptions opened together don't read together.
+        # Registered before reading, so nothing published from now on is lost. A quiet listener gets
+        # QUIET and checks the log; jittered, so subscriptions opened together don't check together.
         listener = info.context.listen(gid, quiet_after_s=QUIET_CHECK_S * random.uniform(0.75, 1.25))
         try:
             stream, events = await _open(info, viewer, id, gid, after)

@@ -1,4 +1,4 @@
-"""The in-process event hub (graph/fanout.py) against real Redis: fan-out, quiet GAPs, closing."""
+"""The in-process event hub (graph/fanout.py) against real Redis: fan-out, QUIET, closing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from db.events import EventKind
-from graph.fanout import GAP, EventHub
+from graph.fanout import QUIET, EventHub
 from jobs.bus import BusEvent, publish
 from jobs.keys import Keys
 
@@ -48,24 +48,24 @@ async def test_events_reach_generation_owner_and_global_listeners(hub: EventHub,
     assert hub.listener_count == 0
 
 
-async def test_a_quiet_listener_gets_a_gap_and_a_busy_one_does_not(hub: EventHub, redis_url: str) -> None:
-    """A publish that never reached Redis is found by the GAP a quiet subscriber gets (it re-reads the log)."""
+async def test_a_quiet_listener_is_told_and_a_busy_one_is_not(hub: EventHub, redis_url: str) -> None:
+    """A publish that never reached Redis is found by the check a quiet subscriber makes when told QUIET."""
     generation, owner = uuid.uuid4(), uuid.uuid4()
     quiet = hub.listen(generation, quiet_after_s=0.3)
     never = hub.listen(generation)  # no quiet_after_s: silence is fine
-    assert await asyncio.wait_for(quiet.get(), 5) is GAP
-    # After the GAP the clock starts again: the next item is the next GAP, not an immediate repeat.
+    assert await asyncio.wait_for(quiet.get(), 5) is QUIET
+    # After QUIET the clock starts again: the next one comes after another quiet period, not at once.
     started = time.monotonic()
-    assert await asyncio.wait_for(quiet.get(), 5) is GAP
+    assert await asyncio.wait_for(quiet.get(), 5) is QUIET
     assert time.monotonic() - started >= 0.25
-    assert never._items is None or GAP not in never._items
-    # While events keep arriving, no GAP is put in between.
+    assert never._items is None or QUIET not in never._items
+    # While events keep arriving, no QUIET is put in between.
     busy = hub.listen(generation, quiet_after_s=0.5)
     redis = Redis.from_url(redis_url)
     try:
         for seq in range(1, 11):
             assert await publish(redis, hub._keys, _event(generation, owner, seq))
-            assert await asyncio.wait_for(busy.get(), 5) != GAP
+            assert await asyncio.wait_for(busy.get(), 5) is not QUIET
             await asyncio.sleep(0.1)
     finally:
         await redis.aclose()
