@@ -30,6 +30,10 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UnsetType
 
 from db.users import user_by_token
@@ -85,9 +89,45 @@ def _bearer(value: str | None) -> str | None:
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
+_QUERY_TEXTS = 512  # distinct subscription documents whose text is shared (see _Operations)
+
+
+class _Operations:
+    """One string per distinct query text among the operations a process holds.
+
+    Each subscription keeps its query text for its whole life; 10,000 subscribers of one page's query
+    then hold one copy, not 10,000 (bench/subscriptions.py, KB per idle subscription).
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+
+    def share(self, payload: object) -> None:
+        if isinstance(payload, dict) and isinstance(query := payload.get("query"), str):
+            if len(self._texts) >= _QUERY_TEXTS and query not in self._texts:
+                self._texts.clear()
+            payload["query"] = self._texts.setdefault(query, query)
+
+
+class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        self.view.operations.share(message.get("payload"))  # type: ignore[attr-defined]
+        await super().handle_subscribe(message)
+
+
+class _LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    async def handle_start(self, message: StartMessage) -> None:
+        self.view.operations.share(message.get("payload"))  # type: ignore[attr-defined]
+        await super().handle_start(message)
+
+
 class SafelightGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = _TransportWSHandler
+    graphql_ws_handler_class = _LegacyWSHandler
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.operations = _Operations()
         self._last_data: object = None
         self._last_payload = ""
 
@@ -137,6 +177,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         if viewer is None:
             raise ConnectionRejectionError({"message": "a valid API token is required in connection_init"})
         context.viewer_row = viewer
+        context.connection_params = None  # read once; not kept for the connection's life
         return None
 
 

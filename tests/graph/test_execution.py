@@ -161,3 +161,19 @@ async def test_a_result_is_shared_only_without_errors() -> None:
     # A root nobody marked is executed for each subscriber.
     executions, _ = await _run_for_two_subscribers(_Event(), "subscription { e { ok } }")
     assert executions == 2
+
+
+def test_operations_share_one_copy_of_each_query_text() -> None:
+    from graph.app import _QUERY_TEXTS, _Operations
+
+    operations = _Operations()
+    first, second = {"query": "subscription { a }"}, {"query": "".join(["subscription ", "{ a }"])}
+    assert first["query"] is not second["query"]
+    operations.share(first)
+    operations.share(second)
+    assert first["query"] is second["query"]
+    for i in range(_QUERY_TEXTS + 10):  # bounded: distinct texts never grow it past the limit
+        operations.share({"query": f"query q{i} {{ a }}"})
+    assert len(operations._texts) <= _QUERY_TEXTS
+    operations.share({"variables": {}})  # no query: left alone
+    operations.share(None)
