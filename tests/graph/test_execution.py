@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from inspect import isawaitable
 from typing import Any
 
 import pytest
@@ -77,14 +78,14 @@ async def test_subscribers_of_one_event_share_one_execution(
     make_client: MakeClient, api_url: str, redis: Redis, stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     executions = 0
-    real_execute = execution.execute
+    real_execute = execution._execute
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal executions
         executions += 1
         return real_execute(*args, **kwargs)
 
-    monkeypatch.setattr(execution, "execute", counting)
+    monkeypatch.setattr(execution, "_execute", counting)
     client = await make_client()
     owner = await _viewer_id(client)
     baseline = await _settle(api_url, -1, within=0.05)
@@ -127,7 +128,7 @@ class _Event:
 
 async def _run_for_two_subscribers(root: Any, query: str) -> tuple[int, list[Any]]:
     """Map one shared root through two subscribers' streams; how many executions ran, and the results."""
-    from graphql import build_schema, execute, parse
+    from graphql import build_schema, parse
 
     schema = build_schema("type Query { a: Int } type Subscription { e: E } type E { ok: Int boom: Int }")
     document = parse(query)
@@ -136,14 +137,15 @@ async def _run_for_two_subscribers(root: Any, query: str) -> tuple[int, list[Any
     def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal executions
         executions += 1
-        return execute(*args, **kwargs)
+        return real(*args, **kwargs)
 
     async def source() -> AsyncIterator[Any]:
         yield root
 
     results = []
+    real = execution._execute
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(execution, "execute", counting)
+        patch.setattr(execution, "_execute", counting)
         for _ in range(2):
             async for result in execution._responses(source(), schema, document, None, {}, None, None):
                 results.append(result)
@@ -177,3 +179,30 @@ def test_operations_share_one_copy_of_each_query_text() -> None:
     assert len(operations._texts) <= _QUERY_TEXTS
     operations.share({"variables": {}})  # no query: left alone
     operations.share(None)
+
+
+async def test_per_event_execution_matches_graphql_core() -> None:
+    """`_execute` reuses one built context per (document, operation, variables): same results, same errors."""
+    from graphql import build_schema, execute, parse
+
+    schema = build_schema("type Query { a: Int } type Subscription { e(n: Int!): E } type E { ok: Int boom: Int }")
+    document = parse("subscription S($n: Int!) { e(n: $n) { ok boom } } subscription T { e(n: 7) { ok } }")
+
+    def event(value: int) -> dict[str, Any]:
+        def boom(_info: Any) -> int:
+            raise RuntimeError(f"boom {value}")
+
+        return {"e": lambda _info, n: {"ok": n * value, "boom": boom if value % 2 else value}}
+
+    for value in (1, 2, 3):
+        for operation, variables in (("S", {"n": 5}), ("S", {"n": 6}), ("T", {})):
+            ours = execution._execute(schema, document, event(value), None, variables, operation, None)
+            theirs = execute(schema, document, event(value), None, variables, operation)
+            assert not isawaitable(ours) and not isawaitable(theirs)
+            assert ours.data == theirs.data
+            assert [(e.message, e.path) for e in ours.errors or []] == [
+                (e.message, e.path) for e in theirs.errors or []
+            ]
+    # variables that do not fit the operation are reported as graphql-core reports them
+    bad = execution._execute(schema, document, event(1), None, {"n": "x"}, "S", None)
+    assert not isawaitable(bad) and bad.data is None and bad.errors and "Int cannot represent" in bad.errors[0].message
