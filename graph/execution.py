@@ -100,7 +100,10 @@ async def _responses(
                     yield entry[1]
                     del entry  # no local keeps an event or a result while the subscription waits
                     continue
-            result = _execute(schema, document, payload, context_value, variable_values, operation_name, field_resolver)
+            result = _execute(
+                schema, document, payload, context_value, variable_values, operation_name, field_resolver,
+                variables_key=key[2],
+            )  # fmt: skip
             if isawaitable(result):
                 result = await result
             if shared is not None and key[2] is not None and not result.errors:
@@ -128,6 +131,8 @@ def _execute(
     variable_values: dict[str, Any] | None,
     operation_name: str | None,
     field_resolver: GraphQLFieldResolver | None,
+    *,
+    variables_key: str | None = None,
 ) -> AwaitableOrValue[ExecutionResult]:
     """graphql-core's `execute` for one event, without rebuilding what depends only on the operation.
 
@@ -138,7 +143,7 @@ def _execute(
     copies share its cache of collected sub-selections. Relies on graphql-core 3.2.14's ExecutionContext
     (pinned in pyproject.toml).
     """
-    variables = _variables_key(variable_values)
+    variables = variables_key if variables_key is not None else _variables_key(variable_values)
     if variables is None or field_resolver is not None:
         return execute(schema, document, root, context_value, variable_values, operation_name, field_resolver)
     key = (id(document), operation_name, variables)
