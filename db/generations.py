@@ -229,8 +229,9 @@ async def transition(
     allowed = allowed_sources(to)
     if sources is not None:
         allowed = allowed & frozenset(sources)
-    generation, events = await _write(
+    generation, events = await _write_or_refuse(
         session,
+        to=to,
         generation_id=generation_id,
         sources=allowed,
         lease=lease,
@@ -238,8 +239,6 @@ async def transition(
         changes=_status_changes(to, values),
         events=[(EventKind.STATUS, None)],
     )
-    if generation is None:
-        raise await _refusal(session, generation_id=generation_id, to=to, lease=lease, owner_id=owner_id)
     return Change(generation, events[0])
 
 
@@ -252,8 +251,9 @@ async def append_event(
     lease: str,
 ) -> Change:
     """Record a durable non-status event (an image) from the job that owns the generation."""
-    generation, events = await _write(
+    generation, events = await _write_or_refuse(
         session,
+        to=Status.RUNNING,
         generation_id=generation_id,
         sources=_RUNNING,
         lease=lease,
@@ -261,8 +261,6 @@ async def append_event(
         changes={},
         events=[(kind, payload)],
     )
-    if generation is None:
-        raise await _refusal(session, generation_id=generation_id, to=Status.RUNNING, lease=lease)
     return Change(generation, events[0])
 
 
@@ -280,8 +278,9 @@ async def append_event_then(
     SUCCEEDED): the same guards, refusals and gap-free sequence numbers as the two calls."""
     if Status.RUNNING not in allowed_sources(to):
         raise IllegalTransition(Status.RUNNING, to)
-    generation, events = await _write(
+    generation, events = await _write_or_refuse(
         session,
+        to=to,
         generation_id=generation_id,
         sources=_RUNNING,
         lease=lease,
@@ -289,8 +288,6 @@ async def append_event_then(
         changes=_status_changes(to, values),
         events=[(kind, payload), (EventKind.STATUS, None)],
     )
-    if generation is None:
-        raise await _refusal(session, generation_id=generation_id, to=to, lease=lease)
     return Change(generation, events[0]), Change(generation, events[1])
 
 
@@ -510,6 +507,32 @@ def _write_statement(shape: _WriteShape) -> Select[Any]:
         .cte("ev")
     )
     return select(*upd.c, *_event_columns(event)).select_from(upd.join(event, true())).order_by(event.c.seq)
+
+
+async def _write_or_refuse(
+    session: AsyncSession,
+    *,
+    to: Status,
+    generation_id: uuid.UUID,
+    sources: frozenset[Status],
+    lease: str | None,
+    owner_id: uuid.UUID | None,
+    changes: dict[str, Any],
+    events: list[tuple[EventKind, dict[str, Any] | None]],
+) -> tuple[Generation, list[GenerationEvent]]:
+    """`_write`, raising the typed refusal (as a move to `to`) when its guard matched no row."""
+    generation, rows = await _write(
+        session,
+        generation_id=generation_id,
+        sources=sources,
+        lease=lease,
+        owner_id=owner_id,
+        changes=changes,
+        events=events,
+    )
+    if generation is None:
+        raise await _refusal(session, generation_id=generation_id, to=to, lease=lease, owner_id=owner_id)
+    return generation, rows
 
 
 async def _refusal(
