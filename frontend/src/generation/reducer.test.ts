@@ -1,50 +1,20 @@
 import { describe, expect, it } from "vitest";
 import type { GenerationFieldsFragment } from "../gql/graphql";
+import { generationFixture, imageFixture, progressFixture } from "../test/fixtures";
 import { applyEvent, initialGeneration, type GenerationEventInput, type LiveGeneration } from "./reducer";
 
-const image = (index: number) => ({
-  index,
-  contentHash: `h${index}`,
-  url: `/images/h${index}`,
-  thumbnailUrl: `/thumbs/256/h${index}`,
-  width: 64,
-  height: 64,
-  sizeBytes: 100,
-  mime: "image/png",
-  seedValue: 7,
-});
+const image = imageFixture;
+const progress = progressFixture;
 
-const progress = (percent: number) => ({
-  phase: "EXECUTING" as const,
-  percent,
-  node: "3",
-  nodeClass: "KSampler",
-  step: 1,
-  maxSteps: 10,
-  queuePosition: null,
-  emittedAt: null,
-});
-
-const generation = (over: Partial<GenerationFieldsFragment> = {}): GenerationFieldsFragment => ({
-  id: "g1",
-  template: "txt2img",
-  status: "RUNNING",
-  attempt: 1,
-  prompt: "a cat",
-  parameters: {},
-  seedUsed: 7,
-  backend: null,
-  promptId: null,
-  createdAt: "2026-01-01T00:00:00Z",
-  startedAt: "2026-01-01T00:00:01Z",
-  finishedAt: null,
-  lastSeq: 3,
-  loras: [],
-  progress: progress(20),
-  error: null,
-  images: [],
-  ...over,
-});
+// A RUNNING generation three events in.
+const generation = (over: Partial<GenerationFieldsFragment> = {}): GenerationFieldsFragment =>
+  generationFixture({
+    status: "RUNNING",
+    startedAt: "2026-01-01T00:00:01Z",
+    lastSeq: 3,
+    progress: progress(20),
+    ...over,
+  });
 
 const event = (over: Partial<GenerationEventInput>): GenerationEventInput => ({
   seq: 0,

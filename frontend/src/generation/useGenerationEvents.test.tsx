@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { createCache } from "../api/client";
 import { ProgressBar } from "../components/ProgressBar";
 import type { GenerationFieldsFragment } from "../gql/graphql";
-import { generationFixture } from "../test/fixtures";
+import { generationFixture, imageFixture, progressFixture } from "../test/fixtures";
 import { useGenerationEvents } from "./useGenerationEvents";
 
 function Probe({ seed }: { seed?: GenerationFieldsFragment }) {
@@ -35,30 +35,8 @@ const base = {
   generation: null,
 };
 
-const progress = (percent: number, step: number) => ({
-  __typename: "Progress" as const,
-  phase: "EXECUTING" as const,
-  percent,
-  node: "3",
-  nodeClass: "KSampler",
-  step,
-  maxSteps: 10,
-  queuePosition: null,
-  emittedAt: null,
-});
-
-const image = (index: number) => ({
-  __typename: "Image" as const,
-  index,
-  contentHash: `h${index}`,
-  url: `/images/h${index}`,
-  thumbnailUrl: `/thumbs/256/h${index}`,
-  width: 64,
-  height: 64,
-  sizeBytes: 10,
-  mime: "image/png",
-  seedValue: 1,
-});
+const progress = progressFixture;
+const image = imageFixture;
 
 function setup(seed?: GenerationFieldsFragment) {
   const link = new MockSubscriptionLink();

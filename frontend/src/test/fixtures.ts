@@ -74,3 +74,28 @@ export const generationFixture = (over: Partial<GenerationFieldsFragment> = {}):
   images: [],
   ...over,
 });
+
+export const progressFixture = (percent: number, step = 1) => ({
+  __typename: "Progress" as const,
+  phase: "EXECUTING" as const,
+  percent,
+  node: "3",
+  nodeClass: "KSampler",
+  step,
+  maxSteps: 10,
+  queuePosition: null,
+  emittedAt: null,
+});
+
+export const imageFixture = (index: number) => ({
+  __typename: "Image" as const,
+  index,
+  contentHash: `h${index}`,
+  url: `/images/h${index}`,
+  thumbnailUrl: `/thumbs/256/h${index}`,
+  width: 64,
+  height: 64,
+  sizeBytes: 10,
+  mime: "image/png",
+  seedValue: 1,
+});
