@@ -64,12 +64,14 @@ async def relay_case(stack: Stack, api: Api, report: Report, rate: float, second
     pids = {prompt_id(gid) for gid in gids}
     seen: list[tuple[float, dict[str, Any]]] = []
     cpu_before = {p.name: p.cpu_seconds() for p in [stack.api, *stack.workers, stack.fake] if p is not None}
+    clients_before = time.process_time()
     await asyncio.gather(*(_watch(stack, gid, seen, timeout_s=seconds * 3 + 60) for gid in gids))
     cpu = {
         name: round(p.cpu_seconds() - cpu_before[name], 2)
         for p in [stack.api, *stack.workers, stack.fake]
         if p is not None and (name := p.name) in cpu_before
     }
+    cpu["clients (this process)"] = round(time.process_time() - clients_before, 2)
     await asyncio.sleep(0.2)
     stop.set()
     await listener

@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import uvloop
 import websockets
 
 from bench.stack import EVENTS, TRANSPORT_WS, raise_nofile
@@ -177,11 +178,11 @@ def main() -> None:
     args = parser.parse_args()
     raise_nofile(args.count + 1000)
     if args.mode == "raw":
-        asyncio.run(raw(args.url, args.count))
+        uvloop.run(raw(args.url, args.count))
     elif args.mode == "hold":
-        asyncio.run(hold(args.url, args.token, args.id, args.count))
+        uvloop.run(hold(args.url, args.token, args.id, args.count))
     else:
-        asyncio.run(churn(args.url, args.token, args.id, args.count, args.parallel))
+        uvloop.run(churn(args.url, args.token, args.id, args.count, args.parallel))
 
 
 if __name__ == "__main__":
