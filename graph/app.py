@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from graphql import ExecutionResult
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -26,11 +27,11 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
@@ -38,6 +39,7 @@ from strawberry.types.unset import UnsetType
 
 from db.users import user_by_token
 from graph.context import Context
+from graph.execution import SEND_RESULT
 from graph.loaders import Loaders
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
@@ -109,16 +111,50 @@ class _Operations:
             payload["query"] = self._texts.setdefault(query, query)
 
 
+async def _send_frame(websocket: WebSocket, frame: str) -> bool:
+    """Write one message; False if the connection is gone (its handler is closing the operations)."""
+    try:
+        await websocket.send_text(frame)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return False
+    return True
+
+
 class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         self.view.operations.share(message.get("payload"))  # type: ignore[attr-defined]
         await super().handle_subscribe(message)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # This task runs one operation: its live results go straight to the socket (graph/execution.py).
+        view: SafelightGraphQL = self.view  # type: ignore[assignment]
+        websocket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+
+        async def send(result: ExecutionResult) -> bool:
+            if operation.completed:  # as Operation.send_operation_message: nothing after complete
+                return False
+            return await _send_frame(websocket, view.frame("next", operation.id, result.data))
+
+        SEND_RESULT.set(send)
+        await super().run_operation(operation)
 
 
 class _LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     async def handle_start(self, message: StartMessage) -> None:
         self.view.operations.share(message.get("payload"))  # type: ignore[attr-defined]
         await super().handle_start(message)
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        view: SafelightGraphQL = self.view  # type: ignore[assignment]
+        websocket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
+
+        async def send(result: ExecutionResult) -> bool:
+            return await _send_frame(websocket, view.frame("data", operation_id, result.data))
+
+        SEND_RESULT.set(send)
+        await super().handle_async_results(operation_id, query, operation_name, variables)
 
 
 class SafelightGraphQL(GraphQL[Context, None]):
@@ -132,19 +168,24 @@ class SafelightGraphQL(GraphQL[Context, None]):
         self._last_payload = ""
 
     def encode_json(self, data: object) -> str:
-        """Compact JSON from one encoder; a subscription event's payload is encoded once for all its subscribers.
+        """Compact JSON from one encoder; results' `next`/`data` messages through `frame`."""
+        if type(data) is dict and (kind := data.get("type")) in ("next", "data"):
+            payload = data.get("payload")
+            if type(payload) is dict and len(payload) == 1 and payload.get("data") is not None:
+                return self.frame(kind, data.get("id"), payload["data"])
+        return _JSON.encode(data)
+
+    def frame(self, kind: str, operation_id: object, data: object) -> str:
+        """A `next` (or legacy `data`) message; one event's payload is encoded once for all its subscribers.
 
         Subscribers of the same event and operation receive the same result object
         (graph/execution.py) one after another, so the last payload's encoding is kept and only each
-        message's envelope (its operation id) is encoded again.
+        message's envelope (its operation id) is encoded again. Holding the last data also keeps its
+        id from being reused by another object.
         """
-        if type(data) is dict and data.get("type") in ("next", "data"):
-            payload = data.get("payload")
-            if type(payload) is dict and len(payload) == 1 and payload.get("data") is not None:
-                if payload["data"] is not self._last_data:
-                    self._last_data, self._last_payload = payload["data"], _JSON.encode(payload)
-                return f'{{"type":"{data["type"]}","id":{_JSON.encode(data.get("id"))},"payload":{self._last_payload}}}'
-        return _JSON.encode(data)
+        if data is not self._last_data:
+            self._last_data, self._last_payload = data, _JSON.encode({"data": data})
+        return f'{{"type":"{kind}","id":{_JSON.encode(operation_id)},"payload":{self._last_payload}}}'
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         state: AppState = request.app.state.safelight

@@ -12,6 +12,12 @@ Two costs dominated an API process holding many subscriptions (bench/subscriptio
   operation receives that result. Results with errors are never shared: each subscriber gets its own
   execution, so error masking and logging stay per operation.
 
+- every later result then climbed back up through strawberry's stream (`_handle_execution_result`,
+  the extensions' `on_stream_result`, `send_next`, `send_json`) to be written. A result without errors
+  after the first needs none of that: where the websocket handler that runs the operation has set
+  `SEND_RESULT` (graph/app.py), it is sent from here. Results with errors, and the first result (which
+  strawberry checks for pre-execution errors), still go through strawberry.
+
 `install()` points strawberry at this `subscribe`; strawberry offers no hook for it, so the name it
 looks up is replaced, once, when the schema is built (`graph.schema.build_schema`).
 `tests/graph/test_execution.py` fails if strawberry stops looking the name up there.
@@ -21,7 +27,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from contextvars import ContextVar
 from inspect import isawaitable
 from typing import Any, TypeVar
 
@@ -39,9 +46,16 @@ from graphql.execution.execute import CollectedErrors
 from graphql.execution.subscribe import create_source_event_stream
 from graphql.pyutils import AwaitableOrValue
 
-__all__ = ["install", "share_results", "subscribe"]
+__all__ = ["SEND_RESULT", "install", "share_results", "subscribe"]
 
 _SHARED = "_safelight_shared_results"
+
+# Sends an operation's result without errors straight to its client; False once it cannot (the
+# connection is gone), which ends the subscription. Set by the websocket handlers in the task that
+# runs one operation (graph/app.py); unset elsewhere (HTTP, tests that call `subscribe` themselves).
+SEND_RESULT: ContextVar[Callable[[ExecutionResult], Awaitable[bool]] | None] = ContextVar(
+    "safelight_send_result", default=None
+)
 
 T = TypeVar("T")
 
@@ -85,6 +99,8 @@ async def _responses(
     # one object per query text (strawberry's ParserCache), so its identity names the query; it is
     # kept in the entry so the id cannot be reused while the root lives.
     key = (id(document), operation_name, _variables_key(variable_values))
+    send = SEND_RESULT.get()
+    first = True
     iterator = source.__aiter__()
     try:
         while True:
@@ -93,22 +109,26 @@ async def _responses(
             except StopAsyncIteration:
                 return
             shared: dict[Any, tuple[DocumentNode, ExecutionResult]] | None = getattr(payload, _SHARED, None)
-            if shared is not None and key[2] is not None:
-                entry = shared.get(key)
-                if entry is not None and entry[0] is document:
-                    del payload, shared
-                    yield entry[1]
-                    del entry  # no local keeps an event or a result while the subscription waits
-                    continue
-            result = _execute(
-                schema, document, payload, context_value, variable_values, operation_name, field_resolver,
-                variables_key=key[2],
-            )  # fmt: skip
-            if isawaitable(result):
-                result = await result
-            if shared is not None and key[2] is not None and not result.errors:
-                shared[key] = (document, result)
-            del payload, shared
+            entry = shared.get(key) if shared is not None and key[2] is not None else None
+            if entry is not None and entry[0] is document:
+                result = entry[1]
+            else:
+                executed = _execute(
+                    schema, document, payload, context_value, variable_values, operation_name, field_resolver,
+                    variables_key=key[2],
+                )  # fmt: skip
+                result = await executed if isawaitable(executed) else executed
+                del executed
+                if shared is not None and key[2] is not None and not result.errors:
+                    shared[key] = (document, result)
+            del payload, shared, entry  # no local keeps an event or a result while the subscription waits
+            if send is not None and not first and not result.errors:
+                delivered = await send(result)
+                del result
+                if not delivered:
+                    return
+                continue
+            first = False
             yield result
             del result
     finally:

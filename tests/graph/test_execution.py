@@ -206,3 +206,74 @@ async def test_per_event_execution_matches_graphql_core() -> None:
     # variables that do not fit the operation are reported as graphql-core reports them
     bad = execution._execute(schema, document, event(1), None, {"n": "x"}, "S", None)
     assert not isawaitable(bad) and bad.data is None and bad.errors and "Int cannot represent" in bad.errors[0].message
+
+
+async def test_live_results_without_errors_go_straight_to_the_socket() -> None:
+    """After the first result, error-free results take `SEND_RESULT`; False from it ends the stream."""
+    from graphql import build_schema, parse
+
+    schema = build_schema("type Query { a: Int } type Subscription { e: E } type E { ok: Int boom: Int }")
+    document = parse("subscription { e { ok } }")
+
+    async def source() -> AsyncIterator[Any]:
+        for _ in range(4):
+            yield _Event()
+
+    async def stream(*, accept: bool) -> tuple[list[Any], list[Any]]:
+        sent: list[Any] = []
+
+        async def send(result: Any) -> bool:
+            sent.append(result)
+            return accept
+
+        token = execution.SEND_RESULT.set(send)
+        try:
+            yielded = [r async for r in execution._responses(source(), schema, document, None, {}, None, None)]
+        finally:
+            execution.SEND_RESULT.reset(token)
+        return yielded, sent
+
+    yielded, sent = await stream(accept=True)
+    assert [r.data for r in yielded] == [{"e": {"ok": 1}}]  # the first: strawberry checks it
+    assert [r.data for r in sent] == [{"e": {"ok": 1}}] * 3
+    # A connection that is gone ends the subscription at the first result it could not take.
+    yielded, sent = await stream(accept=False)
+    assert len(yielded) == 1 and len(sent) == 1
+    # Without SEND_RESULT (HTTP, or no handler of ours), every result is yielded.
+    assert len([r async for r in execution._responses(source(), schema, document, None, {}, None, None)]) == 4
+
+
+async def test_a_live_result_with_errors_is_yielded_to_strawberry() -> None:
+    from graphql import build_schema, parse
+
+    schema = build_schema("type Query { a: Int } type Subscription { e: E } type E { ok: Int boom: Int }")
+    document = parse("subscription { e { ok boom } }")
+
+    class Sometimes(_Event):
+        def __init__(self, fail: bool) -> None:
+            super().__init__()
+            self.fail = fail
+
+        @property
+        def boom(self) -> int:
+            if self.fail:
+                raise RuntimeError("boom")
+            return 2
+
+    async def source() -> AsyncIterator[Any]:
+        for fail in (False, False, True, False):
+            yield Sometimes(fail)
+
+    sent: list[Any] = []
+
+    async def send(result: Any) -> bool:
+        sent.append(result)
+        return True
+
+    token = execution.SEND_RESULT.set(send)
+    try:
+        yielded = [r async for r in execution._responses(source(), schema, document, None, {}, None, None)]
+    finally:
+        execution.SEND_RESULT.reset(token)
+    assert [bool(r.errors) for r in yielded] == [False, True]  # the first, and the one with an error
+    assert [r.data for r in sent] == [{"e": {"ok": 1, "boom": 2}}] * 2
