@@ -3,7 +3,11 @@
     .venv/bin/python -m bench.submit [--quick] [--json PATH] [--submits N] [--cancels N]
 
 Times are wall clock on one machine: the client notes when it sends the mutation, the fake logs when each
-request arrives (`GET /_fake/stats`). Side by side, in the same run:
+request arrives (`GET /_fake/stats`). Every timed request (mutations and the direct baseline alike) goes
+through one lean keep-alive HTTP/1.1 client that stamps it just before its single write: httpx spends about
+a millisecond of this machine's CPU before a request's bytes leave (and more reading the answer while the
+servers still work), a client's cost that is not what these rows compare. A cancel is timed once its
+subscription has answered with the SNAPSHOT, so the API is not still setting that up. Side by side:
 - limit: the client sends `POST /prompt`, `/interrupt`, `/queue {delete}` straight to the fake;
 - safelight: createGeneration / cancelGeneration through the API and a Safelight worker (pub/sub wake-up);
 - polling: the same mutations served by the polling design (arq's stock 0.5 s queue poll, 1 s cancel check).
@@ -12,21 +16,23 @@ request arrives (`GET /_fake/stats`). Side by side, in the same run:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
-
-import httpx
+from typing import Any
+from urllib.parse import urlsplit
 
 from bench.stack import (
     CANCEL,
+    CREATE,
     EVENTS,
     TEMPLATES,
-    Api,
     Report,
     Stack,
     Subscription,
     base_parser,
     events_of,
+    generation_input,
     latency_row,
     prompt_id,
     ratio,
@@ -35,6 +41,80 @@ from bench.stack import (
 )
 
 _LONG_STEPS = 5000  # with 10 ms steps: 50 s, far longer than any cancel takes
+
+
+class LeanHttp:
+    """One keep-alive HTTP/1.1 connection; each request is one write, and `post` says when it was sent.
+
+    Only what the API and the fake answer is read: a status line, headers and a Content-Length body.
+    """
+
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+        url = urlsplit(base_url)
+        self._host = url.hostname or "127.0.0.1"
+        self._port = url.port or 80
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        self._head = f"Host: {url.netloc}\r\nContent-Type: application/json\r\n{extra}"
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: Any) -> tuple[float, int, bytes]:
+        """(wall time the request was written, status, response body)."""
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self._host, self._port)
+        reader, writer = self._streams
+        data = json.dumps(body).encode()
+        request = f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(data)}\r\n\r\n".encode() + data
+        sent = time.time()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        if "content-length" not in fields:
+            raise RuntimeError(f"POST {path}: no Content-Length in the answer ({fields})")
+        content = await reader.readexactly(int(fields["content-length"]))
+        if fields.get("connection", "").lower() == "close":
+            await self.aclose()
+        return sent, status, content
+
+    async def aclose(self) -> None:
+        if self._streams is not None:
+            _, writer = self._streams
+            self._streams = None
+            writer.close()
+            await writer.wait_closed()
+
+
+class Client:
+    """createGeneration and cancelGeneration over LeanHttp, for one user."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.http = LeanHttp(stack.api_url, {"Authorization": f"Bearer {stack.token}"})
+
+    async def execute(self, query: str, variables: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        """(wall time sent, data)."""
+        sent, status, content = await self.http.post("/graphql", {"query": query, "variables": variables})
+        body = json.loads(content)
+        if status != 200 or body.get("errors"):
+            raise RuntimeError(f"GraphQL answered {status}: {body}")
+        data: dict[str, Any] = body["data"]
+        return sent, data
+
+    async def create(self, **kwargs: Any) -> tuple[float, str]:
+        """(wall time sent, generation id)."""
+        sent, data = await self.execute(CREATE, {"input": generation_input(**kwargs)})
+        result = data["createGeneration"]
+        if result["__typename"] != "GenerationPayload":
+            raise RuntimeError(f"createGeneration: {result}")
+        return sent, str(result["generation"]["id"])
+
+    async def cancel(self, generation_id: str) -> float:
+        """Wall time sent."""
+        sent, _ = await self.execute(CANCEL, {"id": generation_id})
+        return sent
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
 
 
 async def _arrivals(stack: Stack, kind: str) -> dict[str, float]:
@@ -76,13 +156,19 @@ async def _until_terminal(sub: Subscription) -> str:
             return str(data["generationEvents"]["status"])
 
 
+async def _snapshot(sub: Subscription) -> None:
+    """The subscription is set up once its first event (the SNAPSHOT) arrives."""
+    _, data = await sub.next(60)
+    if data is None or data["generationEvents"]["kind"] != "SNAPSHOT":
+        raise RuntimeError(f"expected a SNAPSHOT first, got {data}")
+
+
 async def submit_latency(
-    stack: Stack, api: Api, count: int, gap_s: float, round_trips: list[float] | None = None
+    stack: Stack, api: Client, count: int, gap_s: float, round_trips: list[float] | None = None
 ) -> list[float]:
     sent: dict[str, float] = {}
     for i in range(count):
-        started = time.time()
-        gid = await api.create(steps=1, prompt=f"submit {i} {uuid.uuid4().hex[:6]}")
+        started, gid = await api.create(steps=1, prompt=f"submit {i} {uuid.uuid4().hex[:6]}")
         if round_trips is not None:
             round_trips.append((time.time() - started) * 1000)
         sent[prompt_id(gid)] = started
@@ -93,23 +179,22 @@ async def submit_latency(
     return [(arrivals[pid] - t0) * 1000 for pid, t0 in sent.items()]
 
 
-async def cancel_latency(stack: Stack, api: Api, rounds: int) -> tuple[list[float], list[float]]:
+async def cancel_latency(stack: Stack, api: Client, rounds: int) -> tuple[list[float], list[float]]:
     """Per round: A runs, B waits in ComfyUI's queue; cancel B (queue delete), then A (interrupt)."""
     interrupts: list[float] = []
     deletes: list[float] = []
     for i in range(rounds):
-        a = await api.create(steps=_LONG_STEPS, prompt=f"cancel A {i} {uuid.uuid4().hex[:6]}")
+        _, a = await api.create(steps=_LONG_STEPS, prompt=f"cancel A {i} {uuid.uuid4().hex[:6]}")
         async with Subscription.open(stack, EVENTS, {"id": a}) as sub_a:
             await _until_progress(sub_a)
-            b = await api.create(steps=_LONG_STEPS, prompt=f"cancel B {i} {uuid.uuid4().hex[:6]}")
+            _, b = await api.create(steps=_LONG_STEPS, prompt=f"cancel B {i} {uuid.uuid4().hex[:6]}")
             await _wait_for(stack, "submit", prompt_id(b))
             async with Subscription.open(stack, EVENTS, {"id": b}) as sub_b:
-                t0 = time.time()
-                await api.execute(CANCEL, {"id": b})
+                await _snapshot(sub_b)
+                t0 = await api.cancel(b)
                 status_b = await _until_terminal(sub_b)
             deletes.append((await _wait_for(stack, "delete", prompt_id(b)) - t0) * 1000)
-            t0 = time.time()
-            await api.execute(CANCEL, {"id": a})
+            t0 = await api.cancel(a)
             status_a = await _until_terminal(sub_a)
             interrupts.append((await _wait_for(stack, "interrupt", prompt_id(a)) - t0) * 1000)
         if (status_a, status_b) != ("CANCELLED", "CANCELLED"):
@@ -127,25 +212,28 @@ async def direct_latency(stack: Stack, count: int) -> tuple[list[float], list[fl
         {"prompt": "direct", "width": 64, "height": 64, "seed": 1, "sampler_steps": 1, "checkpoint": _checkpoint()},
     )
     workflow = build_workflow(template, params, filename_prefix="direct")
-    submits, interrupts, deletes = [], [], []
-    async with httpx.AsyncClient(base_url=stack.fake_url, timeout=30) as client:
-        await client.get("/queue")  # connection warm, as the API's and worker's pools are
+    submits: list[float] = []
+    interrupts: list[float] = []
+    deletes: list[float] = []
+    client = LeanHttp(stack.fake_url)
+    try:
+        await client.post("/queue", {})  # connection warm, as the API's and worker's pools are
         sent: dict[str, tuple[str, float]] = {}
         for _ in range(count):
             pid = str(uuid.uuid4())
-            t0 = time.time()
-            body = {"prompt": workflow, "client_id": "direct", "prompt_id": pid}
-            (await client.post("/prompt", json=body)).raise_for_status()
+            t0, status, _ = await client.post("/prompt", {"prompt": workflow, "client_id": "direct", "prompt_id": pid})
+            if status != 200:
+                raise RuntimeError(f"POST /prompt answered {status}")
             sent[pid] = ("submit", t0)
             pid_i = str(uuid.uuid4())
-            t0 = time.time()
-            await client.post("/interrupt", json={"prompt_id": pid_i})
+            t0, _, _ = await client.post("/interrupt", {"prompt_id": pid_i})
             sent[pid_i] = ("interrupt", t0)
             pid_d = str(uuid.uuid4())
-            t0 = time.time()
-            await client.post("/queue", json={"delete": [pid_d]})
+            t0, _, _ = await client.post("/queue", {"delete": [pid_d]})
             sent[pid_d] = ("delete", t0)
             await asyncio.sleep(0.01)
+    finally:
+        await client.aclose()
     arrivals = {kind: await _arrivals(stack, kind) for kind in ("submit", "interrupt", "delete")}
     for pid, (kind, t0) in sent.items():
         value = (arrivals[kind][pid] - t0) * 1000
@@ -159,19 +247,18 @@ def _checkpoint() -> str:
     return CHECKPOINTS[0]
 
 
-async def polling_latency(stack: Stack, api: Api, count: int, cancels: int) -> tuple[list[float], list[float]]:
+async def polling_latency(stack: Stack, api: Client, count: int, cancels: int) -> tuple[list[float], list[float]]:
     submits = await submit_latency(stack, api, count, gap_s=0.3)
     interrupts: list[float] = []
     for i in range(cancels):
-        gid = await api.create(steps=_LONG_STEPS, prompt=f"polling cancel {i} {uuid.uuid4().hex[:6]}")
+        _, gid = await api.create(steps=_LONG_STEPS, prompt=f"polling cancel {i} {uuid.uuid4().hex[:6]}")
         pid = prompt_id(gid)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if pid in {e["prompt_id"] for e in events_of(await stack.fake_stats(), "execution_start")}:
                 break
             await asyncio.sleep(0.05)
-        t0 = time.time()
-        await api.execute(CANCEL, {"id": gid})
+        t0 = await api.cancel(gid)
         interrupts.append((await _wait_for(stack, "interrupt", pid) - t0) * 1000)
     return submits, interrupts
 
@@ -188,7 +275,7 @@ async def main() -> None:
     report = Report("submit", {"submits": submits, "cancels": cancels, "polling": polling, "quick": args.quick})
     async with running_stack(step_time=0.0) as stack:
         await stack.start_workers(1, concurrency=4)
-        api = Api(stack)
+        api = Client(stack)
         try:
             await submit_latency(stack, api, 3, gap_s=0.05)  # warm-up
             d_submit, d_interrupt, d_delete = await direct_latency(stack, submits)
