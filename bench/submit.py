@@ -16,6 +16,7 @@ subscription has answered with the SNAPSHOT, so the API is not still setting tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -41,6 +42,7 @@ from bench.stack import (
 )
 
 _LONG_STEPS = 5000  # with 10 ms steps: 50 s, far longer than any cancel takes
+_IDLE_S = 4.0  # a kept-alive connection idle this long is replaced (uvicorn closes them after 5 s)
 
 
 class LeanHttp:
@@ -56,9 +58,12 @@ class LeanHttp:
         extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self._head = f"Host: {url.netloc}\r\nContent-Type: application/json\r\n{extra}"
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._used = 0.0
 
     async def post(self, path: str, body: Any) -> tuple[float, int, bytes]:
         """(wall time the request was written, status, response body)."""
+        if self._streams is not None and (self._streams[0].at_eof() or time.monotonic() - self._used > _IDLE_S):
+            await self.aclose()
         if self._streams is None:
             self._streams = await asyncio.open_connection(self._host, self._port)
         reader, writer = self._streams
@@ -73,6 +78,7 @@ class LeanHttp:
         if "content-length" not in fields:
             raise RuntimeError(f"POST {path}: no Content-Length in the answer ({fields})")
         content = await reader.readexactly(int(fields["content-length"]))
+        self._used = time.monotonic()
         if fields.get("connection", "").lower() == "close":
             await self.aclose()
         return sent, status, content
@@ -82,7 +88,8 @@ class LeanHttp:
             _, writer = self._streams
             self._streams = None
             writer.close()
-            await writer.wait_closed()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 class Client:
