@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -48,6 +48,7 @@ __all__ = [
     "Change",
     "GenerationNotFound",
     "Page",
+    "Placement",
     "StaleLease",
     "UnlessSet",
     "append_event",
@@ -217,6 +218,7 @@ async def transition(
     values: dict[str, Any] | None = None,
     owner_id: uuid.UUID | None = None,
     sources: Collection[Status] | None = None,
+    placement: Placement | None = None,
 ) -> Change:
     """Move a generation to `to`, recording a STATUS event, in one statement; the caller commits.
 
@@ -225,6 +227,7 @@ async def transition(
     given and no longer owns the row, GenerationNotFound when it is gone (or,
     with `owner_id`, not that user's). `sources` narrows the statuses the state
     machine allows to move from (the API cancels only a RUNNING one to CANCELLING).
+    `placement` records where the prompt will go in the same statement (see Placement).
     """
     allowed = allowed_sources(to)
     if sources is not None:
@@ -238,8 +241,26 @@ async def transition(
         owner_id=owner_id,
         changes=_status_changes(to, values),
         events=[(EventKind.STATUS, None)],
+        placement=placement,
     )
     return Change(generation, events[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a claimed generation's prompt goes, decided by the statement that claims it.
+
+    The backend depends on the row's `params` (its checkpoint), which the claimer has not read
+    yet: `backends` maps a checkpoint name ("" for none) to the backend URL chosen for it, and
+    every other checkpoint goes to `default`. Both `backend_url` and `prompt_id` are written only
+    when the row's attempt is `attempt` (the one `prompt_id` was derived from); otherwise they
+    keep their values and the caller records them separately.
+    """
+
+    attempt: int
+    prompt_id: str
+    backends: Mapping[str, str]
+    default: str
 
 
 async def append_event(
@@ -397,6 +418,7 @@ async def _write(
     changes: dict[str, Any],
     events: list[tuple[EventKind, dict[str, Any] | None]],
     image: dict[str, Any] | None = None,
+    placement: Placement | None = None,
 ) -> tuple[Generation | None, list[GenerationEvent]]:
     """One guarded UPDATE that takes `len(events)` sequence numbers and inserts those events, as
     one statement (CTEs). A payload of None is the STATUS payload of the updated row. With
@@ -405,6 +427,8 @@ async def _write(
 
     The UPDATE's row lock orders concurrent writers: sequence numbers stay gap-free and in order.
     """
+    if placement is not None and ("backend_url" in changes or "prompt_id" in changes):
+        raise ValueError("backend_url and prompt_id come from the placement")
     shape = _WriteShape(
         changes=tuple((key, isinstance(value, UnlessSet)) for key, value in changes.items()),
         events=tuple(kind.value if payload is not None else None for kind, payload in events),
@@ -412,8 +436,16 @@ async def _write(
         lease=lease is not None,
         owner=owner_id is not None,
         image=None if image is None else tuple(image),
+        placement=placement is not None,
     )
     params: dict[str, Any] = {"b_gid": generation_id, "b_lease": lease, "b_owner": owner_id, "b_now": now()}
+    if placement is not None:
+        params.update(
+            pl_attempt=placement.attempt,
+            pl_prompt=placement.prompt_id,
+            pl_backends=dict(placement.backends),
+            pl_default=placement.default,
+        )
     for key, value in changes.items():
         params[f"v_{key}"] = value.value if isinstance(value, UnlessSet) else value
     for index, (_, payload) in enumerate(events):
@@ -442,6 +474,7 @@ class _WriteShape:
     lease: bool
     owner: bool
     image: tuple[str, ...] | None
+    placement: bool = False
 
 
 @functools.lru_cache(maxsize=256)
@@ -484,6 +517,17 @@ def _write_statement(shape: _WriteShape) -> Select[Any]:
     for key, unless_set in shape.changes:
         value = bindparam(f"v_{key}", type_=_G.c[key].type)
         values[key] = func.coalesce(_G.c[key], value) if unless_set else value
+    if shape.placement:
+        same_attempt = _G.c.attempt == bindparam("pl_attempt", type_=Integer)
+        checkpoint = func.coalesce(_G.c.params.op("->>")(literal("checkpoint", String)), literal("", String))
+        backend = func.coalesce(
+            bindparam("pl_backends", type_=JSONB).op("->>", return_type=String)(checkpoint),
+            bindparam("pl_default", type_=String),
+        )
+        values["backend_url"] = case((same_attempt, backend), else_=_G.c.backend_url)
+        values["prompt_id"] = case(
+            (same_attempt, bindparam("pl_prompt", type_=_G.c.prompt_id.type)), else_=_G.c.prompt_id
+        )
     upd = (
         update(_G)
         .where(*where)
@@ -519,6 +563,7 @@ async def _write_or_refuse(
     owner_id: uuid.UUID | None,
     changes: dict[str, Any],
     events: list[tuple[EventKind, dict[str, Any] | None]],
+    placement: Placement | None = None,
 ) -> tuple[Generation, list[GenerationEvent]]:
     """`_write`, raising the typed refusal (as a move to `to`) when its guard matched no row."""
     generation, rows = await _write(
@@ -529,6 +574,7 @@ async def _write_or_refuse(
         owner_id=owner_id,
         changes=changes,
         events=events,
+        placement=placement,
     )
     if generation is None:
         raise await _refusal(session, generation_id=generation_id, to=to, lease=lease, owner_id=owner_id)

@@ -96,15 +96,23 @@ class BackendPool:
 
     def choose(self, *, checkpoint: str | None) -> Backend:
         """A healthy backend: the one with the checkpoint loaded among the least busy, else least busy."""
+        by_checkpoint, default = self.choices()
+        return by_checkpoint.get(checkpoint or "", default)
+
+    def choices(self) -> tuple[dict[str, Backend], Backend]:
+        """`choose()` for every checkpoint at once: the least busy backend that has it loaded, keyed by
+        checkpoint ("" for none loaded), and the one any other checkpoint goes to. This is what lets a
+        claim record its backend before the generation's checkpoint is known (db.generations.Placement).
+        """
         candidates = [b for b in self._backends.values() if b.healthy]
         if not candidates:
             raise NoBackend("no healthy ComfyUI backend")
         least = min(b.in_flight for b in candidates)
         idle = [b for b in candidates if b.in_flight == least]
+        by_checkpoint: dict[str, Backend] = {}
         for backend in idle:
-            if checkpoint is not None and backend.last_checkpoint == checkpoint:
-                return backend
-        return min(candidates, key=lambda b: (b.in_flight, b.last_checkpoint != checkpoint))
+            by_checkpoint.setdefault(backend.last_checkpoint or "", backend)
+        return by_checkpoint, idle[0]
 
     def record(self, backend: Backend, *, ok: bool) -> None:
         if ok:

@@ -13,7 +13,7 @@ from arq.utils import timestamp_ms
 from jobs.bus import BusEvent
 from jobs.keys import Keys
 
-__all__ = ["JOB_FUNCTION", "enqueue_generation", "job_id_for", "request_cancel"]
+__all__ = ["JOB_FUNCTION", "attempt_of", "enqueue_generation", "job_id_for", "request_cancel"]
 
 JOB_FUNCTION = "generate"
 
@@ -22,6 +22,14 @@ def job_id_for(generation_id: uuid.UUID, attempt: int, suffix: str = "") -> str:
     """arq deduplicates on job id: one job per generation attempt (plus recovery jobs)."""
     base = f"gen:{generation_id}:{attempt}"
     return f"{base}:{suffix}" if suffix else base
+
+
+def attempt_of(job_id: str) -> int | None:
+    """The attempt a `job_id_for` id was made for; None for any other id."""
+    parts = job_id.split(":")
+    if len(parts) < 3 or parts[0] != "gen" or not parts[2].isdigit():
+        return None
+    return int(parts[2])
 
 
 # arq's enqueue_job (WATCH, EXISTS, MULTI/EXEC: three round trips) and the wake-up PUBLISH, as one

@@ -98,9 +98,10 @@ class Lost(Exception):
     """The generation was deleted or another job took it over: stop without writing."""
 
 
-async def run_generation(rt: Runtime, generation_id: uuid.UUID) -> None:
+async def run_generation(rt: Runtime, generation_id: uuid.UUID, attempt: int | None = None) -> None:
+    """Run the generation; `attempt`, the one its job was enqueued for, lets the claim record the backend."""
     lease = f"{rt.worker_id}/{uuid.uuid4().hex[:12]}"
-    run = await _claim(rt, generation_id, lease)
+    run = await _claim(rt, generation_id, lease, attempt)
     if run is None:
         return
     rt.running[generation_id] = run
@@ -110,12 +111,13 @@ async def run_generation(rt: Runtime, generation_id: uuid.UUID) -> None:
         rt.running.pop(generation_id, None)
 
 
-async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> GenerationRun | None:
+async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str, attempt: int | None) -> GenerationRun | None:
     """Take ownership: QUEUED → RUNNING, or take over from a dead worker. None = nothing to do.
 
-    The common case is two autocommit statements and no SELECT: the guarded UPDATE with its event,
-    then where the prompt will go (see `GenerationRun.place`), which only has to be stored before
-    the prompt is submitted (a crash in between leaves nothing submitted to look for).
+    The common case is one autocommit statement and no SELECT: the guarded UPDATE with its event,
+    which also records where the prompt will go (backend and prompt id, see `_placement`): a re-run
+    after a crash looks there before submitting. Without a placement (no healthy backend now, or a
+    job for another attempt), `_submit` records it before the prompt goes out.
     """
     async with single_statement(rt.sessions) as session:
         try:
@@ -128,6 +130,7 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generatio
                     "phase": Phase.SUBMITTING,
                     "started_at": gens.UnlessSet(gens.now()),
                 },
+                placement=_placement(rt, generation_id, attempt),
             )
         except gens.GenerationNotFound:
             return None
@@ -136,15 +139,29 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str) -> Generatio
                 return None  # finished, or cancelled or claimed by another job meanwhile
             await session.rollback()
             return await _take_over(rt, session, generation_id, lease)
-        run = GenerationRun(rt, change.generation, lease)
-        # RUNNING is committed: publish it while the backend is recorded (Redis and PostgreSQL round
-        # trips overlap; the submit, which waits for both, stays after the RUNNING event on the bus).
-        published = asyncio.create_task(publish_change(rt.redis, rt.keys, change))
-        try:
-            await run.place(session)
-        finally:
-            await published
+    run = GenerationRun(rt, change.generation, lease)
+    generation = change.generation
+    if generation.backend_url is not None and generation.prompt_id == run.prompt_id:
+        run.backend = rt.backends.get(generation.backend_url)
+    # RUNNING is committed; it goes out with the relay's first flush, ahead of anything else this
+    # run publishes, in the same round trip as the progress that follows the submit.
+    run.relay.queue_event(BusEvent.from_row(change.event, owner_id=generation.owner_id))
     return run
+
+
+def _placement(rt: Runtime, generation_id: uuid.UUID, attempt: int | None) -> gens.Placement | None:
+    if attempt is None:
+        return None
+    try:
+        by_checkpoint, default = rt.backends.choices()
+    except NoBackend:
+        return None  # `execute` retries or fails it
+    return gens.Placement(
+        attempt=attempt,
+        prompt_id=prompt_id_for(generation_id, attempt),
+        backends={checkpoint: backend.url for checkpoint, backend in by_checkpoint.items()},
+        default=default.url,
+    )
 
 
 async def _take_over(rt: Runtime, session: AsyncSession, generation_id: uuid.UUID, lease: str) -> GenerationRun | None:
@@ -159,7 +176,7 @@ async def _take_over(rt: Runtime, session: AsyncSession, generation_id: uuid.UUI
     if taken is None:
         return None
     log.info("generation %s recovered from lease %s", generation_id, generation.lease)
-    return GenerationRun(rt, taken, lease)
+    return GenerationRun(rt, taken, lease, resumed=True)
 
 
 async def _owner_alive(rt: Runtime, lease: str) -> bool:
@@ -168,11 +185,13 @@ async def _owner_alive(rt: Runtime, lease: str) -> bool:
 
 
 class GenerationRun:
-    def __init__(self, rt: Runtime, generation: Generation, lease: str) -> None:
+    def __init__(self, rt: Runtime, generation: Generation, lease: str, *, resumed: bool = False) -> None:
         self.rt = rt
         self.generation = generation
         self.id = generation.id
         self.lease = lease
+        # Taken over from a job that died: its prompt may be on the recorded backend already.
+        self.resumed = resumed
         self.prompt_id = prompt_id_for(generation.id, generation.attempt)
         self.cancel_requested = asyncio.Event()
         if generation.status is Status.CANCELLING:
@@ -188,27 +207,7 @@ class GenerationRun:
         )
         self.submitted = False
         self.workflow: dict[str, Any] = {}
-        self.backend: Backend | None = None  # chosen and recorded by place(), right after the claim
-
-    async def place(self, session: AsyncSession) -> None:
-        """Choose the backend and record it with the prompt id, in the caller's session.
-
-        A re-run after a crash looks there before submitting. Left to `execute` (which
-        retries or fails) when the workflow cannot be built or no backend is available.
-        """
-        try:
-            self.workflow = self._prepare()
-            backend = self._backend()
-        except (Permanent, NoBackend):
-            self.workflow = {}
-            return
-        if await gens.update_progress(
-            session,
-            generation_id=self.id,
-            lease=self.lease,
-            values={"backend_url": backend.url, "prompt_id": self.prompt_id},
-        ):
-            self.backend = backend
+        self.backend: Backend | None = None  # the backend recorded for this run's prompt, if any
 
     def request_cancel(self) -> None:
         self.cancel_requested.set()
@@ -277,7 +276,11 @@ class GenerationRun:
         if not self.workflow:
             self.workflow = self._prepare()
         async with backend.socket.subscribe(self.prompt_id) as events:
-            if self.generation.backend_url == backend.url and self.generation.prompt_id == self.prompt_id:
+            if (
+                self.resumed
+                and self.generation.backend_url == backend.url
+                and self.generation.prompt_id == self.prompt_id
+            ):
                 entry = await client.history(self.prompt_id)
                 if entry is not None:
                     await self._conclude(client, entry, outputs=None)
@@ -518,6 +521,7 @@ class GenerationRun:
 
     async def _finish(self, status: Status, values: dict[str, Any]) -> gens.Change:
         """Move to `status` under our lease; a cancel that arrived meanwhile wins (CANCELLED)."""
+        await self.relay.flush()  # what this run queued (its RUNNING event, say) goes out before its end
         async with single_statement(self.rt.sessions) as session:
             try:
                 change = await gens.transition(

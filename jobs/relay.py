@@ -70,7 +70,7 @@ class Relay:
             "maxSteps": None,
             "queuePosition": None,
         }
-        self._outbox: list[str] = []  # encoded PROGRESS messages waiting for flush()
+        self._outbox: list[str] = []  # encoded events waiting for flush(), in order
         # The claim has just written the row's progress (SUBMITTING): the first snapshot write waits
         # one interval like any other, so a job shorter than that writes none (one transaction less).
         self._db_written_at = time.monotonic()
@@ -108,8 +108,12 @@ class Relay:
         if self._db_task is None:
             self._db_task = asyncio.create_task(self._write_db())
 
+    def queue_event(self, event: BusEvent) -> None:
+        """Send `event` (a committed durable one) with the next `flush()`, before what is queued after it."""
+        self._outbox.append(event.encode())
+
     async def flush(self) -> None:
-        """Publish the queued progress messages, in order, in one pipeline."""
+        """Publish the queued messages, in order, in one pipeline."""
         if not self._outbox:
             return
         batch, self._outbox = self._outbox, []
@@ -123,10 +127,9 @@ class Relay:
                     pipe.publish(channel, message)
                 await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            # Progress is ephemeral: the next message (or the row snapshot) supersedes a lost one.
-            log.warning(
-                "event bus unavailable, %d progress of %s not published: %s", len(batch), self.generation_id, exc
-            )
+            # Progress is ephemeral: the next message (or the row snapshot) supersedes a lost one; a
+            # durable event is in PostgreSQL, and subscribers re-read the log when the bus reconnects.
+            log.warning("event bus unavailable, %d events of %s not published: %s", len(batch), self.generation_id, exc)
 
     async def _write_db(self) -> None:
         try:

@@ -42,7 +42,7 @@ from db.models import Generation
 from db.states import Status
 from jobs.backend_list import read_backend_urls
 from jobs.backends import BackendPool
-from jobs.enqueue import JOB_FUNCTION, enqueue_generation, job_id_for
+from jobs.enqueue import JOB_FUNCTION, attempt_of, enqueue_generation, job_id_for
 from jobs.generate import run_generation
 from jobs.keys import Keys
 from jobs.logs import configure_logging, generation_context
@@ -60,7 +60,7 @@ VERSION = "0.1.0"
 async def generate(ctx: dict[str, Any], generation_id: str) -> None:
     rt: Runtime = ctx["runtime"]
     generation_context(generation_id)  # arq runs each job in its own task: this tags only its lines
-    await run_generation(rt, uuid.UUID(generation_id))
+    await run_generation(rt, uuid.UUID(generation_id), attempt_of(str(ctx.get("job_id", ""))))
 
 
 # arq's poll (ZRANGEBYSCORE of the due jobs) and start (for each: skip it when in progress already,

@@ -12,6 +12,7 @@ from db.events import EventKind, events_after
 from db.generations import (
     ActiveLimitReached,
     GenerationNotFound,
+    Placement,
     StaleLease,
     append_event,
     append_event_then,
@@ -301,6 +302,44 @@ async def test_narrowed_sources_and_owner_guard(session: AsyncSession) -> None:
     cancelled = await transition(session, generation_id=gid, to=Status.CANCELLED, owner_id=owner_id)
     await session.commit()
     assert cancelled.generation.status is Status.CANCELLED
+
+
+async def test_a_claim_records_its_placement_by_checkpoint(session: AsyncSession) -> None:
+    owner = await _user(session)
+    backends = {"a.safetensors": "http://a", "": "http://plain"}
+    claimed: dict[str, tuple[str | None, str | None]] = {}
+    for checkpoint in ("a.safetensors", "b.safetensors", None):
+        params = {"prompt": "p"} if checkpoint is None else {"prompt": "p", "checkpoint": checkpoint}
+        change, _ = await create_generation(session, owner_id=owner.id, template="t", params=params, prompt="p", seed=1)
+        running = await transition(
+            session,
+            generation_id=change.generation.id,
+            to=Status.RUNNING,
+            values={"lease": "job"},
+            placement=Placement(attempt=1, prompt_id=f"prompt-{checkpoint}", backends=backends, default="http://b"),
+        )
+        claimed[str(checkpoint)] = (running.generation.backend_url, running.generation.prompt_id)
+    await session.commit()
+    assert claimed == {
+        "a.safetensors": ("http://a", "prompt-a.safetensors"),
+        "b.safetensors": ("http://b", "prompt-b.safetensors"),
+        "None": ("http://plain", "prompt-None"),
+    }
+
+
+async def test_a_claim_for_another_attempt_leaves_the_placement_unset(session: AsyncSession) -> None:
+    owner = await _user(session)
+    change, _ = await _generation(session, owner)
+    running = await transition(
+        session,
+        generation_id=change.generation.id,
+        to=Status.RUNNING,
+        values={"lease": "job"},
+        placement=Placement(attempt=2, prompt_id="prompt-2", backends={}, default="http://b"),
+    )
+    await session.commit()
+    assert running.generation.status is Status.RUNNING
+    assert (running.generation.backend_url, running.generation.prompt_id) == (None, None)
 
 
 async def test_active_limit_is_checked_in_the_insert(session: AsyncSession) -> None:

@@ -8,9 +8,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
+from comfy.fake.catalog import CHECKPOINTS
 from comfy.fake.server import FakeHandle
-from jobs.generate import prompt_id_for
+from comfy.templates import validate_params
+from db.engine import single_statement
+from db.generations import create_generation
+from db.users import user_by_token
+from jobs.generate import prompt_id_for, run_generation
+from jobs.runtime import Runtime
 from jobs.worker import SafelightWorker
 from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, Subscription
 
@@ -33,6 +40,7 @@ mutation($id: ID!) { cancelGeneration(id: $id) {
   ... on NotFoundError { message }
 } }
 """
+MY_EVENTS = "subscription { myGenerationEvents { generationId kind terminal status progress { phase } } }"
 RETRY = """
 mutation($id: ID!) { retryGeneration(id: $id) {
   __typename ... on GenerationPayload { generation { status attempt } } ... on InvalidStateError { status }
@@ -147,6 +155,86 @@ async def test_cancelling_a_finished_generation_is_an_invalid_state(make_client:
     result = (await client.query(CANCEL, {"id": gid}))["cancelGeneration"]
     assert result["__typename"] == "InvalidStateError"
     assert result["status"] == "SUCCEEDED"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_running_goes_out_before_the_progress_that_follows_it(make_client: MakeClient) -> None:
+    """The claim's RUNNING event waits for the run's first flush, and leaves ahead of what follows it."""
+    client = await make_client()
+    async with client.subscription(MY_EVENTS) as sub:
+        probe = await create(client)
+        while (await _mine(sub))["generationId"] != probe:  # the first event of the probe: we are live
+            pass
+        gid = await create(client)
+        seen: list[tuple[str, str]] = []
+        while True:
+            event = await _mine(sub)
+            if event["generationId"] != gid:
+                continue
+            detail = {"STATUS": event["status"], "PROGRESS": (event["progress"] or {}).get("phase")}
+            seen.append((event["kind"], detail.get(event["kind"], "")))
+            if event["terminal"]:
+                break
+    assert seen[:3] == [("STATUS", "QUEUED"), ("STATUS", "RUNNING"), ("PROGRESS", "BACKEND_QUEUE")], seen
+    assert seen[-1] == ("STATUS", "SUCCEEDED")
+    await finished(client, probe)
+
+
+async def _mine(sub: Subscription) -> dict[str, Any]:
+    data = await sub.next()
+    assert data is not None
+    event: dict[str, Any] = data["myGenerationEvents"]
+    return event
+
+
+@pytest.mark.parametrize(("attempt", "writes"), [(1, 1), (None, 2)])
+async def test_the_claim_records_the_backend_or_a_write_of_its_own_does(
+    make_client: MakeClient,
+    fake: FakeHandle,
+    worker: SafelightWorker,
+    monkeypatch: pytest.MonkeyPatch,
+    attempt: int | None,
+    writes: int,
+) -> None:
+    """With its job's attempt, the claim alone records backend and prompt id: one statement before the
+    prompt is submitted. Without it (no placement), the backend is recorded by a write of its own first."""
+    rt: Runtime = worker.ctx["runtime"]
+    client = await make_client()
+    async with single_statement(rt.sessions) as session:
+        owner = await user_by_token(session, token=client.token or "")
+        assert owner is not None
+        params = validate_params(rt.templates["txt2img"], {**SMALL, "seed": 3, "checkpoint": CHECKPOINTS[0]})
+        change, _ = await create_generation(
+            session, owner_id=owner.id, template="txt2img", params=dict(params.values), prompt="p", seed=3
+        )
+    gid = change.generation.id
+    statements: list[str] = []
+    before_submit: list[int] = []
+    backend = rt.backends.get(fake.url)
+    assert backend is not None
+    submit = backend.client.submit
+
+    async def counted_submit(*args: Any, **kwargs: Any) -> Any:
+        before_submit.append(len(statements))
+        return await submit(*args, **kwargs)
+
+    monkeypatch.setattr(backend.client, "submit", counted_submit)
+    sync_engine = worker.ctx["engine"].sync_engine
+
+    def record(*args: Any) -> None:
+        if "UPDATE generations" in args[2]:  # not the heartbeat's recovery SELECT, should it run now
+            statements.append(args[2])
+
+    event.listen(sync_engine, "before_cursor_execute", record)
+    try:
+        await run_generation(rt, gid, attempt)  # not enqueued: nothing runs it but this call
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", record)
+    assert before_submit == [writes], statements[: before_submit[0] if before_submit else None]
+    generation = await get(client, str(gid))
+    assert generation["status"] == "SUCCEEDED"
+    assert generation["promptId"] == prompt_id_for(gid, 1)
+    assert fake.fake.stats.executions[prompt_id_for(gid, 1)] == 1
 
 
 @pytest.mark.usefixtures("worker")
