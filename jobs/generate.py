@@ -429,12 +429,17 @@ class GenerationRun:
     async def _cancel_on_backend(self, client: ComfyClient, *, started: bool = False) -> bool:
         """Delete the prompt if it waits, interrupt it if it runs. True when it is gone already.
 
-        Unless it is known to run (`started`), the delete goes first, before asking where the prompt
-        is: ComfyUI's `POST /queue {"delete": [id]}` only touches pending prompts and ignores a
-        running or unknown id (recording 07), so a waiting prompt is gone one round trip sooner.
+        Known to run (`started`: its execution_start came and no end yet), it is interrupted at
+        once: `POST /interrupt {"prompt_id": id}` stops only that prompt and ignores it once it is
+        not the one running (recording 06); its end arrives as an event. Otherwise the delete goes
+        first, before asking where the prompt is: `POST /queue {"delete": [id]}` only touches
+        pending prompts and ignores a running or unknown id (recording 07), so a waiting prompt is
+        gone one round trip sooner.
         """
-        if not started:
-            await client.delete_from_queue([self.prompt_id])
+        if started:
+            await client.interrupt(self.prompt_id)
+            return False
+        await client.delete_from_queue([self.prompt_id])
         queue = await client.queue()
         position = queue.position(self.prompt_id)
         if position is None:

@@ -109,8 +109,9 @@ async def test_cancel_before_pickup_never_reaches_comfyui(
     assert not any(e.get("prompt_id") == prompt_id_for(uuid.UUID(gid), 1) for e in fake.fake.stats.events)
 
 
-@pytest.mark.usefixtures("worker")
-async def test_cancel_waiting_in_comfy_queue_and_while_running(make_client: MakeClient, fake: FakeHandle) -> None:
+async def test_cancel_waiting_in_comfy_queue_and_while_running(
+    make_client: MakeClient, fake: FakeHandle, worker: SafelightWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake.config.step_time = 0.05
     client = await make_client()
     running = await create(client, steps=60)
@@ -127,6 +128,14 @@ async def test_cancel_waiting_in_comfy_queue_and_while_running(make_client: Make
     assert fake.fake.stats.deletes == deletes + 1
     assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(waiting), 1)] == 0
 
+    backend = worker.ctx["runtime"].backends.get(fake.url)
+    reads: list[str] = []
+
+    async def queue() -> Any:
+        reads.append("queue")
+        return await type(backend.client).queue(backend.client)
+
+    monkeypatch.setattr(backend.client, "queue", queue)
     async with client.subscription(GENERATION_EVENTS, {"id": running}) as sub:
         await _snapshot(sub)
         assert (await client.query(CANCEL, {"id": running}))["cancelGeneration"]["__typename"] == "GenerationPayload"
@@ -134,6 +143,7 @@ async def test_cancel_waiting_in_comfy_queue_and_while_running(make_client: Make
     statuses = [e["status"] for e in events if e["kind"] == "STATUS"]
     assert statuses[-2:] == ["CANCELLING", "CANCELLED"]
     assert fake.fake.stats.interrupts == interrupts + 1
+    assert reads == [], "a prompt known to run is interrupted without asking the queue first"
     assert fake.fake.stats.deletes == deletes + 1  # a prompt known to run is interrupted, not deleted
     generation = await get(client, running)
     assert generation["images"] == []
