@@ -111,13 +111,26 @@ class _Operations:
             payload["query"] = self._texts.setdefault(query, query)
 
 
-async def _send_frame(websocket: WebSocket, frame: str) -> bool:
-    """Write one message; False if the connection is gone (its handler is closing the operations)."""
-    try:
-        await websocket.send_text(frame)
-    except (WebSocketDisconnect, RuntimeError, OSError):
-        return False
-    return True
+class _LiveSender:
+    """Writes one operation's live results to its websocket (`graph.execution.SEND_RESULT`)."""
+
+    __slots__ = ("_id", "_kind", "_operation", "_view", "_websocket")
+
+    def __init__(self, handler: Any, kind: str, operation_id: str, operation: Operation[Context, None] | None) -> None:
+        self._view: SafelightGraphQL = handler.view
+        self._websocket: WebSocket = handler.websocket.ws  # strawberry's adapter keeps Starlette's WebSocket
+        self._kind = kind
+        self._id = operation_id
+        self._operation = operation
+
+    async def send(self, result: ExecutionResult) -> bool:
+        if self._operation is not None and self._operation.completed:
+            return False  # as strawberry's Operation.send_operation_message: nothing after complete
+        try:
+            await self._websocket.send_text(self._view.frame(self._kind, self._id, result.data))
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return False  # the connection is gone; its handler is closing the operations
+        return True
 
 
 class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -127,15 +140,7 @@ class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # This task runs one operation: its live results go straight to the socket (graph/execution.py).
-        view: SafelightGraphQL = self.view  # type: ignore[assignment]
-        websocket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
-
-        async def send(result: ExecutionResult) -> bool:
-            if operation.completed:  # as Operation.send_operation_message: nothing after complete
-                return False
-            return await _send_frame(websocket, view.frame("next", operation.id, result.data))
-
-        SEND_RESULT.set(send)
+        SEND_RESULT.set(_LiveSender(self, "next", operation.id, operation))
         await super().run_operation(operation)
 
 
@@ -147,13 +152,7 @@ class _LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
-        view: SafelightGraphQL = self.view  # type: ignore[assignment]
-        websocket: WebSocket = self.websocket.ws  # type: ignore[attr-defined]
-
-        async def send(result: ExecutionResult) -> bool:
-            return await _send_frame(websocket, view.frame("data", operation_id, result.data))
-
-        SEND_RESULT.set(send)
+        SEND_RESULT.set(_LiveSender(self, "data", operation_id, None))
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable
 from contextvars import ContextVar
 from inspect import isawaitable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import strawberry.schema.schema as strawberry_schema
 from graphql import (
@@ -46,16 +46,19 @@ from graphql.execution.execute import CollectedErrors
 from graphql.execution.subscribe import create_source_event_stream
 from graphql.pyutils import AwaitableOrValue
 
-__all__ = ["SEND_RESULT", "install", "share_results", "subscribe"]
+__all__ = ["SEND_RESULT", "ResultSender", "install", "share_results", "subscribe"]
 
 _SHARED = "_safelight_shared_results"
 
-# Sends an operation's result without errors straight to its client; False once it cannot (the
-# connection is gone), which ends the subscription. Set by the websocket handlers in the task that
-# runs one operation (graph/app.py); unset elsewhere (HTTP, tests that call `subscribe` themselves).
-SEND_RESULT: ContextVar[Callable[[ExecutionResult], Awaitable[bool]] | None] = ContextVar(
-    "safelight_send_result", default=None
-)
+
+class ResultSender(Protocol):
+    async def send(self, result: ExecutionResult) -> bool:
+        """Send a result without errors straight to the client; False once it cannot (connection gone)."""
+
+
+# The sender of the operation this task runs, set by the websocket handlers (graph/app.py); unset
+# elsewhere (HTTP, tests that call `subscribe` themselves). False from it ends the subscription.
+SEND_RESULT: ContextVar[ResultSender | None] = ContextVar("safelight_send_result", default=None)
 
 T = TypeVar("T")
 
@@ -99,7 +102,7 @@ async def _responses(
     # one object per query text (strawberry's ParserCache), so its identity names the query; it is
     # kept in the entry so the id cannot be reused while the root lives.
     key = (id(document), operation_name, _variables_key(variable_values))
-    send = SEND_RESULT.get()
+    sender = SEND_RESULT.get()
     first = True
     iterator = source.__aiter__()
     try:
@@ -122,8 +125,8 @@ async def _responses(
                 if shared is not None and key[2] is not None and not result.errors:
                     shared[key] = (document, result)
             del payload, shared, entry  # no local keeps an event or a result while the subscription waits
-            if send is not None and not first and not result.errors:
-                delivered = await send(result)
+            if sender is not None and not first and not result.errors:
+                delivered = await sender.send(result)
                 del result
                 if not delivered:
                     return

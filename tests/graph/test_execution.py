@@ -222,11 +222,12 @@ async def test_live_results_without_errors_go_straight_to_the_socket() -> None:
     async def stream(*, accept: bool) -> tuple[list[Any], list[Any]]:
         sent: list[Any] = []
 
-        async def send(result: Any) -> bool:
-            sent.append(result)
-            return accept
+        class Sender:
+            async def send(self, result: Any) -> bool:
+                sent.append(result)
+                return accept
 
-        token = execution.SEND_RESULT.set(send)
+        token = execution.SEND_RESULT.set(Sender())
         try:
             yielded = [r async for r in execution._responses(source(), schema, document, None, {}, None, None)]
         finally:
@@ -266,11 +267,12 @@ async def test_a_live_result_with_errors_is_yielded_to_strawberry() -> None:
 
     sent: list[Any] = []
 
-    async def send(result: Any) -> bool:
-        sent.append(result)
-        return True
+    class Sender:
+        async def send(self, result: Any) -> bool:
+            sent.append(result)
+            return True
 
-    token = execution.SEND_RESULT.set(send)
+    token = execution.SEND_RESULT.set(Sender())
     try:
         yielded = [r async for r in execution._responses(source(), schema, document, None, {}, None, None)]
     finally:
