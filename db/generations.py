@@ -166,7 +166,7 @@ def _create_statement(idempotent: bool, limited: bool) -> Select[Any]:
     bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key")
     active = (
         select(func.count().label("n"))
-        .where(_G.c.owner_id == bindparam("owner_id", type_=_G.c.owner_id.type), _G.c.status.in_(ACTIVE))
+        .where(_G.c.owner_id == bindparam("owner_id", type_=_G.c.owner_id.type), _status_in(ACTIVE))
         .cte("active")
     )
     row = select(
@@ -365,6 +365,15 @@ def _status_changes(to: Status, values: dict[str, Any] | None) -> dict[str, Any]
     return changes
 
 
+def _status_in(statuses: Collection[Status]) -> Any:
+    """The status guard of a statement built once: its statuses are fixed parameters, where an `IN`
+    of a list would be an expanding parameter, its SQL rendered again on every execution."""
+    ordered = sorted(statuses, key=lambda status: status.value)
+    if len(ordered) == 1:
+        return _G.c.status == ordered[0]
+    return _G.c.status.in_([literal(status, _G.c.status.type) for status in ordered])
+
+
 def _kind(kind: EventKind) -> Any:
     return literal_column(f"'{kind.value}'", String)
 
@@ -482,7 +491,7 @@ def _write_statement(shape: _WriteShape) -> Select[Any]:
     """Built once per shape (building CTE statements costs more than running them); values bound."""
     where: list[Any] = [_G.c.id == bindparam("b_gid", type_=_G.c.id.type)]
     statuses = [Status(value) for value in shape.sources]
-    status_guard = _G.c.status == statuses[0] if len(statuses) == 1 else _G.c.status.in_(statuses)
+    status_guard = _status_in(statuses)
     if shape.image is None:
         where.append(status_guard)
         if shape.lease:
