@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
@@ -13,7 +14,15 @@ from arq.utils import timestamp_ms
 from jobs.bus import BusEvent
 from jobs.keys import Keys
 
-__all__ = ["JOB_FUNCTION", "attempt_of", "enqueue_generation", "job_id_for", "request_cancel"]
+__all__ = [
+    "JOB_FUNCTION",
+    "RateLimit",
+    "RateLimited",
+    "attempt_of",
+    "enqueue_generation",
+    "job_id_for",
+    "request_cancel",
+]
 
 JOB_FUNCTION = "generate"
 
@@ -32,10 +41,33 @@ def attempt_of(job_id: str) -> int | None:
     return int(parts[2])
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A counter of one owner's enqueues in a fixed window (a Redis key that expires), and its limit."""
+
+    key: str
+    limit: int
+    ttl_s: int = 120
+
+
+class RateLimited(Exception):
+    """The enqueue was refused by its RateLimit: nothing was queued or published."""
+
+
 # arq's enqueue_job (WATCH, EXISTS, MULTI/EXEC: three round trips) and the wake-up PUBLISH, as one
 # script: the same keys and the same serialized job, in one round trip on the mutation's path.
-# Optionally the generation's event is published first (on the events channel), in the same trip.
+# Optionally the generation's event is published first (on the events channel), in the same trip;
+# and before anything, a rate counter is counted and checked (-1: over its limit, nothing done).
 _ENQUEUE = """
+if ARGV[7] ~= '' then
+  local count = redis.call('INCR', KEYS[6])
+  if count == 1 then
+    redis.call('EXPIRE', KEYS[6], ARGV[8])
+  end
+  if count > tonumber(ARGV[7]) then
+    return -1
+  end
+end
 if ARGV[6] ~= '' then
   redis.call('PUBLISH', KEYS[5], ARGV[6])
 end
@@ -62,19 +94,29 @@ async def enqueue_generation(
     defer_s: float = 0.0,
     suffix: str = "",
     event: str = "",
+    rate: RateLimit | None = None,
 ) -> bool:
     """Enqueue the job; False when an identical job is already queued or running.
 
     Without a delay, workers are woken on the control channel (they block on it between polls):
     pickup is a pub/sub hop, not a 0.5 s poll. `event`, an encoded bus event (the QUEUED status the
     caller just committed), is published on the events channel first, in the same round trip.
+    With `rate`, its counter is counted first, in the same round trip; over its limit, nothing is
+    queued or published and RateLimited is raised.
     """
     job_id = job_id_for(generation_id, attempt, suffix)
     enqueue_time_ms = timestamp_ms()
     score = enqueue_time_ms + (round(defer_s * 1000) if defer_s > 0 else 0)
     job = serialize_job(JOB_FUNCTION, (str(generation_id),), {}, None, enqueue_time_ms, serializer=redis.job_serializer)
     created = await redis.register_script(_ENQUEUE)(
-        keys=[job_key_prefix + job_id, result_key_prefix + job_id, keys.queue, keys.control, keys.events],
+        keys=[
+            job_key_prefix + job_id,
+            result_key_prefix + job_id,
+            keys.queue,
+            keys.control,
+            keys.events,
+            keys.queue if rate is None else rate.key,  # unused without a rate
+        ],
         args=[
             score - enqueue_time_ms + redis.expires_extra_ms,
             job,
@@ -82,8 +124,12 @@ async def enqueue_generation(
             job_id,
             _WAKE if defer_s <= 0 else "",
             event,
+            "" if rate is None else rate.limit,
+            "" if rate is None else rate.ttl_s,
         ],
     )
+    if created == -1:
+        raise RateLimited(job_id)
     return bool(created)
 
 

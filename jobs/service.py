@@ -28,7 +28,7 @@ from db.models import Generation, Image, User
 from db.states import ACTIVE, IllegalTransition, Phase, Status
 from jobs.bus import BusEvent, publish, publish_change
 from jobs.catalogs import CatalogCache
-from jobs.enqueue import enqueue_generation, request_cancel
+from jobs.enqueue import RateLimit, RateLimited, enqueue_generation, request_cancel
 from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotAllowed, NotFound, QuotaExceeded, Rejected
 from jobs.keys import Keys
 from jobs.storage import ImageStore
@@ -39,6 +39,7 @@ __all__ = ["JobService"]
 log = logging.getLogger(__name__)
 
 _MAX_IDEMPOTENCY_KEY = 200
+_MAX_REMEMBERED = 10_000  # owners remembered over their rate limit (the map is cleared beyond this)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class JobService:
         self.catalogs = catalogs
         self.store = store
         self.limits = Limits.from_settings(settings)
+        self._over_rate: dict[uuid.UUID, str] = {}  # owner → the rate key (minute) it went over in
 
     async def create(
         self,
@@ -134,7 +136,7 @@ class JobService:
         seed: int,
         idempotency_key: str | None,
     ) -> Created:
-        await self._check_rate(owner.id)
+        rate = self._rate_limit(owner.id)
         limit = self.settings.max_active_per_user
         async with single_statement(self.sessions) as session:
             try:
@@ -151,12 +153,40 @@ class JobService:
             except gens.ActiveLimitReached:
                 raise QuotaExceeded(f"at most {limit} queued or running generations per user", limit=limit) from None
         if created:
-            # Committed (one autocommit statement): the QUEUED event and the job go out in one round trip.
-            await self._enqueue(change.generation.id, 1, event=BusEvent.from_row(change.event, owner_id=owner.id))
+            # Committed (one autocommit statement): the rate count, the QUEUED event and the job go in
+            # one round trip. Over the rate, the generation was never announced: it is deleted again.
+            event = BusEvent.from_row(change.event, owner_id=owner.id)
+            try:
+                await self._enqueue(change.generation.id, 1, event=event, rate=rate)
+            except RateLimited:
+                async with single_statement(self.sessions) as session:
+                    await gens.delete_generation(session, generation_id=change.generation.id)
+                self._over_rate[owner.id] = rate.key
+                raise self._rate_exceeded() from None
         return Created(change.generation, created=created)
 
-    async def _enqueue(self, generation_id: uuid.UUID, attempt: int, *, event: BusEvent | None = None) -> None:
-        """Enqueue; if Redis is down the generation stays QUEUED and a worker's recovery enqueues it."""
+    def _rate_limit(self, owner_id: uuid.UUID) -> RateLimit:
+        """This minute's counter of the owner's new generations (counted by the enqueue script).
+
+        An owner this process saw over the limit in this minute is refused at once: a refused request
+        costs no INSERT (and DELETE) then, only the check that the counter can no longer pass.
+        """
+        key = self.keys.rate(str(owner_id), int(time.time() // 60))
+        if self._over_rate.get(owner_id) == key:
+            raise self._rate_exceeded()
+        if len(self._over_rate) > _MAX_REMEMBERED:
+            self._over_rate.clear()
+        return RateLimit(key, self.settings.rate_limit_per_minute)
+
+    def _rate_exceeded(self) -> QuotaExceeded:
+        limit = self.settings.rate_limit_per_minute
+        return QuotaExceeded(f"at most {limit} generations per minute", limit=limit)
+
+    async def _enqueue(
+        self, generation_id: uuid.UUID, attempt: int, *, event: BusEvent | None = None, rate: RateLimit | None = None
+    ) -> None:
+        """Enqueue; if Redis is down the generation stays QUEUED and a worker's recovery enqueues it
+        (and `rate` is not counted: an outage does not refuse work the database has taken)."""
         try:
             await enqueue_generation(
                 self.redis,
@@ -164,6 +194,7 @@ class JobService:
                 generation_id=generation_id,
                 attempt=attempt,
                 event="" if event is None else event.encode(),
+                rate=rate,
             )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("could not enqueue %s (%s); recovery will pick it up", generation_id, exc)
@@ -172,16 +203,6 @@ class JobService:
         async with single_statement(self.sessions) as session:
             stmt = select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == key)
             return (await session.execute(stmt)).scalar_one_or_none()
-
-    async def _check_rate(self, owner_id: uuid.UUID) -> None:
-        limit = self.settings.rate_limit_per_minute
-        key = self.keys.rate(str(owner_id), int(time.time() // 60))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            count, _ = await pipe.execute()
-        if int(count) > limit:
-            raise QuotaExceeded(f"at most {limit} generations per minute", limit=limit)
 
     async def _get(self, session: AsyncSession, generation_id: uuid.UUID, viewer: User) -> Generation:
         generation = await gens.get_generation(
