@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from graphql import ExecutionResult
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -27,22 +26,18 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 from strawberry.types.unset import UnsetType
 
 from db.users import user_by_token
 from graph.context import Context
-from graph.execution import SEND_RESULT
 from graph.loaders import Loaders
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
+from graph.websocket import LegacyWSHandler, QueryTexts, TransportWSHandler
 from jobs.storage import THUMBNAIL_SIZES, is_content_hash
 from settings import Settings, load_settings
 
@@ -91,78 +86,13 @@ def _bearer(value: str | None) -> str | None:
 _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
-_QUERY_TEXTS = 512  # distinct subscription documents whose text is shared (see _Operations)
-
-
-class _Operations:
-    """One string per distinct query text among the operations a process holds.
-
-    Each subscription keeps its query text for its whole life; 10,000 subscribers of one page's query
-    then hold one copy, not 10,000 (bench/subscriptions.py, KB per idle subscription).
-    """
-
-    def __init__(self) -> None:
-        self._texts: dict[str, str] = {}
-
-    def share(self, payload: object) -> None:
-        if isinstance(payload, dict) and isinstance(query := payload.get("query"), str):
-            if len(self._texts) >= _QUERY_TEXTS and query not in self._texts:
-                self._texts.clear()
-            payload["query"] = self._texts.setdefault(query, query)
-
-
-class _LiveSender:
-    """Writes one operation's live results to its websocket (`graph.execution.SEND_RESULT`)."""
-
-    __slots__ = ("_id", "_kind", "_operation", "_view", "_websocket")
-
-    def __init__(self, handler: Any, kind: str, operation_id: str, operation: Operation[Context, None] | None) -> None:
-        self._view: SafelightGraphQL = handler.view
-        self._websocket: WebSocket = handler.websocket.ws  # strawberry's adapter keeps Starlette's WebSocket
-        self._kind = kind
-        self._id = operation_id
-        self._operation = operation
-
-    async def send(self, result: ExecutionResult) -> bool:
-        if self._operation is not None and self._operation.completed:
-            return False  # as strawberry's Operation.send_operation_message: nothing after complete
-        try:
-            await self._websocket.send_text(self._view.frame(self._kind, self._id, result.data))
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return False  # the connection is gone; its handler is closing the operations
-        return True
-
-
-class _TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        self.view.operations.share(message.get("payload"))  # type: ignore[attr-defined]
-        await super().handle_subscribe(message)
-
-    async def run_operation(self, operation: Operation[Context, None]) -> None:
-        # This task runs one operation: its live results go straight to the socket (graph/execution.py).
-        SEND_RESULT.set(_LiveSender(self, "next", operation.id, operation))
-        await super().run_operation(operation)
-
-
-class _LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
-    async def handle_start(self, message: StartMessage) -> None:
-        self.view.operations.share(message.get("payload"))  # type: ignore[attr-defined]
-        await super().handle_start(message)
-
-    async def handle_async_results(
-        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
-    ) -> None:
-        SEND_RESULT.set(_LiveSender(self, "data", operation_id, None))
-        await super().handle_async_results(operation_id, query, operation_name, variables)
-
-
 class SafelightGraphQL(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = _TransportWSHandler
-    graphql_ws_handler_class = _LegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.operations = _Operations()
+        self.operations = QueryTexts()
         self._last_data: object = None
         self._last_payload = ""
 

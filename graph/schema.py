@@ -9,7 +9,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, parse
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationType, get_operation_ast, parse, specified_rules
 from strawberry.extensions import MaskErrors, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
@@ -21,7 +21,7 @@ from graph.mutations import Mutation
 from graph.queries import Query
 from graph.subscriptions import GenerationNotFoundError, Subscription
 
-__all__ = ["build_schema", "schema_sdl"]
+__all__ = ["SafelightSchema", "build_schema", "schema_sdl"]
 
 log = logging.getLogger("graph.errors")
 
@@ -78,19 +78,58 @@ class _Prepared(SchemaExtension):
         self._validate = validate
         self._rules = rules
 
+    def parse(self, query: str, **options: Any) -> DocumentNode:
+        return self._parse(query, **options)
+
+    def validate(self, schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
+        errors: list[GraphQLError] = self._validate(schema, document, (*rules, *self._rules))
+        return errors
+
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        context.graphql_document = self._parse(context.query, **context.parse_options)
+        assert context.query is not None  # strawberry refuses a request without one before parsing
+        context.graphql_document = self.parse(context.query, **context.parse_options)
         yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        rules = (*context.validation_rules, *self._rules)
-        context.pre_execution_errors = self._validate(context.schema._schema, context.graphql_document, rules)
+        assert context.graphql_document is not None  # parsed by on_parse above
+        context.pre_execution_errors = self.validate(
+            context.schema._schema, context.graphql_document, context.validation_rules
+        )
         yield
 
 
-def build_schema(*, max_depth: int = 12, cache_size: int = 512) -> strawberry.Schema:
+class SafelightSchema(strawberry.Schema):
+    """The strawberry schema, plus what the websocket handlers need to run a subscription without
+    strawberry's per-operation pipeline (graph/websocket.py): the same parse and validation caches,
+    and the same error reporting and masking."""
+
+    def __init__(self, *, prepared: Callable[[], _Prepared], **kwargs: Any) -> None:
+        super().__init__(extensions=[prepared, _Masked], **kwargs)
+        self._prepared = prepared()
+        self._masked = _Masked()
+
+    def subscription_document(self, query: str, operation_name: str | None) -> DocumentNode | None:
+        """The parsed document if `query` is a valid subscription operation; None for anything else."""
+        try:
+            document = self._prepared.parse(query)
+        except GraphQLError:
+            return None
+        operation = get_operation_ast(document, operation_name)
+        if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+            return None
+        if self._prepared.validate(self._schema, document, tuple(specified_rules)):
+            return None
+        return document
+
+    def report(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        """What strawberry does with a streamed result's errors: log them, then mask unexpected ones."""
+        self._process_errors(errors)
+        return self._masked._process_errors(errors)
+
+
+def build_schema(*, max_depth: int = 12, cache_size: int = 512) -> SafelightSchema:
     """The schema; `cache_size` documents' parses and validations are kept (LRU, by document text)."""
     execution.install()  # subscriptions without graphql-core 3.2's tasks per event, results shared
     # One depth rule class for the schema: QueryDepthLimiter builds a new class per instance, and the
@@ -98,11 +137,11 @@ def build_schema(*, max_depth: int = 12, cache_size: int = 512) -> strawberry.Sc
     depth_rules = tuple(QueryDepthLimiter(max_depth=max_depth).validation_rules)
     parse_cached = lru_cache(maxsize=cache_size)(parse)
     validate_cached = lru_cache(maxsize=cache_size)(validate_document)
-    return strawberry.Schema(
+    return SafelightSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[lambda: _Prepared(parse_cached, validate_cached, depth_rules), _Masked],
+        prepared=lambda: _Prepared(parse_cached, validate_cached, depth_rules),
         config=StrawberryConfig(auto_camel_case=True),
     )
 

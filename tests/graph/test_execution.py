@@ -166,9 +166,9 @@ async def test_a_result_is_shared_only_without_errors() -> None:
 
 
 def test_operations_share_one_copy_of_each_query_text() -> None:
-    from graph.app import _QUERY_TEXTS, _Operations
+    from graph.websocket import _QUERY_TEXTS, QueryTexts
 
-    operations = _Operations()
+    operations = QueryTexts()
     first, second = {"query": "subscription { a }"}, {"query": "".join(["subscription ", "{ a }"])}
     assert first["query"] is not second["query"]
     operations.share(first)

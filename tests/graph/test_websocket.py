@@ -1,0 +1,119 @@
+"""Subscriptions on graphql-transport-ws run on graphql-core directly (graph/websocket.py): every message a
+client receives is the one strawberry's own pipeline sends, errors masked and logged the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import websockets
+
+from graph import subscriptions
+from graph.schema import SafelightSchema
+from tests.graph.test_api import create_result
+from tests.stack import GENERATION_EVENTS, GraphQLClient
+
+MakeClient = Callable[..., Awaitable[GraphQLClient]]
+
+_ERROR_ID = re.compile(r'"errorId":\s*"[0-9a-f]{12}"')
+
+
+async def _messages(client: GraphQLClient, query: str, variables: dict[str, Any], *, until_first: bool) -> list[str]:
+    """The raw messages for one subscription (errorIds normalised), up to its end or its first `next`."""
+    url = "ws" + client.base_url.removeprefix("http") + "/graphql"
+    out: list[str] = []
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {client.token}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "s", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
+        async with asyncio.timeout(10):
+            while True:
+                raw = await ws.recv()
+                assert isinstance(raw, str)
+                out.append(_ERROR_ID.sub('"errorId": "-"', raw))
+                kind = json.loads(raw)["type"]
+                if kind in ("complete", "error") or (kind == "next" and until_first):
+                    return out
+
+
+async def _both_paths(
+    client: GraphQLClient, query: str, variables: dict[str, Any], *, until_first: bool = False
+) -> tuple[list[str], list[str]]:
+    lean = await _messages(client, query, variables, until_first=until_first)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SafelightSchema, "subscription_document", lambda *_: None)  # strawberry's own path
+        theirs = await _messages(client, query, variables, until_first=until_first)
+    return lean, theirs
+
+
+async def test_a_subscription_sends_what_strawberry_would(make_client: MakeClient) -> None:
+    client = await make_client()
+    created = await create_result(client)
+    gid = created["generation"]["id"]
+    lean, theirs = await _both_paths(client, GENERATION_EVENTS, {"id": gid}, until_first=True)
+    assert lean == theirs and '"kind":"SNAPSHOT"' in lean[0].replace(" ", ""), (lean, theirs)
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (GENERATION_EVENTS, {"id": "00000000-0000-4000-8000-000000000000"}),  # no such generation
+        (GENERATION_EVENTS, {"id": "not-an-id"}),  # a malformed id
+        (GENERATION_EVENTS, {}),  # a required variable missing
+        (GENERATION_EVENTS, {"id": "00000000-0000-4000-8000-000000000000", "after": "x"}),  # a variable's type
+        ("subscription { generationEvents(id: 1) { nope } }", {}),  # does not validate: strawberry's path
+        ("subscription { generationEvents(id: ", {}),  # does not parse: strawberry's path
+        ("query { viewer { id } }", {}),  # not a subscription: strawberry's path
+    ],
+)
+async def test_a_refused_subscription_gets_the_error_strawberry_would_send(
+    make_client: MakeClient, query: str, variables: dict[str, Any]
+) -> None:
+    client = await make_client()
+    lean, theirs = await _both_paths(client, query, variables)
+    assert lean == theirs, (lean, theirs)
+
+
+async def test_an_unexpected_failure_is_masked_and_logged_as_strawberry_would(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client()
+
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("the database said something private")
+
+    monkeypatch.setattr(subscriptions.gens, "get_generation", broken)
+    variables = {"id": "00000000-0000-4000-8000-000000000000"}
+    with caplog.at_level("ERROR"):
+        lean = await _messages(client, GENERATION_EVENTS, variables, until_first=False)
+        logged_lean = [r for r in caplog.records if r.exc_info and "something private" in str(r.exc_info[1])]
+        caplog.clear()
+        monkeypatch.setattr(SafelightSchema, "subscription_document", lambda *_: None)  # strawberry's own path
+        theirs = await _messages(client, GENERATION_EVENTS, variables, until_first=False)
+        logged_theirs = [r for r in caplog.records if r.exc_info and "something private" in str(r.exc_info[1])]
+    assert lean == theirs, (lean, theirs)
+    assert "something private" not in "".join(lean) and "Unexpected error" in "".join(lean)
+    assert len(logged_lean) == len(logged_theirs) >= 1
+
+
+def test_only_valid_subscription_operations_take_the_lean_path() -> None:
+    from graph.schema import build_schema
+
+    schema = build_schema(max_depth=3)
+    assert schema.subscription_document(GENERATION_EVENTS, None) is not None
+    two = (
+        GENERATION_EVENTS.replace("subscription(", "subscription A(") + "subscription B { myGenerationEvents { seq } }"
+    )
+    assert schema.subscription_document(two, "B") is not None
+    assert schema.subscription_document(two, None) is None  # which one? strawberry says
+    assert schema.subscription_document("query { viewer { id } }", None) is None
+    assert schema.subscription_document("subscription { generationEvents(id: 1) { nope } }", None) is None
+    assert schema.subscription_document("subscription {", None) is None
+    deep = "subscription { generationEvents(id: 1) { generation { progress { phase } } } }"
+    assert schema.subscription_document(deep, None) is not None  # depth 3 is allowed
+    deeper = "subscription { generationEvents(id: 1) { generation { images { url } owner { name } error { code } } } }"
+    assert build_schema(max_depth=2).subscription_document(deeper, None) is None  # the depth limit applies
