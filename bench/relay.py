@@ -93,6 +93,12 @@ async def relay_case(stack: Stack, api: Api, report: Report, rate: float, second
     latency_row(report, case, "  of which fake→published", worker_ms)
     latency_row(report, case, "  of which published→subscriber", api_ms)
     report.note(f"{case}: fake emitted {len(stamps)} progress at {emit_rate:.0f}/s (asked {rate:g}/s); cpu s {cpu}")
+    if progress and len(progress) < len(stamps):
+        # Progress is not durable: what a subscriber missed is only what ran before it subscribed (its
+        # SNAPSHOT carries that state), unless this count differs from the shortfall.
+        first = min(e["progress"]["emittedAt"] for _, e in progress)
+        before = sum(1 for stamp in stamps if stamp < first)
+        report.note(f"{case}: {len(stamps) - len(progress)} progress not seen, {before} of them before the first seen")
     return row
 
 
