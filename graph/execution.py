@@ -37,14 +37,23 @@ from graphql import (
     DocumentNode,
     ExecutionContext,
     ExecutionResult,
+    FieldNode,
+    GraphQLEnumType,
     GraphQLError,
+    GraphQLField,
     GraphQLFieldResolver,
+    GraphQLLeafType,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
+    Undefined,
     execute,
+    is_non_null_type,
 )
-from graphql.execution.execute import CollectedErrors
+from graphql.execution.execute import CollectedErrors, get_field_def
 from graphql.execution.subscribe import create_source_event_stream
-from graphql.pyutils import AwaitableOrValue
+from graphql.pyutils import AwaitableOrValue, Path
 
 __all__ = ["SEND_RESULT", "ResultSender", "install", "share_results", "subscribe"]
 
@@ -145,6 +154,52 @@ async def _responses(
 _TEMPLATES: dict[tuple[int, str | None, str], tuple[DocumentNode, ExecutionContext]] = {}
 _TEMPLATE_LIMIT = 1024
 
+# Per field definition (by id, kept with it): its leaf type and whether it is non-null, or None if the
+# field's type is not a leaf. Field definitions live as long as their schema.
+_LEAVES: dict[int, tuple[GraphQLField, GraphQLLeafType | None, bool]] = {}
+
+
+class _LiveExecution(ExecutionContext):
+    """graphql-core's execution, with strawberry's plain attribute fields read without a resolver call.
+
+    A live event's fields are nearly all plain attributes (`seq`, `kind`, `progress { step }`) or
+    null (`error`, `image` on a PROGRESS event). graphql-core builds a `GraphQLResolveInfo`, reads the
+    arguments and calls strawberry's basic resolver (marked `_is_default`), which ignores both, for each
+    of them. Here such a field is read directly when its value is null and nullable, or serializes as
+    a leaf; everything else, and any value that would be an error, goes through graphql-core's own
+    `execute_field`, so results and errors are the same (tests/graph/test_execution.py compares them).
+    """
+
+    def execute_field(
+        self, parent_type: GraphQLObjectType, source: Any, field_nodes: list[FieldNode], path: Path
+    ) -> AwaitableOrValue[Any]:
+        field_def = get_field_def(self.schema, parent_type, field_nodes[0])
+        resolve = field_def.resolve if field_def is not None else None
+        if resolve is None or not getattr(resolve, "_is_default", False) or self.middleware_manager is not None:
+            return super().execute_field(parent_type, source, field_nodes, path)
+        assert field_def is not None
+        entry = _LEAVES.get(id(field_def))
+        if entry is None or entry[0] is not field_def:
+            field_type, non_null = field_def.type, is_non_null_type(field_def.type)
+            named = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+            leaf_type = named if isinstance(named, GraphQLScalarType | GraphQLEnumType) else None
+            entry = _LEAVES[id(field_def)] = (field_def, leaf_type, non_null)
+        _, leaf, non_null = entry
+        try:
+            value = resolve(source, None)  # strawberry's basic resolver: the attribute
+        except Exception:
+            return super().execute_field(parent_type, source, field_nodes, path)
+        if value is None and not non_null:
+            return None
+        if leaf is not None and value is not None and not self.is_awaitable(value):
+            try:
+                serialized = leaf.serialize(value)
+            except Exception:
+                return super().execute_field(parent_type, source, field_nodes, path)
+            if serialized is not None and serialized is not Undefined:
+                return serialized
+        return super().execute_field(parent_type, source, field_nodes, path)
+
 
 def _execute(
     schema: GraphQLSchema,
@@ -172,7 +227,7 @@ def _execute(
     key = (id(document), operation_name, variables)
     entry = _TEMPLATES.get(key)
     if entry is None or entry[0] is not document:
-        built = ExecutionContext.build(schema, document, None, None, variable_values, operation_name)
+        built = _LiveExecution.build(schema, document, None, None, variable_values, operation_name)
         if isinstance(built, list):  # the variables do not fit the operation: execute() reports it
             return execute(schema, document, root, context_value, variable_values, operation_name)
         if len(_TEMPLATES) >= _TEMPLATE_LIMIT:

@@ -12,6 +12,7 @@ from inspect import isawaitable
 from typing import Any
 
 import pytest
+import strawberry
 import strawberry.schema.schema as strawberry_schema
 import websockets
 from redis.asyncio import Redis
@@ -279,3 +280,55 @@ async def test_a_live_result_with_errors_is_yielded_to_strawberry() -> None:
         execution.SEND_RESULT.reset(token)
     assert [bool(r.errors) for r in yielded] == [False, True]  # the first, and the one with an error
     assert [r.data for r in sent] == [{"e": {"ok": 1, "boom": 2}}] * 2
+
+
+def test_plain_fields_read_directly_give_graphql_cores_results_and_errors() -> None:
+    """`_LiveExecution` reads strawberry's plain attribute fields itself: same data, same errors."""
+    from graphql import ExecutionContext, GraphQLError, parse
+
+    from graph.schema import build_schema
+    from graph.subscriptions import to_event
+    from graph.types import GenerationEvent
+    from tests.stack import EVENT_FIELDS
+
+    schema = build_schema()._schema
+    owner, gid, now = uuid.uuid4(), uuid.uuid4(), time.time()
+    image = {
+        "index": 0, "contentHash": "ab" * 32, "width": 64, "height": 64, "seed": 7, "sizeBytes": 10, "mime": "image/png"
+    }  # fmt: skip
+    error = {"code": "EXECUTION_ERROR", "message": "boom", "retryable": False, "node": "3 (KSampler)"}
+    events: list[Any] = [
+        to_event(BusEvent(gid, owner, 4, kind, payload, now), base_url="http://x")
+        for kind, payload in [
+            (EventKind.STATUS, {"status": "RUNNING", "attempt": 1}),
+            (EventKind.STATUS, {"status": "FAILED", "attempt": 2, "error": error}),
+            (EventKind.PROGRESS, {"phase": "EXECUTING", "percent": 42.5, "step": 3, "maxSteps": 9, "node": "3"}),
+            (EventKind.PROGRESS, {"phase": "BACKEND_QUEUE", "percent": 0.0, "queuePosition": 2}),
+            (EventKind.IMAGE, image),
+            (EventKind.PREVIEW, {"token": "t" * 16, "mime": "image/jpeg"}),
+            (EventKind.DELETED, {}),
+        ]
+    ]
+    # Values the schema does not allow: a null non-null field, a value an enum cannot serialize.
+    broken = GenerationEvent(generation_id=strawberry.ID(str(gid)), seq=None, kind="nope", at=now, terminal=False)  # type: ignore[arg-type]
+    broken_leaf = GenerationEvent(generation_id=strawberry.ID(str(gid)), seq=1, kind="nope", at=now, terminal=False)  # type: ignore[arg-type]
+    fields = EVENT_FIELDS.replace("generation {", "generation @skip(if: $skip) {")
+    documents = [
+        f"subscription($id: ID!, $skip: Boolean = true) {{ generationEvents(id: $id) {{ {fields} }} }}",
+        "subscription($id: ID!) { generationEvents(id: $id) { __typename s: seq ...F progress { ... on Progress "
+        "{ percent } phase } image { u: url seedValue } } } fragment F on GenerationEvent { kind at terminal }",
+        "subscription { myGenerationEvents { generationId seq kind status terminal error { code } } }",
+    ]
+    for text in documents:
+        document = parse(text)
+        for root in [*events, broken, broken_leaf]:
+            results = []
+            for context_class in (execution._LiveExecution, ExecutionContext):
+                built = context_class.build(schema, document, root, None, {"id": str(gid)})
+                assert not isinstance(built, list), built
+                try:
+                    data = built.execute_operation(built.operation, root)
+                except GraphQLError as error:  # as execute(): a null that reached the root
+                    data, _ = None, built.collected_errors.add(error, None)
+                results.append((data, [(e.message, e.path) for e in built.collected_errors.errors]))
+            assert results[0] == results[1], (text, root, results)
