@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.driver import Prepared, fetch
 from db.events import EventKind
 from db.models import Generation, GenerationEvent, Image
 from db.states import ACTIVE, IllegalTransition, Phase, Status, allowed_sources
@@ -143,12 +144,11 @@ async def create_generation(
         "idempotency_key": idempotency_key,
         "max_active": max_active,
     }
-    stmt = _create_statement(idempotency_key is not None, max_active is not None)
-    result = (await session.execute(stmt, values)).one()
-    if result.id is not None:
-        return Change(_generation_from(result), _event_from(result)), True
-    if max_active is not None and result.active_before >= max_active:
-        raise ActiveLimitReached(f"{result.active_before} active generations")
+    (row,) = await fetch(session, _create_statement(idempotency_key is not None, max_active is not None), values)
+    if row["id"] is not None:
+        return Change(_generation_from(row), _event_from(row)), True
+    if max_active is not None and row["active_before"] >= max_active:
+        raise ActiveLimitReached(f"{row['active_before']} active generations")
     existing = (
         await session.execute(
             select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == idempotency_key)
@@ -160,7 +160,7 @@ async def create_generation(
 
 
 @functools.cache
-def _create_statement(idempotent: bool, limited: bool) -> Select[Any]:
+def _create_statement(idempotent: bool, limited: bool) -> Prepared:
     """Built once per shape (building CTE statements costs more than running them); values bound."""
     fixed = {"status": Status.QUEUED, "phase": Phase.WAITING, "percent": 0.0, "attempt": 1, "last_seq": 1}
     bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key")
@@ -188,8 +188,10 @@ def _create_statement(idempotent: bool, limited: bool) -> Select[Any]:
         .returning(*_E.c)
         .cte("ev")
     )
-    return select(active.c.n.label("active_before"), *ins.c, *_event_columns(event)).select_from(
-        active.outerjoin(ins, true()).outerjoin(event, true())
+    return Prepared(
+        select(active.c.n.label("active_before"), *ins.c, *_event_columns(event)).select_from(
+            active.outerjoin(ins, true()).outerjoin(event, true())
+        )
     )
 
 
@@ -404,14 +406,12 @@ def _event_columns(event: Any) -> list[Any]:
     return [event.c[k].label(f"event_{k}") for k in _EVENT_KEYS]
 
 
-def _generation_from(row: Any) -> Generation:
-    mapping = row._mapping
-    return Generation(**{k: mapping[k] for k in _GENERATION_KEYS})
+def _generation_from(row: Mapping[str, Any]) -> Generation:
+    return Generation(**{k: row[k] for k in _GENERATION_KEYS})
 
 
-def _event_from(row: Any) -> GenerationEvent:
-    mapping = row._mapping
-    return GenerationEvent(**{k: mapping[f"event_{k}"] for k in _EVENT_KEYS})
+def _event_from(row: Mapping[str, Any]) -> GenerationEvent:
+    return GenerationEvent(**{k: row[f"event_{k}"] for k in _EVENT_KEYS})
 
 
 _RUNNING = frozenset({Status.RUNNING})
@@ -462,7 +462,7 @@ async def _write(
             params[f"p_{index}"] = payload
     for key, value in (image or {}).items():
         params[f"i_{key}"] = value
-    result = (await session.execute(_write_statement(shape), params)).all()
+    result = await fetch(session, _write_statement(shape), params)
     if not result:
         return None, []
     return _generation_from(result[0]), [_event_from(row) for row in result]
@@ -487,7 +487,7 @@ class _WriteShape:
 
 
 @functools.lru_cache(maxsize=256)
-def _write_statement(shape: _WriteShape) -> Select[Any]:
+def _write_statement(shape: _WriteShape) -> Prepared:
     """Built once per shape (building CTE statements costs more than running them); values bound."""
     where: list[Any] = [_G.c.id == bindparam("b_gid", type_=_G.c.id.type)]
     statuses = [Status(value) for value in shape.sources]
@@ -559,7 +559,7 @@ def _write_statement(shape: _WriteShape) -> Select[Any]:
         .returning(*_E.c)
         .cte("ev")
     )
-    return select(*upd.c, *_event_columns(event)).select_from(upd.join(event, true())).order_by(event.c.seq)
+    return Prepared(select(*upd.c, *_event_columns(event)).select_from(upd.join(event, true())).order_by(event.c.seq))
 
 
 async def _write_or_refuse(

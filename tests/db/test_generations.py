@@ -4,13 +4,13 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import single_statement
 from db.events import EventKind, events_after
 from db.generations import (
     ActiveLimitReached,
+    Change,
     GenerationNotFound,
     Placement,
     StaleLease,
@@ -30,6 +30,7 @@ from db.images import add_image, images_for_generations
 from db.models import User
 from db.states import IllegalTransition, Phase, Status
 from db.users import create_token, ensure_user, user_by_token
+from tests.sql import recorded_statements
 
 
 async def _user(session: AsyncSession) -> User:
@@ -351,14 +352,11 @@ async def test_active_limit_is_checked_in_the_insert(session: AsyncSession) -> N
     await session.rollback()
 
 
-async def test_each_write_is_one_statement(session_factory: async_sessionmaker[AsyncSession]) -> None:
-    async with single_statement(session_factory) as session:
+@pytest.mark.parametrize("autocommit", [True, False], ids=["on the driver", "in a transaction"])
+async def test_each_write_is_one_statement(session_factory: async_sessionmaker[AsyncSession], autocommit: bool) -> None:
+    async with single_statement(session_factory) if autocommit else session_factory() as session:
         owner = await _user(session)
-        statements: list[str] = []
-        sync_engine = session.bind.sync_engine  # type: ignore[union-attr]
-        record = lambda *args: statements.append(args[2])  # noqa: E731
-        event.listen(sync_engine, "before_cursor_execute", record)
-        try:
+        with recorded_statements(session_factory.kw["bind"]) as statements:
             change, _ = await create_generation(
                 session, owner_id=owner.id, template="t", params={}, prompt="p", seed=1, max_active=5
             )
@@ -367,9 +365,44 @@ async def test_each_write_is_one_statement(session_factory: async_sessionmaker[A
             await append_event_then(
                 session, generation_id=gid, kind=EventKind.IMAGE, payload={}, lease="job", to=Status.SUCCEEDED
             )
-        finally:
-            event.remove(sync_engine, "before_cursor_execute", record)
-    assert len(statements) == 3
+            await session.commit()
+            await asyncio.sleep(0)  # the driver's query log reports on the next turn of the loop
+    assert [s.split("(", 1)[0].split()[0] for s in statements if not s.startswith(("BEGIN", "COMMIT"))] == [
+        "WITH"
+    ] * 3, statements
+
+
+async def test_the_driver_and_a_transaction_give_the_same_rows(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """db.driver runs the hot statements on asyncpg in autocommit sessions: the same types come back."""
+    async with session_factory() as session:
+        owner = await _user(session)
+    changes: list[list[Change]] = []
+    for autocommit in (True, False):
+        async with single_statement(session_factory) if autocommit else session_factory() as session:
+            params = {"prompt": "p", "n": [1, 2.5, None]}
+            created, _ = await create_generation(
+                session, owner_id=owner.id, template="t", params=params, prompt="p", seed=1, max_active=5
+            )
+            running = await transition(
+                session, generation_id=created.generation.id, to=Status.RUNNING, values={"lease": "job", "percent": 0.5}
+            )
+            await session.commit()
+        changes.append([created, running])
+    columns = ("owner_id", "template", "params", "status", "phase", "percent", "attempt", "last_seq", "lease")
+    for on_driver, in_session in zip(*changes, strict=True):
+        for column in columns:
+            a, b = getattr(on_driver.generation, column), getattr(in_session.generation, column)
+            assert (a, type(a)) == (b, type(b)), column
+        assert on_driver.generation.created_at.tzinfo is not None
+        assert (on_driver.event.seq, on_driver.event.kind, on_driver.event.payload) == (
+            in_session.event.seq,
+            in_session.event.kind,
+            in_session.event.payload,
+        )
+    running = changes[0][1]
+    assert running.generation.status is Status.RUNNING and running.generation.percent == 0.5
 
 
 def _image(index: int) -> dict[str, object]:

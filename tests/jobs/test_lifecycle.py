@@ -8,7 +8,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from comfy.fake.catalog import CHECKPOINTS
 from comfy.fake.server import FakeHandle
@@ -19,6 +18,7 @@ from db.users import user_by_token
 from jobs.generate import prompt_id_for, run_generation
 from jobs.runtime import Runtime
 from jobs.worker import SafelightWorker
+from tests.sql import recorded_statements
 from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, Subscription
 
 MakeClient = Callable[..., Awaitable[GraphQLClient]]
@@ -218,28 +218,20 @@ async def test_the_claim_records_the_backend_or_a_write_of_its_own_does(
             session, owner_id=owner.id, template="txt2img", params=dict(params.values), prompt="p", seed=3
         )
     gid = change.generation.id
-    statements: list[str] = []
     before_submit: list[int] = []
     backend = rt.backends.get(fake.url)
     assert backend is not None
     submit = backend.client.submit
 
     async def counted_submit(*args: Any, **kwargs: Any) -> Any:
-        before_submit.append(len(statements))
+        await asyncio.sleep(0)  # the driver's query log reports on the next turn of the loop
+        # Not the heartbeat's recovery SELECT, should it run meanwhile.
+        before_submit.append(sum("UPDATE generations" in statement for statement in statements))
         return await submit(*args, **kwargs)
 
     monkeypatch.setattr(backend.client, "submit", counted_submit)
-    sync_engine = worker.ctx["engine"].sync_engine
-
-    def record(*args: Any) -> None:
-        if "UPDATE generations" in args[2]:  # not the heartbeat's recovery SELECT, should it run now
-            statements.append(args[2])
-
-    event.listen(sync_engine, "before_cursor_execute", record)
-    try:
+    with recorded_statements(worker.ctx["engine"]) as statements:
         await run_generation(rt, gid, attempt)  # not enqueued: nothing runs it but this call
-    finally:
-        event.remove(sync_engine, "before_cursor_execute", record)
     assert before_submit == [writes], statements[: before_submit[0] if before_submit else None]
     generation = await get(client, str(gid))
     assert generation["status"] == "SUCCEEDED"
