@@ -7,7 +7,9 @@ request arrives (`GET /_fake/stats`). Every timed request (mutations and the dir
 through one lean keep-alive HTTP/1.1 client that stamps it just before its single write: httpx spends about
 a millisecond of this machine's CPU before a request's bytes leave (and more reading the answer while the
 servers still work), a client's cost that is not what these rows compare. A cancel is timed once its
-subscription has answered with the SNAPSHOT, so the API is not still setting that up. Side by side:
+subscription has answered with the SNAPSHOT, so the API is not still setting that up; one cancel round
+before the measured ones warms up the statements each process builds on first use (as three mutations do
+before the mutations are measured). Side by side:
 - limit: the client sends `POST /prompt`, `/interrupt`, `/queue {delete}` straight to the fake;
 - safelight: createGeneration / cancelGeneration through the API and a Safelight worker (pub/sub wake-up);
 - polling: the same mutations served by the polling design (arq's stock 0.5 s queue poll, 1 s cancel check).
@@ -289,6 +291,7 @@ async def main() -> None:
             round_trips: list[float] = []
             s_submit = await submit_latency(stack, api, submits, gap_s=0.02, round_trips=round_trips)
             await stack.configure_fake(step_time=0.01)
+            await cancel_latency(stack, api, 1)  # warm-up: each process's first cancel builds its statements
             s_interrupt, s_delete = await cancel_latency(stack, api, cancels)
             await stack.stop_workers()
             await stack.reset_fake()
