@@ -20,7 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULT_NAMESPACE", "ConfigError", "Settings", "load_settings"]
+
+DEFAULT_NAMESPACE = "safelight"
 
 _SECRET_FIELDS = frozenset({"database_url", "redis_url", "dev_token", "s3_secret_key"})
 
@@ -54,8 +56,9 @@ class Settings(BaseSettings):
     )
 
     # Prefix of every Redis key and channel (arq queue, event bus, heartbeats), so
-    # several deployments or test sessions can share one Redis.
-    namespace: str = Field(default="safelight", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # several deployments or test sessions can share one Redis; generations record theirs, so they
+    # can share one database too (recovery takes over only its own namespace's).
+    namespace: str = Field(default=DEFAULT_NAMESPACE, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     # Where local state lives: embedded databases, images, the dev lock.
     state_dir: Path = Path(".safelight")

@@ -43,6 +43,7 @@ from db.driver import Prepared, fetch
 from db.events import EventKind
 from db.models import Generation, GenerationEvent, Image
 from db.states import ACTIVE, IllegalTransition, Phase, Status, allowed_sources
+from settings import DEFAULT_NAMESPACE
 
 __all__ = [
     "ActiveLimitReached",
@@ -127,8 +128,9 @@ async def create_generation(
     seed: int,
     idempotency_key: str | None = None,
     max_active: int | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> tuple[Change, bool]:
-    """Insert a QUEUED generation with its first event, in one statement; `(change, created)`.
+    """Insert a QUEUED generation of `namespace` with its first event, in one statement; `(change, created)`.
 
     With `max_active`, nothing is inserted (ActiveLimitReached) when the owner already has that
     many active generations. With an idempotency key already used by this owner, nothing is
@@ -143,6 +145,7 @@ async def create_generation(
         "seed": seed,
         "idempotency_key": idempotency_key,
         "max_active": max_active,
+        "namespace": namespace,
     }
     (row,) = await fetch(session, _create_statement(idempotency_key is not None, max_active is not None), values)
     if row["id"] is not None:
@@ -163,7 +166,7 @@ async def create_generation(
 def _create_statement(idempotent: bool, limited: bool) -> Prepared:
     """Built once per shape (building CTE statements costs more than running them); values bound."""
     fixed = {"status": Status.QUEUED, "phase": Phase.WAITING, "percent": 0.0, "attempt": 1, "last_seq": 1}
-    bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key")
+    bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key", "namespace")
     active = (
         select(func.count().label("n"))
         .where(_G.c.owner_id == bindparam("owner_id", type_=_G.c.owner_id.type), _status_in(ACTIVE))

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from db.states import Phase, Status
+from settings import DEFAULT_NAMESPACE
 
 __all__ = ["ApiToken", "Base", "Generation", "GenerationEvent", "Image", "User"]
 
@@ -86,6 +87,9 @@ class Generation(Base):
     queue_position: Mapped[int | None] = mapped_column(Integer)
 
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # The Safelight namespace (SAFELIGHT_NAMESPACE: its Redis queue, workers and heartbeats) whose
+    # workers run this generation; recovery only takes over generations of its own namespace.
+    namespace: Mapped[str] = mapped_column(String(64), server_default=DEFAULT_NAMESPACE)
     # Which job execution owns the generation while it runs; writes from a
     # worker that lost ownership (a stale lease) match no row.
     lease: Mapped[str | None] = mapped_column(String(200))

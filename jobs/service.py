@@ -149,6 +149,7 @@ class JobService:
                     seed=seed,
                     idempotency_key=idempotency_key,
                     max_active=limit,
+                    namespace=self.keys.namespace,
                 )
             except gens.ActiveLimitReached:
                 raise QuotaExceeded(f"at most {limit} queued or running generations per user", limit=limit) from None

@@ -360,13 +360,17 @@ async def recover_orphans(rt: Runtime, *, queued_grace_s: float = 30.0) -> int:
     """Re-enqueue generations nobody is working on; the number re-enqueued.
 
     RUNNING/CANCELLING ones whose lease belongs to a worker without heartbeat,
-    and QUEUED ones whose arq job is gone (Redis lost its data).
+    and QUEUED ones whose arq job is gone (Redis lost its data). Only this namespace's: another
+    namespace sharing the database has its own queue, workers and heartbeats, none visible here.
     """
     async with single_statement(rt.sessions) as session:
         rows = (
             await session.execute(
                 select(Generation.id, Generation.status, Generation.lease, Generation.attempt, Generation.updated_at)
-                .where(Generation.status.in_((Status.RUNNING, Status.CANCELLING, Status.QUEUED)))
+                .where(
+                    Generation.namespace == rt.keys.namespace,
+                    Generation.status.in_((Status.RUNNING, Status.CANCELLING, Status.QUEUED)),
+                )
                 .order_by(Generation.updated_at)
                 .limit(200)
             )
