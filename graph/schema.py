@@ -48,11 +48,15 @@ class _Masked(MaskErrors):
         masked.extensions = {"errorId": (error.extensions or {}).get("errorId")}
         return masked
 
-    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
-        """MaskErrors' hook without its per-result Protocol isinstance check (typing's slow path).
+    def _process_result(self, result: object) -> None:
+        """MaskErrors' own, without its runtime Protocol isinstance check: typing's slow path, twice per
+        operation, where a look at `errors` says the same (an HTTP query made 12 % fewer calls)."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
-        It runs for every subscription event to every subscriber; nearly all carry no errors.
-        """
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        """MaskErrors' hook, skipped at once for a result without errors (nearly every one)."""
         self._stream_result_processed = True
         if (
             getattr(result, "errors", None)
