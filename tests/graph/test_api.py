@@ -282,25 +282,33 @@ async def test_depth_limit_and_syntax_errors_are_reported_and_cached_documents_s
     assert result.errors and "Cannot query field 'nope'" in result.errors[0].message
 
 
+PRIVATE = "the database said something private"
+
+
+async def fail_privately(*_: Any, **__: Any) -> Any:
+    """A stand-in for a database call that fails with a message no client may see."""
+    raise RuntimeError(PRIVATE)
+
+
+def logged_privately(caplog: pytest.LogCaptureFixture) -> list[Any]:
+    return [r for r in caplog.records if r.exc_info and PRIVATE in str(r.exc_info[1])]
+
+
 async def test_over_http_an_unexpected_failure_is_masked_and_an_expected_one_is_not(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from graph import queries
 
     client = await make_client()
-
-    async def broken(*_: Any, **__: Any) -> Any:
-        raise RuntimeError("the database said something private")
-
-    monkeypatch.setattr(queries.gens, "get_generation", broken)
+    monkeypatch.setattr(queries.gens, "get_generation", fail_privately)
     with caplog.at_level("ERROR"):
         result = await client.execute(
             "query($id: ID!) { generation(id: $id) { id } }", {"id": "00000000-0000-4000-8000-000000000000"}
         )
     (error,) = result["errors"]
     assert error["message"] == "Unexpected error (see the logs)" and len(error["extensions"]["errorId"]) == 12
-    assert "something private" not in json.dumps(result)
-    assert any(r.exc_info and "something private" in str(r.exc_info[1]) for r in caplog.records)
+    assert PRIVATE not in json.dumps(result)
+    assert logged_privately(caplog)
     anonymous = GraphQLClient(client.base_url, None)
     listing = await anonymous.execute("{ generations { edges { node { id } } } }")
     await anonymous.aclose()

@@ -209,6 +209,23 @@ async def test_per_event_execution_matches_graphql_core() -> None:
     assert not isawaitable(bad) and bad.data is None and bad.errors and "Int cannot represent" in bad.errors[0].message
 
 
+async def _with_sender(source: Any, schema: Any, document: Any, *, accept: bool) -> tuple[list[Any], list[Any]]:
+    """Map `source` with a `SEND_RESULT` sender that takes results while `accept`: (yielded, sent)."""
+    sent: list[Any] = []
+
+    class Sender:
+        async def send(self, result: Any) -> bool:
+            sent.append(result)
+            return accept
+
+    token = execution.SEND_RESULT.set(Sender())
+    try:
+        yielded = [r async for r in execution._responses(source, schema, document, None, {}, None, None)]
+    finally:
+        execution.SEND_RESULT.reset(token)
+    return yielded, sent
+
+
 async def test_live_results_without_errors_go_straight_to_the_socket() -> None:
     """After the first result, error-free results take `SEND_RESULT`; False from it ends the stream."""
     from graphql import build_schema, parse
@@ -220,26 +237,11 @@ async def test_live_results_without_errors_go_straight_to_the_socket() -> None:
         for _ in range(4):
             yield _Event()
 
-    async def stream(*, accept: bool) -> tuple[list[Any], list[Any]]:
-        sent: list[Any] = []
-
-        class Sender:
-            async def send(self, result: Any) -> bool:
-                sent.append(result)
-                return accept
-
-        token = execution.SEND_RESULT.set(Sender())
-        try:
-            yielded = [r async for r in execution._responses(source(), schema, document, None, {}, None, None)]
-        finally:
-            execution.SEND_RESULT.reset(token)
-        return yielded, sent
-
-    yielded, sent = await stream(accept=True)
+    yielded, sent = await _with_sender(source(), schema, document, accept=True)
     assert [r.data for r in yielded] == [{"e": {"ok": 1}}]  # the first: strawberry checks it
     assert [r.data for r in sent] == [{"e": {"ok": 1}}] * 3
     # A connection that is gone ends the subscription at the first result it could not take.
-    yielded, sent = await stream(accept=False)
+    yielded, sent = await _with_sender(source(), schema, document, accept=False)
     assert len(yielded) == 1 and len(sent) == 1
     # Without SEND_RESULT (HTTP, or no handler of ours), every result is yielded.
     assert len([r async for r in execution._responses(source(), schema, document, None, {}, None, None)]) == 4
@@ -266,18 +268,7 @@ async def test_a_live_result_with_errors_is_yielded_to_strawberry() -> None:
         for fail in (False, False, True, False):
             yield Sometimes(fail)
 
-    sent: list[Any] = []
-
-    class Sender:
-        async def send(self, result: Any) -> bool:
-            sent.append(result)
-            return True
-
-    token = execution.SEND_RESULT.set(Sender())
-    try:
-        yielded = [r async for r in execution._responses(source(), schema, document, None, {}, None, None)]
-    finally:
-        execution.SEND_RESULT.reset(token)
+    yielded, sent = await _with_sender(source(), schema, document, accept=True)
     assert [bool(r.errors) for r in yielded] == [False, True]  # the first, and the one with an error
     assert [r.data for r in sent] == [{"e": {"ok": 1, "boom": 2}}] * 2
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.generations import create_generation
 from graph import subscriptions
 from graph.schema import SafelightSchema
+from tests.graph.test_api import PRIVATE, fail_privately, logged_privately
 from tests.stack import GENERATION_EVENTS, GraphQLClient
 
 MakeClient = Callable[..., Awaitable[GraphQLClient]]
@@ -92,21 +93,17 @@ async def test_an_unexpected_failure_is_masked_and_logged_as_strawberry_would(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await make_client()
-
-    async def broken(*_: Any, **__: Any) -> Any:
-        raise RuntimeError("the database said something private")
-
-    monkeypatch.setattr(subscriptions.gens, "get_generation", broken)
+    monkeypatch.setattr(subscriptions.gens, "get_generation", fail_privately)
     variables = {"id": "00000000-0000-4000-8000-000000000000"}
     with caplog.at_level("ERROR"):
         lean = await _messages(client, GENERATION_EVENTS, variables, until_first=False)
-        logged_lean = [r for r in caplog.records if r.exc_info and "something private" in str(r.exc_info[1])]
+        logged_lean = logged_privately(caplog)
         caplog.clear()
         monkeypatch.setattr(SafelightSchema, "subscription_document", lambda *_: None)  # strawberry's own path
         theirs = await _messages(client, GENERATION_EVENTS, variables, until_first=False)
-        logged_theirs = [r for r in caplog.records if r.exc_info and "something private" in str(r.exc_info[1])]
+        logged_theirs = logged_privately(caplog)
     assert lean == theirs, (lean, theirs)
-    assert "something private" not in "".join(lean) and "Unexpected error" in "".join(lean)
+    assert PRIVATE not in "".join(lean) and "Unexpected error" in "".join(lean)
     assert len(logged_lean) == len(logged_theirs) >= 1
 
 
