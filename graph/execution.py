@@ -15,7 +15,7 @@ Two costs dominated an API process holding many subscriptions (bench/subscriptio
 - every later result then climbed back up through strawberry's stream (`_handle_execution_result`,
   the extensions' `on_stream_result`, `send_next`, `send_json`) to be written. A result without errors
   after the first needs none of that: where the websocket handler that runs the operation has set
-  `SEND_RESULT` (graph/app.py), it is sent from here. Results with errors, and the first result (which
+  `SEND_RESULT` (graph/websocket.py), it is sent from here. Results with errors, and the first result (which
   strawberry checks for pre-execution errors), still go through strawberry.
 
 `install()` points strawberry at this `subscribe`; strawberry offers no hook for it, so the name it
@@ -65,7 +65,7 @@ class ResultSender(Protocol):
         """Send a result without errors straight to the client; False once it cannot (connection gone)."""
 
 
-# The sender of the operation this task runs, set by the websocket handlers (graph/app.py); unset
+# The sender of the operation this task runs, set by the websocket handlers (graph/websocket.py); unset
 # elsewhere (HTTP, tests that call `subscribe` themselves). False from it ends the subscription.
 SEND_RESULT: ContextVar[ResultSender | None] = ContextVar("safelight_send_result", default=None)
 
@@ -187,14 +187,14 @@ class _LiveExecution(ExecutionContext):
         _, leaf, non_null = entry
         try:
             value = resolve(source, None)  # strawberry's basic resolver: the attribute
-        except Exception:
+        except Exception:  # graphql-core reads it again and reports the error its own way
             return super().execute_field(parent_type, source, field_nodes, path)
         if value is None and not non_null:
             return None
         if leaf is not None and value is not None and not self.is_awaitable(value):
             try:
                 serialized = leaf.serialize(value)
-            except Exception:
+            except Exception:  # as above: graphql-core's error, from graphql-core
                 return super().execute_field(parent_type, source, field_nodes, path)
             if serialized is not None and serialized is not Undefined:
                 return serialized
