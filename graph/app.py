@@ -92,7 +92,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.operations = QueryTexts()
+        self.query_texts = QueryTexts()
         self._last_data: object = None
         self._last_payload = ""
 
