@@ -113,13 +113,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             await operation.send_initial_errors(schema.report(source.errors or []))
             return
         async with aclosing(source):
-            try:
-                async for result in source:
-                    errors = schema.report(result.errors) if result.errors else None
-                    await operation.send_next(StrawberryResult(data=result.data, errors=errors))
-            except Exception as error:  # an event's failure ends the stream with its error
-                errors = schema.report([_graphql_error(error)])
-                await operation.send_next(StrawberryResult(data=None, errors=errors))
+            while True:
+                try:
+                    result = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except Exception as error:  # an event's failure ends the stream with its error
+                    failed = schema.report([_graphql_error(error)])
+                    await operation.send_next(StrawberryResult(data=None, errors=failed))
+                    return
+                # A failure to send is the connection's, not the operation's: it goes to run_operation.
+                errors = schema.report(result.errors) if result.errors else None
+                await operation.send_next(StrawberryResult(data=result.data, errors=errors))
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):

@@ -124,3 +124,36 @@ def test_only_valid_subscription_operations_take_the_lean_path() -> None:
     assert schema.subscription_document(deep, None) is not None  # depth 3 is allowed
     deeper = "subscription { generationEvents(id: 1) { generation { images { url } owner { name } error { code } } } }"
     assert build_schema(max_depth=2).subscription_document(deeper, None) is None  # the depth limit applies
+
+
+async def test_a_failed_send_is_the_connections_not_reported_as_the_operations_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from graphql import ExecutionResult
+    from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import WebSocketDisconnected
+
+    from graph import websocket
+    from graph.schema import build_schema
+
+    async def events(*_: Any) -> Any:
+        async def gen() -> Any:
+            yield ExecutionResult({"e": 1}, None)
+            yield ExecutionResult({"e": 2}, None)
+
+        return gen()
+
+    class Gone:
+        id, variables, operation_name = "1", {}, None
+
+        async def send_next(self, result: Any) -> None:
+            raise WebSocketDisconnected
+
+    schema = build_schema()
+    reported: list[Any] = []
+    monkeypatch.setattr(websocket, "subscribe", events)
+    monkeypatch.setattr(schema, "report", lambda errors: reported.append(errors) or errors)
+    handler: Any = websocket.TransportWSHandler.__new__(websocket.TransportWSHandler)
+    handler.root_value, handler.context = None, None
+    with pytest.raises(WebSocketDisconnected):
+        await handler._stream(Gone(), schema, None)
+    assert reported == []
