@@ -30,6 +30,9 @@ __all__ = ["BusEvent", "publish", "publish_change"]
 
 log = logging.getLogger(__name__)
 
+# json.dumps with any non-default argument builds a JSONEncoder per call; one (stateless) is enough.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass(frozen=True, slots=True)
 class BusEvent:
@@ -48,7 +51,7 @@ class BusEvent:
         return self.kind in (EventKind.STATUS, EventKind.IMAGE)
 
     def encode(self) -> str:
-        return json.dumps(
+        return _encode(
             {
                 "g": str(self.generation_id),
                 "o": str(self.owner_id),
@@ -56,8 +59,7 @@ class BusEvent:
                 "k": self.kind.value,
                 "p": self.payload,
                 "t": self.at,
-            },
-            separators=(",", ":"),
+            }
         )
 
     @classmethod
