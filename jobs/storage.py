@@ -14,7 +14,6 @@ import io
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,13 +108,11 @@ class ImageStore:
             return None
         target = self.root / "thumbs" / str(size) / content_hash
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            png = io.BytesIO()
             with Image.open(source) as image:
                 image.thumbnail((size, size))
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-                with os.fdopen(fd, "wb") as fh:
-                    image.save(fh, format="PNG")
-                os.replace(tmp, target)
+                image.save(png, format="PNG")
+            self._write_new(target, png.getvalue())
         return target
 
     async def delete_unreferenced(self, content_hashes: list[str], still_used: set[str]) -> None:
