@@ -155,7 +155,8 @@ _TEMPLATES: dict[tuple[int, str | None, str], tuple[DocumentNode, ExecutionConte
 _TEMPLATE_LIMIT = 1024
 
 # Per field definition (by id, kept with it): its leaf type and whether it is non-null, or None if the
-# field's type is not a leaf. Field definitions live as long as their schema.
+# field's type is not a leaf. Field definitions live as long as their schema; bounded like _TEMPLATES
+# for processes (tests) that build many schemas.
 _LEAVES: dict[int, tuple[GraphQLField, GraphQLLeafType | None, bool]] = {}
 
 
@@ -183,6 +184,8 @@ class _LiveExecution(ExecutionContext):
             field_type, non_null = field_def.type, is_non_null_type(field_def.type)
             named = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
             leaf_type = named if isinstance(named, GraphQLScalarType | GraphQLEnumType) else None
+            if len(_LEAVES) >= _TEMPLATE_LIMIT:
+                _LEAVES.clear()
             entry = _LEAVES[id(field_def)] = (field_def, leaf_type, non_null)
         _, leaf, non_null = entry
         try:
