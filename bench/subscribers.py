@@ -29,7 +29,7 @@ from typing import Any
 import uvloop
 import websockets
 
-from bench.stack import EVENTS, TRANSPORT_WS, raise_nofile
+from bench.stack import EVENTS, TRANSPORT_WS, measuring_process, raise_nofile
 
 _SETUP_PARALLEL = 10  # per client process: the API answers each with a PostgreSQL read
 
@@ -177,6 +177,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=50)
     args = parser.parse_args()
     raise_nofile(args.count + 1000)
+    if args.mode != "churn":  # churn measures no latency, and its closed connections are cyclic garbage
+        measuring_process()
     if args.mode == "raw":
         uvloop.run(raw(args.url, args.count))
     elif args.mode == "hold":
