@@ -224,6 +224,7 @@ async def transition(
     owner_id: uuid.UUID | None = None,
     sources: Collection[Status] | None = None,
     placement: Placement | None = None,
+    wait_for_flush: bool = True,
 ) -> Change:
     """Move a generation to `to`, recording a STATUS event, in one statement; the caller commits.
 
@@ -233,6 +234,13 @@ async def transition(
     with `owner_id`, not that user's). `sources` narrows the statuses the state
     machine allows to move from (the API cancels only a RUNNING one to CANCELLING).
     `placement` records where the prompt will go in the same statement (see Placement).
+
+    With `wait_for_flush=False` the statement commits without waiting for PostgreSQL to flush it to
+    disk (`synchronous_commit` off for this statement's own transaction, nowhere else): it is visible
+    and ordered at once, and lost only if PostgreSQL itself crashes within its WAL writer's delay
+    (0.6 s at most by default). Only for a change that a re-run repairs: the worker's claim (a lost
+    claim leaves the generation QUEUED; its job stops at its next guarded write, recovery runs it
+    again). Each terminal write waits, and makes every change committed before it durable too.
     """
     allowed = allowed_sources(to)
     if sources is not None:
@@ -247,6 +255,7 @@ async def transition(
         changes=_status_changes(to, values),
         events=[(EventKind.STATUS, None)],
         placement=placement,
+        wait_for_flush=wait_for_flush,
     )
     return Change(generation, events[0])
 
@@ -431,6 +440,7 @@ async def _write(
     events: list[tuple[EventKind, dict[str, Any] | None]],
     image: dict[str, Any] | None = None,
     placement: Placement | None = None,
+    wait_for_flush: bool = True,
 ) -> tuple[Generation | None, list[GenerationEvent]]:
     """One guarded UPDATE that takes `len(events)` sequence numbers and inserts those events, as
     one statement (CTEs). A payload of None is the STATUS payload of the updated row. With
@@ -449,6 +459,7 @@ async def _write(
         owner=owner_id is not None,
         image=None if image is None else tuple(image),
         placement=placement is not None,
+        wait_for_flush=wait_for_flush,
     )
     params: dict[str, Any] = {"b_gid": generation_id, "b_lease": lease, "b_owner": owner_id, "b_now": now()}
     if placement is not None:
@@ -487,6 +498,7 @@ class _WriteShape:
     owner: bool
     image: tuple[str, ...] | None
     placement: bool = False
+    wait_for_flush: bool = True
 
 
 @functools.lru_cache(maxsize=256)
@@ -562,7 +574,16 @@ def _write_statement(shape: _WriteShape) -> Prepared:
         .returning(*_E.c)
         .cte("ev")
     )
-    return Prepared(select(*upd.c, *_event_columns(event)).select_from(upd.join(event, true())).order_by(event.c.seq))
+    joined = upd.join(event, true())
+    if not shape.wait_for_flush:
+        # set_config(..., is_local => true) lasts until this statement's own (autocommit) transaction
+        # ends, and its commit reads the setting: only this commit skips waiting for the flush. Its
+        # CTE is volatile, so PostgreSQL evaluates it where the join reads it, before the commit.
+        no_wait = select(
+            func.set_config(literal("synchronous_commit", String), literal("off", String), true()).label("off")
+        ).cte("no_wait")
+        joined = joined.join(no_wait, true())
+    return Prepared(select(*upd.c, *_event_columns(event)).select_from(joined).order_by(event.c.seq))
 
 
 async def _write_or_refuse(
@@ -576,6 +597,7 @@ async def _write_or_refuse(
     changes: dict[str, Any],
     events: list[tuple[EventKind, dict[str, Any] | None]],
     placement: Placement | None = None,
+    wait_for_flush: bool = True,
 ) -> tuple[Generation, list[GenerationEvent]]:
     """`_write`, raising the typed refusal (as a move to `to`) when its guard matched no row."""
     generation, rows = await _write(
@@ -587,6 +609,7 @@ async def _write_or_refuse(
         changes=changes,
         events=events,
         placement=placement,
+        wait_for_flush=wait_for_flush,
     )
     if generation is None:
         raise await _refusal(session, generation_id=generation_id, to=to, lease=lease, owner_id=owner_id)

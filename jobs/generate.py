@@ -131,6 +131,7 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str, attempt: int
                     "started_at": gens.UnlessSet(gens.now()),
                 },
                 placement=_placement(rt, generation_id, attempt),
+                wait_for_flush=False,  # a lost claim is repaired by a re-run (see `transition`)
             )
         except gens.GenerationNotFound:
             return None

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.engine import single_statement
+from db.engine import create_engine, create_session_factory, single_statement
 from db.events import EventKind, events_after
 from db.generations import (
     ActiveLimitReached,
@@ -14,6 +17,8 @@ from db.generations import (
     GenerationNotFound,
     Placement,
     StaleLease,
+    _write_statement,
+    _WriteShape,
     append_event,
     append_event_then,
     create_generation,
@@ -21,6 +26,7 @@ from db.generations import (
     delete_generation,
     get_generation,
     list_generations,
+    now,
     record_image,
     status_payload,
     transition,
@@ -30,6 +36,7 @@ from db.images import add_image, images_for_generations
 from db.models import User
 from db.states import IllegalTransition, Phase, Status
 from db.users import create_token, ensure_user, user_by_token
+from settings import Settings
 from tests.sql import recorded_statements
 
 
@@ -341,6 +348,62 @@ async def test_a_claim_for_another_attempt_leaves_the_placement_unset(session: A
     await session.commit()
     assert running.generation.status is Status.RUNNING
     assert (running.generation.backend_url, running.generation.prompt_id) == (None, None)
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+async def test_a_claim_that_does_not_wait_for_the_flush_leaves_its_connection_waiting(settings: Settings) -> None:
+    """`wait_for_flush=False` turns synchronous_commit off for the claim's own transaction: PostgreSQL
+    evaluates the setting (the plan reads its CTE), and the pooled connection's next statement waits
+    for its flush again."""
+    engine = create_engine(settings, pool_size=1)
+    try:
+        sessions = create_session_factory(engine)
+        async with sessions() as session:
+            owner = await _user(session)
+            change, _ = await _generation(session, owner)
+        async with single_statement(sessions) as session:
+            running = await transition(
+                session,
+                generation_id=change.generation.id,
+                to=Status.RUNNING,
+                values={"lease": "job"},
+                wait_for_flush=False,
+            )
+            assert running.generation.status is Status.RUNNING
+            assert (await session.execute(text("show synchronous_commit"))).scalar_one() == "on"
+        claim = _write_statement(
+            _WriteShape(
+                changes=(("status", False), ("lease", False)),
+                events=(None,),
+                sources=("QUEUED",),
+                lease=False,
+                owner=False,
+                image=None,
+                wait_for_flush=False,
+            )
+        )
+        async with sessions() as session:
+            change, _ = await _generation(session, owner)
+            compiled = claim.compiled(engine.dialect)
+            arguments = compiled.arguments(
+                {"b_gid": change.generation.id, "b_lease": None, "b_owner": None, "b_now": now()}
+                | {"v_status": Status.RUNNING, "v_lease": "job"}
+            )
+            conn = await session.connection()
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            (plan,) = await driver.fetchval("explain (analyze, format json) " + compiled.sql, *arguments)
+            await session.rollback()
+        scans = [node for node in _plan_nodes(plan["Plan"]) if node.get("CTE Name") == "no_wait"]
+        assert [scan["Actual Loops"] for scan in scans] == [1]
+    finally:
+        await engine.dispose()
 
 
 async def test_active_limit_is_checked_in_the_insert(session: AsyncSession) -> None:
