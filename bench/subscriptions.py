@@ -10,7 +10,8 @@ one QUEUED generation on one API process; what is measured is the API process (R
 2. a worker then runs the generation at 1 progress event/s (`--events` steps of 1 s): latency from the
    fake's `progress` to each subscriber's receipt; against the limit, a run queued straight on the fake
    whose `progress` the fake broadcasts to the plain websockets of 1. (ComfyUI sends `progress` to every
-   socket), with the same clients measuring;
+   socket), with the same clients measuring; and the machine's floor, the same number of plain TCP writes
+   and reads with nothing else (bench/floor.py);
 3. churn: `--disconnects` cycles of connect, subscribe, SNAPSHOT, TCP reset; API RSS after a warm-up tenth
    and at the end (growth %), and the listener count left behind;
 polling baseline: how many viewers polling a status query once a second one API process can serve
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from bench.floor import fanout_floor
 from bench.stack import (
     STATUS,
     Api,
@@ -192,6 +194,12 @@ async def main() -> None:
             row["completed"] = sum(line["completed"] for line in lines)
             row["p50_ratio"] = ratio(row.get("p50"), limit.get("p50"))
             row["p99_ratio"] = ratio(row.get("p99"), limit.get("p99"))
+            # the machine's own floor: the same number of plain TCP writes and reads, nothing else
+            floor_ms = await fanout_floor(sockets=subscribers, clients=clients, rounds=events)
+            floor = latency_row(
+                report, "1 event/s to all", "floor (raw TCP sends)", floor_ms, expected=subscribers * events
+            )
+            row["p99_over_floor"] = ratio(row.get("p99"), floor.get("p99"))
             report.target("p99 at 1 event/s to every subscriber (ms)", row.get("p99"), 100.0)
             # polling baseline: status queries/s one API process serves
             per_s = await polling_capacity(api, gid, 3.0 if args.quick else 10.0)

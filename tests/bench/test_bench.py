@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("bench", ["relay", "submit", "throughput", "idle_gap", "subscriptions"])
+@pytest.mark.parametrize("bench", ["relay", "submit", "throughput", "idle_gap", "subscriptions", "floor"])
 def test_bench_runs_quick_and_writes_json(bench: str, tmp_path: Path, database_url: str, redis_url: str) -> None:
     out = tmp_path / f"{bench}.json"
     server_url = f"{database_url.rpartition('/')[0]}/postgres"
