@@ -181,6 +181,35 @@ def raise_nofile(want: int = 65536) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+class MachineCpu:
+    """The whole machine's busy CPU time over a window: every process (PostgreSQL, Redis and the kernel's
+    network work included), which is what bounds a CPU-bound case: its rate cannot pass
+    cores / (busy seconds per item)."""
+
+    def __init__(self) -> None:
+        self._start = self._busy_and_total()
+
+    @staticmethod
+    def _busy_and_total() -> tuple[float, float]:
+        times = psutil.cpu_times()
+        idle = times.idle + getattr(times, "iowait", 0.0)
+        total = sum(times)
+        return total - idle, total
+
+    def figures(self, items: int) -> dict[str, float]:
+        """`busy_pct` of the machine's CPU time, `cpu_ms_each` busy per item, the `ceiling_per_s` that implies."""
+        busy0, total0 = self._start
+        busy1, total1 = self._busy_and_total()
+        busy, total = busy1 - busy0, total1 - total0
+        cores = os.cpu_count() or 1
+        each_ms = busy / max(1, items) * 1000
+        return {
+            "busy_pct": 100 * busy / total if total > 0 else math.nan,
+            "cpu_ms_each": each_ms,
+            "ceiling_per_s": cores * 1000 / each_ms if each_ms > 0 else math.nan,
+        }
+
+
 # -- services -------------------------------------------------------------------------------
 
 

@@ -6,6 +6,8 @@ Clients create `--jobs` generations through the API (16 at a time) while one `my
 subscription counts terminal events; throughput is jobs / (first mutation sent → last terminal event
 received). Each generation goes through everything a real one does: validation, PostgreSQL, arq, the
 fake's queue, 10 relayed progress messages, a 64x64 PNG fetched with `/view` and stored, events.
+Every row also gives the machine's busy CPU (every process, PostgreSQL, Redis and the kernel included)
+per generation, and the rate that allows on this machine's cores (`ceiling_per_s`).
 Side by side, in the same run:
 - limit: a client posting the same workflows straight to the fake and waiting for `execution_success`;
 - safelight: 1 and 2 worker processes (`worker_concurrency` = C each);
@@ -27,6 +29,7 @@ from bench.stack import (
     MY_EVENTS,
     TEMPLATES,
     Api,
+    MachineCpu,
     Report,
     Stack,
     Subscription,
@@ -58,6 +61,7 @@ async def safelight_case(stack: Stack, api: Api, jobs: int, workers: int, concur
     async with Subscription.open(stack, MY_EVENTS) as sub:
         terminal: dict[str, str] = {}
         started = time.time()
+        machine = MachineCpu()
         cpu_before = {p.name: p.cpu_seconds() for p in [stack.api, *stack.workers, stack.fake] if p is not None}
         creating = asyncio.create_task(_create_all(api, jobs, f"throughput {workers}w {uuid.uuid4().hex[:6]}"))
         created: list[float] = []
@@ -79,6 +83,7 @@ async def safelight_case(stack: Stack, api: Api, jobs: int, workers: int, concur
             for p in [stack.api, *stack.workers, stack.fake]
             if p is not None and (name := p.name) in cpu_before
         }
+        busy = machine.figures(jobs)
     done = [gid for gid in ids if terminal.get(gid) == "SUCCEEDED"]
     if len(done) != jobs:
         raise RuntimeError(f"{len(done)} of {jobs} succeeded: {set(terminal.values())}")
@@ -86,6 +91,7 @@ async def safelight_case(stack: Stack, api: Api, jobs: int, workers: int, concur
         "per_s": jobs / (last - started),
         "seconds": last - started,
         "mutations_per_s": jobs / (created_at - started),
+        **busy,
         "cpu": cpu,  # type: ignore[dict-item]
     }
 
@@ -122,6 +128,7 @@ async def direct_case(stack: Stack, jobs: int) -> dict[str, float]:
         httpx.AsyncClient(base_url=stack.fake_url, timeout=60) as client,
     ):
         started = time.time()
+        machine = MachineCpu()
         queue = iter(zip(ids, workflows, strict=True))
 
         async def poster() -> None:
@@ -141,7 +148,8 @@ async def direct_case(stack: Stack, jobs: int) -> dict[str, float]:
                 succeeded.add(message["data"]["prompt_id"])
                 last = time.time()
         await posting
-    return {"per_s": len(succeeded) / (last - started), "seconds": last - started}
+        busy = machine.figures(jobs)
+    return {"per_s": len(succeeded) / (last - started), "seconds": last - started, **busy}
 
 
 async def polling_case(stack: Stack, api: Api, jobs: int, concurrency: int) -> dict[str, float]:
