@@ -1,14 +1,15 @@
 """What each node class does when it runs. Values flowing on links are small Python objects; images are
-lists of Pillow images (a batch), rendered and encoded in worker threads."""
+lists of Pillow images (a batch), rendered and encoded through `render.offload` (in a worker thread unless
+the images are tiny)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import string
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from PIL import Image
@@ -69,6 +70,14 @@ class Latent:
     spec: render.Txt2Img | None = None
 
 
+def _pixels(latent: Latent) -> int:
+    return latent.width * latent.height
+
+
+def _batch_pixels(images: list[Image.Image]) -> int:
+    return sum(image.width * image.height for image in images)
+
+
 Runner = Callable[[dict[str, Any], NodeContext], Awaitable[tuple[Outputs, UiOutput]]]
 
 
@@ -115,7 +124,7 @@ async def _ksampler(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, 
     steps: int = inputs["steps"]
     final: Image.Image | None = None
     if ctx.preview_enabled:
-        final = await asyncio.to_thread(render.txt2img, spec, 0, render.PREVIEW_MAX_SIZE)
+        final = await render.offload(_pixels(latent), partial(render.txt2img, spec, 0, render.PREVIEW_MAX_SIZE))
     # Paced against the start, not step by step: a sleep overshoots by up to a millisecond (epoll's
     # granularity), which would cap a 0.5 ms step at ~700 steps/s instead of the 2,000 asked for.
     started = time.monotonic()
@@ -123,7 +132,9 @@ async def _ksampler(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, 
         await ctx.sleep(started + step * ctx.step_time - time.monotonic())
         preview = None
         if final is not None:
-            preview = await asyncio.to_thread(render.noisy, final, step / steps, spec.seed)
+            preview = await render.offload(
+                final.width * final.height, partial(render.noisy, final, step / steps, spec.seed)
+            )
         await ctx.progress(step, steps, preview)
     return (replace(latent, spec=spec),), None
 
@@ -136,11 +147,12 @@ async def _vae_decode(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs
             return [render.solid(latent.width, latent.height, 0x808080) for _ in range(latent.batch_size)]
         return [render.txt2img(latent.spec, index) for index in range(latent.batch_size)]
 
-    return (await asyncio.to_thread(decode),), None
+    return (await render.offload(_pixels(latent) * latent.batch_size, decode),), None
 
 
 async def _empty_image(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UiOutput]:
-    image = await asyncio.to_thread(render.solid, inputs["width"], inputs["height"], inputs["color"])
+    width, height = inputs["width"], inputs["height"]
+    image = await render.offload(width * height, partial(render.solid, width, height, inputs["color"]))
     return ([image] * inputs["batch_size"],), None
 
 
@@ -150,12 +162,12 @@ async def _image_blur(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs
     def blur() -> list[Image.Image]:
         return [render.blur(image, inputs["blur_radius"], inputs["sigma"]) for image in images]
 
-    return (await asyncio.to_thread(blur),), None
+    return (await render.offload(_batch_pixels(images), blur),), None
 
 
 async def _image_invert(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UiOutput]:
     images: list[Image.Image] = inputs["image"]
-    return (await asyncio.to_thread(lambda: [render.invert(image) for image in images]),), None
+    return (await render.offload(_batch_pixels(images), lambda: [render.invert(image) for image in images]),), None
 
 
 async def _save(images: list[Image.Image], kind: str, prefix: str, ctx: NodeContext) -> UiOutput:
@@ -165,7 +177,7 @@ async def _save(images: list[Image.Image], kind: str, prefix: str, ctx: NodeCont
             subfolder, filename, path = ctx.store.reserve(kind, prefix)
         except ValueError as ex:
             raise NodeError("Exception", str(ex)) from ex
-        await ctx.store.write(path, await asyncio.to_thread(render.png_bytes, image))
+        await ctx.store.write(path, await render.offload(image.width * image.height, partial(render.png_bytes, image)))
         entries.append({"abs_path": str(path), "filename": filename, "subfolder": subfolder, "type": kind})
     return {"images": entries}
 

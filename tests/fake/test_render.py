@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import random
+import threading
 import uuid
+from dataclasses import asdict
 
 import httpx
-from PIL import Image
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from comfy.fake import render
 from comfy.fake.server import FakeHandle
@@ -56,6 +62,71 @@ async def test_filenames_count_like_comfyui(http: httpx.AsyncClient) -> None:
     escape = await http.post("/prompt", json={"prompt": txt2img(**{"9__filename_prefix": "../x"})})
     assert (await wait_history(http, escape.json()["prompt_id"]))["status"]["status_str"] == "error"
     assert (await http.get("/view", params={"filename": "b_00001_.png", "subfolder": "../output/a"})).status_code == 404
+
+
+def _reference_txt2img(spec: render.Txt2Img, batch_index: int, max_size: int | None = None) -> Image.Image:
+    """The renderer as first written, straight through Pillow: the faster one must match it pixel for pixel."""
+    rng = random.Random(hashlib.sha256(json.dumps([asdict(spec), batch_index], sort_keys=True).encode()).digest())
+
+    def rgb() -> tuple[int, int, int]:
+        return (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+
+    width, height = spec.width, spec.height
+    if max_size is not None and max(width, height) > max_size:
+        scale = max_size / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    gradient = Image.linear_gradient("L").rotate(rng.choice([0, 90, 180, 270]))
+    image = ImageOps.colorize(gradient.resize((width, height)), rgb(), rgb()).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    short = min(width, height)
+    for _ in range(rng.randint(3, 8)):
+        cx, cy = rng.random() * width, rng.random() * height
+        half_w, half_h = rng.uniform(0.05, 0.5) * short, rng.uniform(0.05, 0.5) * short
+        box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+        if rng.random() < 0.5:
+            draw.ellipse(box, fill=rgb())
+        else:
+            draw.rectangle(box, fill=rgb())
+    return image.filter(ImageFilter.GaussianBlur(radius=max(1.0, short / 64)))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (96, 40), (1, 1), (3, 200), (130, 70), (640, 320)])
+def test_render_matches_the_reference_pixel_for_pixel(size: tuple[int, int]) -> None:
+    choices = random.Random(size[0] * 1000 + size[1])
+    for index in range(40):
+        spec = render.Txt2Img(
+            positive=f"prompt {index}",
+            negative="blurry",
+            seed=choices.randrange(2**32),
+            width=size[0],
+            height=size[1],
+            checkpoint="dreamshaper_8.safetensors",
+            loras=(("add_detail.safetensors", 0.8),) if index % 2 else (),
+            steps=choices.randint(1, 50),
+        )
+        max_size = 256 if index % 5 == 0 else None
+        got, want = render.txt2img(spec, index % 3, max_size), _reference_txt2img(spec, index % 3, max_size)
+        assert (got.mode, got.size) == (want.mode, want.size)
+        assert got.tobytes() == want.tobytes(), spec
+
+
+def test_gradient_cache_is_bounded() -> None:
+    render._cached_gradient.cache_clear()
+    big = render.Txt2Img(positive="cat", negative="", seed=1, width=1024, height=600)
+    render.txt2img(big, 0)
+    assert render._cached_gradient.cache_info().currsize == 0  # too large to keep
+    for width in range(1, 41):
+        render.txt2img(render.Txt2Img(positive="cat", negative="", seed=1, width=width, height=8), 0)
+    info = render._cached_gradient.cache_info()
+    assert info.currsize == info.maxsize == 32
+
+
+async def test_offload_keeps_only_small_work_on_the_loop() -> None:
+    loop_thread = threading.get_ident()
+    small = await render.offload(render.INLINE_MAX_PIXELS, threading.get_ident)
+    large = await render.offload(render.INLINE_MAX_PIXELS + 1, threading.get_ident)
+    assert small == loop_thread
+    assert large != loop_thread
 
 
 def test_render_is_deterministic_and_scalable() -> None:
