@@ -177,7 +177,8 @@ async def _save(images: list[Image.Image], kind: str, prefix: str, ctx: NodeCont
             subfolder, filename, path = ctx.store.reserve(kind, prefix)
         except ValueError as ex:
             raise NodeError("Exception", str(ex)) from ex
-        await ctx.store.write(path, await render.offload(image.width * image.height, partial(render.png_bytes, image)))
+        data = await render.offload(image.width * image.height, partial(render.png_bytes, image))
+        ctx.store.save(kind, subfolder, filename, data)
         entries.append({"abs_path": str(path), "filename": filename, "subfolder": subfolder, "type": kind})
     return {"images": entries}
 
