@@ -9,11 +9,12 @@ except `execution_interrupted`, which is broadcast when there is no client_id.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from PIL import Image
@@ -21,7 +22,14 @@ from PIL import Image
 from comfy.fake import render
 from comfy.fake.catalog import NODES
 from comfy.fake.config import FakeConfig
-from comfy.fake.hub import Hub
+from comfy.fake.hub import (
+    Hub,
+    executing_message,
+    json_string,
+    node_state_entry,
+    progress_message,
+    progress_state_message,
+)
 from comfy.fake.nodes import RUNNERS, VALUE_REPR, NodeError, Outputs
 from comfy.fake.queue import PromptQueue, QueueItem
 from comfy.fake.stats import Instant, Stats
@@ -64,23 +72,39 @@ def _is_link(value: Any) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
 
 
-def _signatures(prompt: dict[str, Any]) -> dict[str, str]:
-    """A node's cache key: its class and inputs, with each link replaced by the key of its source."""
-    memo: dict[str, str] = {}
+def _frozen(value: Any) -> Hashable:
+    """An input value as part of a cache key: a str as itself, other scalars with their type (so 1, 1.0 and
+    True stay different keys), anything else as its sorted JSON."""
+    kind = type(value)
+    if isinstance(value, str):
+        return value
+    if kind is int or kind is float or kind is bool or value is None:
+        return (kind, value)
+    return ("json", json.dumps(value, sort_keys=True, default=str))
 
-    def signature(node_id: str, visiting: frozenset[str]) -> str:
-        if node_id in memo:
-            return memo[node_id]
+
+def _signatures(prompt: dict[str, Any]) -> dict[str, Hashable]:
+    """A node's cache key: its class and inputs, with each link replaced by the key of its source.
+
+    Keys are nested tuples (a link holds its source's key itself): they tell apart what the sorted JSON
+    they replace told apart, without encoding and hashing JSON for every node of every prompt.
+    """
+    memo: dict[str, Hashable] = {}
+
+    def signature(node_id: str, visiting: frozenset[str]) -> Hashable:
+        known = memo.get(node_id)
+        if known is not None:
+            return known
         node = prompt[node_id]
-        inputs: dict[str, Any] = {}
-        for name, value in node["inputs"].items():
+        parts: list[tuple[str, Hashable]] = []
+        for name, value in sorted(node["inputs"].items()):
             if _is_link(value) and value[0] in prompt and value[0] not in visiting:
-                inputs[name] = ["link", signature(value[0], visiting | {node_id}), value[1]]
+                parts.append((name, ("link", signature(value[0], visiting | {node_id}), _frozen(value[1]))))
             else:
-                inputs[name] = value
-        key = json.dumps([node["class_type"], inputs], sort_keys=True, default=str)
-        memo[node_id] = hashlib.sha256(key.encode()).hexdigest()
-        return memo[node_id]
+                parts.append((name, _frozen(value)))
+        key = (node["class_type"], tuple(parts))
+        memo[node_id] = key
+        return key
 
     return {node_id: signature(node_id, frozenset()) for node_id in prompt}
 
@@ -110,7 +134,7 @@ class Executor:
         self.store = store
         self.stats = stats
         self.queue = queue
-        self.cache: dict[str, _CachedNode] = {}
+        self.cache: dict[Hashable, _CachedNode] = {}
         self.current: Run | None = None
 
     async def serve(self) -> None:
@@ -154,7 +178,10 @@ class Run:
         self.last_node_id: str | None = None
         self._config = executor.config
         self._node_id = ""
-        self._states: dict[str, dict[str, Any]] = {}
+        self._prompt_json = json_string(self.prompt_id)
+        self._state_entries: dict[str, str] = {}
+        """node id → its encoded member of `progress_state.data.nodes`, in first-report order."""
+        self._state_totals: dict[str, float] = {}
         self._messages: list[str] = []
         self._executed: list[str] = []
         self._outputs: dict[str, Any] = {}
@@ -186,7 +213,7 @@ class Run:
         node_id = self._node_id
         self._set_state(node_id, "running", value, total)
         if preview is not None:
-            jpeg = await asyncio.to_thread(render.jpeg_preview, preview)
+            jpeg = await render.offload(preview.width * preview.height, partial(render.jpeg_preview, preview))
             metadata = {
                 "node_id": node_id,
                 "prompt_id": self.prompt_id,
@@ -196,10 +223,9 @@ class Run:
                 "image_type": "image/jpeg",
             }
             self._hub.send_preview(jpeg, metadata, self.client_id)
-        data: dict[str, Any] = {"value": value, "max": total, "prompt_id": self.prompt_id, "node": node_id}
-        if self._config.stamp_messages:
-            data["safelight_ts"] = time.time()
-        self._hub.send("progress", data)
+        if self._hub.listening():
+            stamp = time.time() if self._config.stamp_messages else None
+            self._hub.send_text(progress_message(value, total, json_string(node_id), self._prompt_json, stamp))
         if not self._dropped and self._config.drop_ws_mid_run > 0:
             self._config.drop_ws_mid_run -= 1
             self._dropped = True
@@ -211,21 +237,16 @@ class Run:
             self._hub.send(kind, data, self.client_id)
 
     def _set_state(self, node_id: str, state: str, value: float, total: float) -> None:
-        self._states[node_id] = {
-            "value": value,
-            "max": total,
-            "state": state,
-            "node_id": node_id,
-            "prompt_id": self.prompt_id,
-            "display_node_id": node_id,
-            "parent_node_id": None,
-            "real_node_id": node_id,
-        }
-        self._hub.send("progress_state", {"prompt_id": self.prompt_id, "nodes": self._states}, self.client_id)
+        """Record the node's state and send every node's: ComfyUI's `progress_state`."""
+        prompt = self._prompt_json
+        self._state_entries[node_id] = node_state_entry(json_string(node_id), prompt, state, value, total)
+        self._state_totals[node_id] = total
+        if self._hub.listening(self.client_id):
+            self._hub.send_text(progress_state_message(prompt, self._state_entries.values()), self.client_id)
 
     def _finish_state(self, node_id: str) -> None:
-        current = self._states[node_id]
-        self._set_state(node_id, "finished", current["max"], current["max"])
+        total = self._state_totals[node_id]
+        self._set_state(node_id, "finished", total, total)
 
     def _announce_output(self, node_id: str, ui: dict[str, Any]) -> None:
         self._outputs[node_id] = ui
@@ -254,7 +275,7 @@ class Run:
         self._to_client("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": _now_ms()})
         self._messages.append("execution_cached")
 
-        fresh: dict[str, _CachedNode] = {}
+        fresh: dict[Hashable, _CachedNode] = {}
         values: dict[str, Outputs] = {}
         success = False
         try:
@@ -306,8 +327,8 @@ class Run:
         class_type = node["class_type"]
         self._node_id = node_id
         self._set_state(node_id, "running", 0.0, 1.0)
-        self._to_client("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.prompt_id})
         if self.client_id is not None:
+            self._hub.send_text(executing_message(json_string(node_id), self._prompt_json), self.client_id)
             self.last_node_id = node_id
         inputs = {
             name: values[value[0]][value[1]] if _is_link(value) else value for name, value in node["inputs"].items()

@@ -2,14 +2,22 @@
 
 Each connection owns an outbound queue drained by its own sender task, so the executor never waits on a
 slow socket and per-socket message order is the order of `send` calls.
+
+The messages sent many times per prompt (`progress`, `progress_state`, `executing`, `status`) are written
+by the functions below rather than by `json.dumps`: the same text, byte for byte (tests/fake/test_hub.py
+checks them against `json.dumps`), at a fraction of the cost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import struct
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 _PREVIEW_IMAGE = 1
@@ -22,6 +30,57 @@ Frame = str | bytes | None
 
 def text_message(kind: str, data: dict[str, Any]) -> str:
     return json.dumps({"type": kind, "data": data})
+
+
+def json_string(value: str) -> str:
+    """`json.dumps(value)` for a str (the same C function json.dumps uses)."""
+    return encode_basestring_ascii(value)
+
+
+def json_number(value: float) -> str:
+    """`json.dumps(value)` for an int or a float."""
+    kind = type(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value)
+
+
+def status_message(queue_remaining: int) -> str:
+    """`text_message("status", {"status": {"exec_info": {"queue_remaining": n}}})`."""
+    remaining = json_number(queue_remaining)
+    return f'{{"type": "status", "data": {{"status": {{"exec_info": {{"queue_remaining": {remaining}}}}}}}}}'
+
+
+def executing_message(node: str, prompt: str) -> str:
+    """`text_message("executing", {"node": n, "display_node": n, "prompt_id": p})`; `node` and `prompt`
+    are JSON strings (`json_string`)."""
+    return f'{{"type": "executing", "data": {{"node": {node}, "display_node": {node}, "prompt_id": {prompt}}}}}'
+
+
+def progress_message(value: float, total: float, node: str, prompt: str, stamp: float | None) -> str:
+    """`text_message("progress", {"value", "max", "prompt_id", "node"[, "safelight_ts": stamp]})`; `node`
+    and `prompt` are JSON strings."""
+    head = (
+        f'{{"type": "progress", "data": {{"value": {json_number(value)}, "max": {json_number(total)}, '
+        f'"prompt_id": {prompt}, "node": {node}'
+    )
+    if stamp is None:
+        return head + "}}"
+    return f'{head}, "safelight_ts": {json_number(stamp)}}}}}'
+
+
+def node_state_entry(node: str, prompt: str, state: str, value: float, total: float) -> str:
+    """One `"node_id": {...}` member of `progress_state.data.nodes`; `node` and `prompt` are JSON strings."""
+    return (
+        f'{node}: {{"value": {json_number(value)}, "max": {json_number(total)}, "state": {json_string(state)}, '
+        f'"node_id": {node}, "prompt_id": {prompt}, "display_node_id": {node}, "parent_node_id": null, '
+        f'"real_node_id": {node}}}'
+    )
+
+
+def progress_state_message(prompt: str, entries: Iterable[str]) -> str:
+    """`text_message("progress_state", {"prompt_id": p, "nodes": {...}})` from `node_state_entry`s."""
+    return f'{{"type": "progress_state", "data": {{"prompt_id": {prompt}, "nodes": {{{", ".join(entries)}}}}}}}'
 
 
 def legacy_preview_frame(jpeg: bytes) -> bytes:
@@ -39,10 +98,26 @@ def metadata_preview_frame(jpeg: bytes, metadata: dict[str, Any]) -> bytes:
 class Connection:
     sid: str
     supports_preview_metadata: bool = False
-    outbox: asyncio.Queue[Frame] = field(default_factory=asyncio.Queue)
+    _frames: deque[Frame] = field(default_factory=deque, init=False)
+    _waiter: asyncio.Future[None] | None = field(default=None, init=False)
 
     def put(self, frame: Frame) -> None:
-        self.outbox.put_nowait(frame)
+        self._frames.append(frame)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def get(self) -> Frame:
+        """The oldest frame not yet taken, waiting for one if there is none."""
+        while not self._frames:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._frames.popleft()
 
 
 class Hub:
@@ -63,6 +138,10 @@ class Hub:
         connection = self.sockets.get(sid)
         return [] if connection is None else [connection]
 
+    def listening(self, sid: str | None = None) -> bool:
+        """Whether `send(..., sid)` would reach any socket (so a caller can skip encoding)."""
+        return bool(self.sockets) if sid is None else sid in self.sockets
+
     def send(self, kind: str, data: dict[str, Any], sid: str | None = None) -> None:
         """To the socket of client `sid`, or to every socket when `sid` is None."""
         targets = self._targets(sid)
@@ -70,6 +149,16 @@ class Hub:
             message = text_message(kind, data)
             for connection in targets:
                 connection.put(message)
+
+    def send_text(self, message: str, sid: str | None = None) -> None:
+        """An already encoded text message, to `sid` or to every socket."""
+        if sid is None:
+            for connection in self.sockets.values():
+                connection.put(message)
+            return
+        target = self.sockets.get(sid)
+        if target is not None:
+            target.put(message)
 
     def send_preview(self, jpeg: bytes, metadata: dict[str, Any], sid: str | None = None) -> None:
         legacy: bytes | None = None

@@ -11,7 +11,7 @@ from typing import Any
 
 from comfy.fake.config import FakeConfig
 from comfy.fake.executor import Executor
-from comfy.fake.hub import Hub
+from comfy.fake.hub import Hub, status_message
 from comfy.fake.queue import PromptQueue, QueueItem
 from comfy.fake.stats import Stats
 from comfy.fake.storage import OutputStore
@@ -38,7 +38,8 @@ class FakeComfy:
         return {"status": {"exec_info": {"queue_remaining": self.queue.remaining}}}
 
     def _announce_status(self) -> None:
-        self.hub.send("status", self.status_data())
+        if self.hub.listening():
+            self.hub.send_text(status_message(self.queue.remaining))
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self.executor.serve(), name="fake-comfyui-worker")

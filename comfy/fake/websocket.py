@@ -39,7 +39,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 
 async def _send_loop(websocket: WebSocket, connection: Connection) -> None:
     while True:
-        frame = await connection.outbox.get()
+        frame = await connection.get()
         if frame is None:
             await websocket.close(code=1001)
             return
