@@ -265,7 +265,7 @@ class Run:
         executor = self._executor
         prompt = self.item.prompt
         started = Instant.now()
-        executor.stats.executions[self.prompt_id] += 1
+        executor.stats.count_execution(self.prompt_id)
         executor.stats.record("execution_start", started, prompt_id=self.prompt_id)
         self._to_client("execution_start", {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
         self._messages.append("execution_start")

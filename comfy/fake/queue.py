@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+MAX_HISTORY = 10_000
+"""ComfyUI's MAXIMUM_HISTORY_SIZE: the oldest entry goes when a prompt beyond it finishes."""
+
 
 @dataclass
 class QueueItem:
@@ -76,6 +79,8 @@ class PromptQueue:
         return item
 
     def task_done(self, item: QueueItem, entry: dict[str, Any]) -> None:
+        if len(self.history) >= MAX_HISTORY and item.prompt_id not in self.history:
+            del self.history[next(iter(self.history))]
         self.history[item.prompt_id] = entry
         self.running = None
         self._on_change()

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 _MAX_EVENTS = 50_000
+MAX_EXECUTIONS = 50_000
+"""Prompt ids whose executions are counted; the oldest is forgotten (counts 0 again) beyond this."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,11 @@ class Stats:
     interrupts: int = 0
     deletes: int = 0
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_MAX_EVENTS))
+
+    def count_execution(self, prompt_id: str) -> None:
+        self.executions[prompt_id] += 1
+        if len(self.executions) > MAX_EXECUTIONS:
+            del self.executions[next(iter(self.executions))]
 
     def record(self, event: str, at: Instant, **details: Any) -> None:
         """`at` is when the request arrived (or the run event happened), not when it was handled."""
