@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Float, Numeric, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 __all__ = ["Prepared", "fetch"]
 
@@ -99,8 +100,10 @@ async def fetch(session: AsyncSession, prepared: Prepared, params: Mapping[str, 
     try:
         records = await driver.fetch(compiled.sql, *arguments)
     finally:
+        # Back into the pool where SQLAlchemy can await the driver, as AsyncEngine checks out: a return
+        # beyond the pool's size closes the connection, and an invalidation closes it too.
         if driver.is_closed():
-            pooled.invalidate()  # lost with the statement in flight: not back into the pool
+            await greenlet_spawn(pooled.invalidate)  # lost with the statement in flight: not back into the pool
         else:
-            pooled.close()
+            await greenlet_spawn(pooled.close)
     return compiled.rows(records)
