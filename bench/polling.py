@@ -18,6 +18,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from comfy.client import ComfyClient
+from comfy.errors import ComfyUnavailable
 from comfy.templates import build_workflow, load_templates, validate_params
 from db import generations as gens
 from db.engine import create_engine, create_session_factory
@@ -77,7 +78,10 @@ async def generate(ctx: dict[str, Any], generation_id: str) -> None:
     cancelled = False
     for _ in range(MAX_POLLS):
         await asyncio.sleep(POLL_S)
-        entry = await client.history(pid)
+        try:
+            entry = await client.history(pid)
+        except ComfyUnavailable:
+            continue  # one failed poll (a kept-alive connection the fake closed, say): ask again next round
         if entry is not None:
             break
         async with sessions() as session:
