@@ -18,24 +18,19 @@ before the mutations are measured). Side by side:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
 import uuid
-from typing import Any
-from urllib.parse import urlsplit
 
 from bench.stack import (
-    CANCEL,
-    CREATE,
     EVENTS,
     TEMPLATES,
+    Client,
+    LeanHttp,
     Report,
     Stack,
     Subscription,
     base_parser,
     events_of,
-    generation_input,
     latency_row,
     prompt_id,
     ratio,
@@ -44,86 +39,6 @@ from bench.stack import (
 )
 
 _LONG_STEPS = 5000  # with 10 ms steps: 50 s, far longer than any cancel takes
-_IDLE_S = 4.0  # a kept-alive connection idle this long is replaced (uvicorn closes them after 5 s)
-
-
-class LeanHttp:
-    """One keep-alive HTTP/1.1 connection; each request is one write, and `post` says when it was sent.
-
-    Only what the API and the fake answer is read: a status line, headers and a Content-Length body.
-    """
-
-    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
-        url = urlsplit(base_url)
-        self._host = url.hostname or "127.0.0.1"
-        self._port = url.port or 80
-        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
-        self._head = f"Host: {url.netloc}\r\nContent-Type: application/json\r\n{extra}"
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        self._used = 0.0
-
-    async def post(self, path: str, body: Any) -> tuple[float, int, bytes]:
-        """(wall time the request was written, status, response body)."""
-        if self._streams is not None and (self._streams[0].at_eof() or time.monotonic() - self._used > _IDLE_S):
-            await self.aclose()
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(self._host, self._port)
-        reader, writer = self._streams
-        data = json.dumps(body).encode()
-        request = f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(data)}\r\n\r\n".encode() + data
-        sent = time.time()
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-        if "content-length" not in fields:
-            raise RuntimeError(f"POST {path}: no Content-Length in the answer ({fields})")
-        content = await reader.readexactly(int(fields["content-length"]))
-        self._used = time.monotonic()
-        if fields.get("connection", "").lower() == "close":
-            await self.aclose()
-        return sent, status, content
-
-    async def aclose(self) -> None:
-        if self._streams is not None:
-            _, writer = self._streams
-            self._streams = None
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-
-
-class Client:
-    """createGeneration and cancelGeneration over LeanHttp, for one user."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.http = LeanHttp(stack.api_url, {"Authorization": f"Bearer {stack.token}"})
-
-    async def execute(self, query: str, variables: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        """(wall time sent, data)."""
-        sent, status, content = await self.http.post("/graphql", {"query": query, "variables": variables})
-        body = json.loads(content)
-        if status != 200 or body.get("errors"):
-            raise RuntimeError(f"GraphQL answered {status}: {body}")
-        data: dict[str, Any] = body["data"]
-        return sent, data
-
-    async def create(self, **kwargs: Any) -> tuple[float, str]:
-        """(wall time sent, generation id)."""
-        sent, data = await self.execute(CREATE, {"input": generation_input(**kwargs)})
-        result = data["createGeneration"]
-        if result["__typename"] != "GenerationPayload":
-            raise RuntimeError(f"createGeneration: {result}")
-        return sent, str(result["generation"]["id"])
-
-    async def cancel(self, generation_id: str) -> float:
-        """Wall time sent."""
-        sent, _ = await self.execute(CANCEL, {"id": generation_id})
-        return sent
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
 
 async def _arrivals(stack: Stack, kind: str) -> dict[str, float]:

@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.throughput [--quick] [--json PATH] [--jobs N] [--concurrency C]
 
-Clients create `--jobs` generations through the API (16 at a time) while one `myGenerationEvents`
+Clients create `--jobs` generations through the API (16 at a time, each on a lean keep-alive connection as
+in bench.submit: httpx cost ~1 ms of the shared cores per request) while one `myGenerationEvents`
 subscription counts terminal events; throughput is jobs / (first mutation sent → last terminal event
 received). Each generation goes through everything a real one does: validation, PostgreSQL, arq, the
 fake's queue, 10 relayed progress messages, a 64x64 PNG fetched with `/view` and stored, events.
@@ -29,6 +30,7 @@ from bench.stack import (
     MY_EVENTS,
     TEMPLATES,
     Api,
+    Client,
     MachineCpu,
     Report,
     Stack,
@@ -43,27 +45,32 @@ STEPS = 10
 _SUBMITTERS = 16
 
 
-async def _create_all(api: Api, count: int, tag: str) -> list[str]:
+async def _create_all(clients: list[Client], count: int, tag: str) -> list[str]:
+    """`count` generations, created by the clients side by side (one request in flight on each)."""
     ids: list[str] = []
     counter = iter(range(count))
 
-    async def submitter() -> None:
+    async def submitter(client: Client) -> None:
         for i in counter:
-            ids.append(await api.create(steps=STEPS, prompt=f"{tag} {i}"))
+            _, gid = await client.create(steps=STEPS, prompt=f"{tag} {i}")
+            ids.append(gid)
 
-    await asyncio.gather(*(submitter() for _ in range(_SUBMITTERS)))
+    await asyncio.gather(*(submitter(client) for client in clients))
     return ids
 
 
-async def safelight_case(stack: Stack, api: Api, jobs: int, workers: int, concurrency: int) -> dict[str, float]:
+async def safelight_case(
+    stack: Stack, clients: list[Client], jobs: int, workers: int, concurrency: int
+) -> dict[str, float]:
     await stack.stop_workers()
     await stack.start_workers(workers, concurrency=concurrency)
     async with Subscription.open(stack, MY_EVENTS) as sub:
         terminal: dict[str, str] = {}
         started = time.time()
         machine = MachineCpu()
+        clients_before = time.process_time()
         cpu_before = {p.name: p.cpu_seconds() for p in [stack.api, *stack.workers, stack.fake] if p is not None}
-        creating = asyncio.create_task(_create_all(api, jobs, f"throughput {workers}w {uuid.uuid4().hex[:6]}"))
+        creating = asyncio.create_task(_create_all(clients, jobs, f"throughput {workers}w {uuid.uuid4().hex[:6]}"))
         created: list[float] = []
         creating.add_done_callback(lambda _: created.append(time.time()))
         last = started
@@ -83,6 +90,7 @@ async def safelight_case(stack: Stack, api: Api, jobs: int, workers: int, concur
             for p in [stack.api, *stack.workers, stack.fake]
             if p is not None and (name := p.name) in cpu_before
         }
+        cpu["clients (this process)"] = round(time.process_time() - clients_before, 1)
         busy = machine.figures(jobs)
     done = [gid for gid in ids if terminal.get(gid) == "SUCCEEDED"]
     if len(done) != jobs:
@@ -152,11 +160,11 @@ async def direct_case(stack: Stack, jobs: int) -> dict[str, float]:
     return {"per_s": len(succeeded) / (last - started), "seconds": last - started, **busy}
 
 
-async def polling_case(stack: Stack, api: Api, jobs: int, concurrency: int) -> dict[str, float]:
+async def polling_case(stack: Stack, api: Api, clients: list[Client], jobs: int, concurrency: int) -> dict[str, float]:
     await stack.stop_workers()
     await stack.start_workers(1, kind="polling", concurrency=concurrency)
     started = time.time()
-    ids = await _create_all(api, jobs, f"polling {uuid.uuid4().hex[:6]}")
+    ids = await _create_all(clients, jobs, f"polling {uuid.uuid4().hex[:6]}")
     seen = await asyncio.gather(*(poll_status(api, gid, until={"SUCCEEDED", "FAILED"}) for gid in ids))
     last = max(t for t, _ in seen)
     return {"per_s": jobs / (last - started), "seconds": last - started}
@@ -177,14 +185,15 @@ async def main() -> None:
     )
     async with running_stack(step_time=0.0) as stack:
         api = Api(stack, max_connections=_SUBMITTERS)
+        clients = [Client(stack) for _ in range(_SUBMITTERS)]
         try:
             await stack.start_workers(1)
-            await _create_all(api, 4, "warm-up")
+            await _create_all(clients, _SUBMITTERS, "warm-up")
             limit = await direct_case(stack, jobs)
             report.add("instant fake", "limit (direct to fake)", jobs=jobs, **limit)
             best = 0.0
             for workers in (1, 2):
-                result = await safelight_case(stack, api, jobs, workers, args.concurrency)
+                result = await safelight_case(stack, clients, jobs, workers, args.concurrency)
                 best = max(best, result["per_s"])
                 report.add(
                     "instant fake",
@@ -193,7 +202,7 @@ async def main() -> None:
                     **result,
                     ratio_to_limit=ratio(result["per_s"], limit["per_s"]),
                 )
-            polling = await polling_case(stack, api, polling_jobs, args.concurrency)
+            polling = await polling_case(stack, api, clients, polling_jobs, args.concurrency)
             report.add(
                 "instant fake",
                 "polling design, 1 worker",
@@ -205,6 +214,8 @@ async def main() -> None:
             report.target("generations/s end to end", best, 500.0, at_least=True)
         finally:
             await api.aclose()
+            for client in clients:
+                await client.aclose()
     report.print()
     report.write(args.json)
 
