@@ -632,12 +632,15 @@ class Api:
         return data
 
     async def create(self, **kwargs: Any) -> str:
-        data = await self.execute(CREATE, {"input": generation_input(**kwargs)})
-        result = data["createGeneration"]
-        if result["__typename"] != "GenerationPayload":
-            raise RuntimeError(f"createGeneration: {result}")
-        gid: str = result["generation"]["id"]
-        return gid
+        return _created_id(await self.execute(CREATE, {"input": generation_input(**kwargs)}))
+
+
+def _created_id(data: dict[str, Any]) -> str:
+    """The new generation's id from createGeneration's data; anything but a GenerationPayload raises."""
+    result = data["createGeneration"]
+    if result["__typename"] != "GenerationPayload":
+        raise RuntimeError(f"createGeneration: {result}")
+    return str(result["generation"]["id"])
 
 
 _IDLE_S = 4.0  # a kept-alive connection idle this long is replaced (uvicorn closes them after 5 s)
@@ -708,10 +711,7 @@ class Client:
     async def create(self, **kwargs: Any) -> tuple[float, str]:
         """(wall time sent, generation id)."""
         sent, data = await self.execute(CREATE, {"input": generation_input(**kwargs)})
-        result = data["createGeneration"]
-        if result["__typename"] != "GenerationPayload":
-            raise RuntimeError(f"createGeneration: {result}")
-        return sent, str(result["generation"]["id"])
+        return sent, _created_id(data)
 
     async def cancel(self, generation_id: str) -> float:
         """Wall time sent."""
