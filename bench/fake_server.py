@@ -1,15 +1,14 @@
 """`python -m bench.fake_server --port P`: the fake ComfyUI as the benchmarks run it.
 
-Like `safelight fake-comfy`, without uvicorn's per-request access log (it costs the fake CPU at hundreds
-of requests per second) and with messages stamped (`stamp_messages`) and previews off from the start.
+Like `safelight fake-comfy` (the fake served by `comfy.fake.asgi`, which logs no line per request),
+with messages stamped (`stamp_messages`) and previews off from the start.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
+from comfy.fake import asgi
 from comfy.fake.server import FakeConfig, create_app
 
 
@@ -19,14 +18,7 @@ def main() -> None:
     parser.add_argument("--step-time", type=float, default=0.0)
     args = parser.parse_args()
     config = FakeConfig(step_time=args.step_time, preview=False, stamp_messages=True)
-    uvicorn.run(
-        create_app(config),
-        host="127.0.0.1",
-        port=args.port,
-        ws="websockets-sansio",
-        log_level="warning",
-        access_log=False,
-    )
+    asgi.run(create_app(config), host="127.0.0.1", port=args.port)
 
 
 if __name__ == "__main__":

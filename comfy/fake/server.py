@@ -3,13 +3,17 @@
     async with running_fake(FakeConfig(step_time=0.01)) as comfy:
         httpx.post(f"{comfy.url}/prompt", json={...})
 
-Several instances can run side by side; each app owns its `FakeComfy` state (`app.state.fake`).
+Several instances can run side by side; each app owns its `FakeComfy` state (`app.state.fake`). The fake
+is served by its own small HTTP/websocket server (`comfy.fake.asgi`), which costs it far less CPU per
+request and per frame than uvicorn; `serve_in_loop` (uvicorn) serves other ASGI apps, such as the API in
+tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
@@ -20,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.types import ASGIApp
 
+from comfy.fake import asgi
 from comfy.fake.config import FakeConfig
 from comfy.fake.control import CONTROL_ROUTES
 from comfy.fake.routes import ROUTES
@@ -102,11 +107,12 @@ async def serve_in_loop(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0)
 async def running_fake(
     config: FakeConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[FakeHandle]:
-    """Serve a fake ComfyUI on a real socket in the current event loop (port 0 picks a free port)."""
+    """Serve a fake ComfyUI on a real socket in the current event loop (port 0 picks a free port), with the
+    fake's own small server (`comfy.fake.asgi`), as `serve_fake` does."""
     app = create_app(config)
-    async with serve_in_loop(app, host=host, port=port) as url:
+    async with asgi.serving(app, host=host, port=port) as (bound_host, bound_port):
         fake: FakeComfy = app.state.fake
-        yield FakeHandle(url=url, fake=fake, config=fake.config)
+        yield FakeHandle(url=f"http://{bound_host}:{bound_port}", fake=fake, config=fake.config)
 
 
 def serve_fake(*, host: str, port: int, step_time: float | None, preview: bool) -> None:
@@ -114,4 +120,6 @@ def serve_fake(*, host: str, port: int, step_time: float | None, preview: bool) 
     config = FakeConfig(preview=preview)
     if step_time is not None:
         config.step_time = step_time
-    uvicorn.run(create_app(config), host=host, port=port, ws=_WS_IMPLEMENTATION, log_level="info")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asgi.run(create_app(config), host=host, port=port)
