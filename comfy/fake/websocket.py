@@ -1,4 +1,8 @@
-"""`GET /ws?clientId=`: ComfyUI's websocket, with the feature-flag handshake of recording 03."""
+"""`GET /ws?clientId=`: ComfyUI's websocket, with the feature-flag handshake of recording 03.
+
+A plain ASGI app rather than a Starlette `WebSocket` endpoint: every frame of every prompt goes through
+`_send_loop`, and Starlette's wrapper added a few state checks and calls to each.
+"""
 
 from __future__ import annotations
 
@@ -7,52 +11,61 @@ import contextlib
 import json
 import uuid
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.datastructures import QueryParams
+from starlette.types import Receive, Scope, Send
 
 from comfy.fake.hub import Connection
 from comfy.fake.routes import SERVER_FEATURES
 from comfy.fake.state import FakeComfy
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    fake: FakeComfy = websocket.app.state.fake
-    await websocket.accept()
-    sid = websocket.query_params.get("clientId") or uuid.uuid4().hex
-    connection = Connection(sid)
-    fake.hub.add(connection)
-    connection.put(json.dumps({"type": "status", "data": {**fake.status_data(), "sid": sid}}))
-    node = fake.executor.reconnect_node(sid)
-    if node is not None:
-        connection.put(json.dumps({"type": "executing", "data": {"node": node}}))
-    sender = asyncio.create_task(_send_loop(websocket, connection))
-    receiver = asyncio.create_task(_receive_loop(websocket, connection))
-    try:
-        await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        fake.hub.remove(connection)
-        for task in (sender, receiver):
-            task.cancel()
-        for task in (sender, receiver):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError):
-                await task
+class WebSocketEndpoint:
+    """The ASGI app of `/ws` (Starlette's WebSocketRoute runs a non-function endpoint as ASGI)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        fake: FakeComfy = scope["app"].state.fake
+        await send({"type": "websocket.accept"})
+        sid = QueryParams(scope.get("query_string", b"")).get("clientId") or uuid.uuid4().hex
+        connection = Connection(sid)
+        fake.hub.add(connection)
+        connection.put(json.dumps({"type": "status", "data": {**fake.status_data(), "sid": sid}}))
+        node = fake.executor.reconnect_node(sid)
+        if node is not None:
+            connection.put(json.dumps({"type": "executing", "data": {"node": node}}))
+        sender = asyncio.create_task(_send_loop(send, connection))
+        receiver = asyncio.create_task(_receive_loop(receive, connection))
+        try:
+            await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            fake.hub.remove(connection)
+            for task in (sender, receiver):
+                task.cancel()
+            for task in (sender, receiver):
+                with contextlib.suppress(asyncio.CancelledError, RuntimeError, OSError):
+                    await task
 
 
-async def _send_loop(websocket: WebSocket, connection: Connection) -> None:
+websocket_endpoint = WebSocketEndpoint()
+
+
+async def _send_loop(send: Send, connection: Connection) -> None:
     while True:
         frame = await connection.get()
         if frame is None:
-            await websocket.close(code=1001)
+            await send({"type": "websocket.close", "code": 1001})
             return
         if isinstance(frame, bytes):
-            await websocket.send_bytes(frame)
+            await send({"type": "websocket.send", "bytes": frame})
         else:
-            await websocket.send_text(frame)
+            await send({"type": "websocket.send", "text": frame})
 
 
-async def _receive_loop(websocket: WebSocket, connection: Connection) -> None:
+async def _receive_loop(receive: Receive, connection: Connection) -> None:
     first = True
     while True:
-        message = await websocket.receive()
+        message = await receive()
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
