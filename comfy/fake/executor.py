@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -24,11 +24,14 @@ from comfy.fake.catalog import NODES
 from comfy.fake.config import FakeConfig
 from comfy.fake.hub import (
     Hub,
+    executing_done_message,
     executing_message,
+    execution_cached_message,
     json_string,
     node_state_entry,
     progress_message,
     progress_state_message,
+    prompt_event_message,
 )
 from comfy.fake.nodes import RUNNERS, VALUE_REPR, NodeError, Outputs
 from comfy.fake.queue import PromptQueue, QueueItem
@@ -236,6 +239,11 @@ class Run:
         if self.client_id is not None:
             self._hub.send(kind, data, self.client_id)
 
+    def _to_client_text(self, message: Callable[[], str]) -> None:
+        """Encode (only if the submitting client has a socket) and send to it."""
+        if self.client_id is not None and self._hub.listening(self.client_id):
+            self._hub.send_text(message(), self.client_id)
+
     def _set_state(self, node_id: str, state: str, value: float, total: float) -> None:
         """Record the node's state and send every node's: ComfyUI's `progress_state`."""
         prompt = self._prompt_json
@@ -267,12 +275,12 @@ class Run:
         started = Instant.now()
         executor.stats.count_execution(self.prompt_id)
         executor.stats.record("execution_start", started, prompt_id=self.prompt_id)
-        self._to_client("execution_start", {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
+        self._to_client_text(lambda: prompt_event_message("execution_start", self._prompt_json, _now_ms()))
         self._messages.append("execution_start")
 
         signatures = _signatures(prompt)
         cached = [node_id for node_id in prompt if signatures[node_id] in executor.cache]
-        self._to_client("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": _now_ms()})
+        self._to_client_text(lambda: execution_cached_message(cached, self._prompt_json, _now_ms()))
         self._messages.append("execution_cached")
 
         fresh: dict[Hashable, _CachedNode] = {}
@@ -307,7 +315,7 @@ class Run:
 
         if success:
             executor.stats.record("execution_success", Instant.now(), prompt_id=self.prompt_id)
-            self._to_client("execution_success", {"prompt_id": self.prompt_id, "timestamp": _now_ms()})
+            self._to_client_text(lambda: prompt_event_message("execution_success", self._prompt_json, _now_ms()))
             self._messages.append("execution_success")
         entry = {
             "prompt": self.item.as_array(),
@@ -320,7 +328,7 @@ class Run:
             "meta": self._meta,
         }
         executor.queue.task_done(self.item, entry)
-        self._to_client("executing", {"node": None, "prompt_id": self.prompt_id})
+        self._to_client_text(lambda: executing_done_message(self._prompt_json))
 
     async def _run_node(self, node_id: str, values: dict[str, Outputs]) -> tuple[Outputs, dict[str, Any] | None]:
         node = self.item.prompt[node_id]

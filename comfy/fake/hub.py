@@ -3,9 +3,10 @@
 Each connection owns an outbound queue drained by its own sender task, so the executor never waits on a
 slow socket and per-socket message order is the order of `send` calls.
 
-The messages sent many times per prompt (`progress`, `progress_state`, `executing`, `status`) are written
-by the functions below rather than by `json.dumps`: the same text, byte for byte (tests/fake/test_hub.py
-checks them against `json.dumps`), at a fraction of the cost.
+The messages every prompt sends (`status`, `execution_start`, `execution_cached`, `progress_state`,
+`executing`, `progress`, `execution_success`) are written by the functions below rather than by
+`json.dumps`: the same text, byte for byte (tests/fake/test_hub.py checks them against `json.dumps`), at a
+fraction of the cost.
 """
 
 from __future__ import annotations
@@ -55,6 +56,25 @@ def executing_message(node: str, prompt: str) -> str:
     """`text_message("executing", {"node": n, "display_node": n, "prompt_id": p})`; `node` and `prompt`
     are JSON strings (`json_string`)."""
     return f'{{"type": "executing", "data": {{"node": {node}, "display_node": {node}, "prompt_id": {prompt}}}}}'
+
+
+def prompt_event_message(kind: str, prompt: str, timestamp: int) -> str:
+    """`text_message(kind, {"prompt_id": p, "timestamp": t})`: execution_start, execution_success."""
+    return f'{{"type": {json_string(kind)}, "data": {{"prompt_id": {prompt}, "timestamp": {json_number(timestamp)}}}}}'
+
+
+def execution_cached_message(nodes: Iterable[str], prompt: str, timestamp: int) -> str:
+    """`text_message("execution_cached", {"nodes": [...], "prompt_id": p, "timestamp": t})`."""
+    listed = ", ".join(json_string(node) for node in nodes)
+    return (
+        f'{{"type": "execution_cached", "data": {{"nodes": [{listed}], "prompt_id": {prompt}, '
+        f'"timestamp": {json_number(timestamp)}}}}}'
+    )
+
+
+def executing_done_message(prompt: str) -> str:
+    """`text_message("executing", {"node": None, "prompt_id": p})`: the end marker of a prompt."""
+    return f'{{"type": "executing", "data": {{"node": null, "prompt_id": {prompt}}}}}'
 
 
 def progress_message(value: float, total: float, node: str, prompt: str, stamp: float | None) -> str:

@@ -61,6 +61,25 @@ def test_progress(value: float, total: float, stamp: float | None, node: str) ->
     assert got == text_message("progress", data)
 
 
+@pytest.mark.parametrize("kind", ["execution_start", "execution_success"])
+@pytest.mark.parametrize("prompt", IDS[2:5])
+def test_prompt_events(kind: str, prompt: str) -> None:
+    expected = text_message(kind, {"prompt_id": prompt, "timestamp": 1765132800123})
+    assert hub.prompt_event_message(kind, json_string(prompt), 1765132800123) == expected
+
+
+@pytest.mark.parametrize("nodes", [[], ["4"], ["4", "10", IDS[3], IDS[4]]])
+def test_execution_cached(nodes: list[str]) -> None:
+    expected = text_message("execution_cached", {"nodes": nodes, "prompt_id": IDS[2], "timestamp": 17})
+    assert hub.execution_cached_message(nodes, json_string(IDS[2]), 17) == expected
+
+
+@pytest.mark.parametrize("prompt", IDS[2:5])
+def test_executing_done(prompt: str) -> None:
+    expected = text_message("executing", {"node": None, "prompt_id": prompt})
+    assert hub.executing_done_message(json_string(prompt)) == expected
+
+
 def test_progress_state() -> None:
     prompt = IDS[3]
     states = [("4", "finished", 1.0, 1.0), (IDS[4], "running", 0.0, 1.0), ("3", "running", 7, 20)]
