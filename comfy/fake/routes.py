@@ -214,18 +214,19 @@ async def view(request: Request) -> Response:
 
 
 ROUTES = [
+    # The two every prompt uses come first: Starlette tries the routes in order.
+    Route("/prompt", post_prompt, methods=["POST"]),
+    Route("/view", view, methods=["GET"]),
     Route("/system_stats", system_stats, methods=["GET"]),
     Route("/object_info", get_object_info, methods=["GET"]),
     Route("/object_info/{node_class}", get_node_info, methods=["GET"]),
     Route("/features", features, methods=["GET"]),
     Route("/embeddings", embeddings, methods=["GET"]),
     Route("/prompt", get_prompt, methods=["GET"]),
-    Route("/prompt", post_prompt, methods=["POST"]),
     Route("/interrupt", post_interrupt, methods=["POST"]),
     Route("/queue", get_queue, methods=["GET"]),
     Route("/queue", post_queue, methods=["POST"]),
     Route("/history", get_history, methods=["GET"]),
     Route("/history", post_history, methods=["POST"]),
     Route("/history/{prompt_id}", get_history_item, methods=["GET"]),
-    Route("/view", view, methods=["GET"]),
 ]
