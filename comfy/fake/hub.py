@@ -129,15 +129,17 @@ class Connection:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def get(self) -> Frame:
-        """The oldest frame not yet taken, waiting for one if there is none."""
+    async def get_all(self) -> list[Frame]:
+        """Every frame not yet taken, oldest first, waiting for one if there is none."""
         while not self._frames:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._frames.popleft()
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
 
 
 class Hub:

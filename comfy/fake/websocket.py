@@ -52,14 +52,14 @@ websocket_endpoint = WebSocketEndpoint()
 
 async def _send_loop(send: Send, connection: Connection) -> None:
     while True:
-        frame = await connection.get()
-        if frame is None:
-            await send({"type": "websocket.close", "code": 1001})
-            return
-        if isinstance(frame, bytes):
-            await send({"type": "websocket.send", "bytes": frame})
-        else:
-            await send({"type": "websocket.send", "text": frame})
+        for frame in await connection.get_all():
+            if frame is None:
+                await send({"type": "websocket.close", "code": 1001})
+                return
+            if isinstance(frame, bytes):
+                await send({"type": "websocket.send", "bytes": frame})
+            else:
+                await send({"type": "websocket.send", "text": frame})
 
 
 async def _receive_loop(receive: Receive, connection: Connection) -> None:

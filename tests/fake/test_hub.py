@@ -107,24 +107,25 @@ def test_progress_state() -> None:
     )
 
 
-async def test_connection_hands_frames_out_in_order_and_waits_for_more() -> None:
+async def test_connection_hands_out_everything_waiting() -> None:
     connection = Connection("c")
-    connection.put("a")
-    connection.put(b"b")
-    assert [await connection.get(), await connection.get()] == ["a", b"b"]
-    waiting = asyncio.create_task(connection.get())
+    waiting = asyncio.create_task(connection.get_all())
     await asyncio.sleep(0)
     assert not waiting.done()
+    connection.put("a")
+    connection.put(b"b")
     connection.put(None)
-    assert await asyncio.wait_for(waiting, 1) is None
+    assert await asyncio.wait_for(waiting, 1) == ["a", b"b", None]  # in order, the close marker too
+    connection.put("c")
+    assert await connection.get_all() == ["c"]
 
 
 async def test_connection_survives_a_cancelled_get() -> None:
     connection = Connection("c")
-    waiting = asyncio.create_task(connection.get())
+    waiting = asyncio.create_task(connection.get_all())
     await asyncio.sleep(0)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     connection.put("after")
-    assert await asyncio.wait_for(connection.get(), 1) == "after"
+    assert await asyncio.wait_for(connection.get_all(), 1) == ["after"]
