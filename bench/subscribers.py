@@ -7,7 +7,8 @@
 `{"ready": N}` once every one has its SNAPSHOT, records the latency of each PROGRESS (receipt wall time
 minus `emittedAt`), and on a line on stdin (or when every subscription completed) prints
 `{"latencies_ms": [...], "completed": K}` and exits. `raw` holds N plain websockets on the fake (the
-baseline) and records the latency of each `progress` the fake broadcasts.
+baseline), records the latency of each `progress` the fake broadcasts, and prints its line once every socket
+has had `--events` of them (or on a line on stdin).
 `churn` runs N cycles of connect, subscribe, SNAPSHOT, then an abrupt disconnect (TCP reset, no close
 frame), P at a time, and prints the counts.
 Every line on stdout is JSON.
@@ -126,7 +127,7 @@ async def churn(url: str, token: str, gid: str, count: int, parallel: int) -> No
     _emit({"done": done, "failed": failed, "seconds": time.monotonic() - started})
 
 
-async def raw(url: str, count: int) -> None:
+async def raw(url: str, count: int, events: int) -> None:
     """Baseline: N plain websockets to the fake ComfyUI's /ws, held until a line on stdin.
 
     Each records the latency of every stamped `progress` the fake broadcasts (receipt wall time minus
@@ -149,6 +150,7 @@ async def raw(url: str, count: int) -> None:
     latencies: list[float] = []
 
     async def reader(ws: Any) -> None:
+        seen = 0
         with contextlib.suppress(websockets.ConnectionClosed):
             async for message in ws:
                 received = time.time()
@@ -157,9 +159,13 @@ async def raw(url: str, count: int) -> None:
                     stamp = data.get("data", {}).get("safelight_ts")
                     if data.get("type") == "progress" and stamp is not None:
                         latencies.append((received - stamp) * 1000)
+                        seen += 1
+                        if seen == events:
+                            return
 
     readers = [asyncio.create_task(reader(ws)) for ws in sockets]
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    stop = asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await asyncio.wait([stop, asyncio.gather(*readers)], return_when=asyncio.FIRST_COMPLETED)
     for task in readers:
         task.cancel()
     for ws in sockets:
@@ -175,12 +181,13 @@ def main() -> None:
     parser.add_argument("--id", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--parallel", type=int, default=50)
+    parser.add_argument("--events", type=int, default=0, help="raw: progress messages each socket waits for")
     args = parser.parse_args()
     raise_nofile(args.count + 1000)
     if args.mode != "churn":  # churn measures no latency, and its closed connections are cyclic garbage
         measuring_process()
     if args.mode == "raw":
-        uvloop.run(raw(args.url, args.count))
+        uvloop.run(raw(args.url, args.count, args.events))
     elif args.mode == "hold":
         uvloop.run(hold(args.url, args.token, args.id, args.count))
     else:

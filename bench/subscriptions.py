@@ -6,7 +6,8 @@
 Client processes (bench/subscribers.py, P of them) hold `--subscribers` graphql-transport-ws subscriptions to
 one QUEUED generation on one API process; what is measured is the API process (RSS via psutil).
 1. idle: API RSS before and after, per subscription; against the limit, the same number of plain
-   websockets held open on the fake ComfyUI (uvicorn + Starlette, what a websocket costs at least);
+   websockets held open on the fake ComfyUI (its own small server, comfy/fake/asgi.py: what a websocket costs
+   at least; the API's are uvicorn's);
 2. a worker then runs the generation at 1 progress event/s (`--events` steps of 1 s): latency from the
    fake's `progress` to each subscriber's receipt; against the limit, a run queued straight on the fake
    whose `progress` the fake broadcasts to the plain websockets of 1. (ComfyUI sends `progress` to every
@@ -50,14 +51,16 @@ class _Clients:
     def __init__(self) -> None:
         self.procs: list[asyncio.subprocess.Process] = []
 
-    async def start(self, stack: Stack, mode: str, count: int, parts: int, *, gid: str = "", url: str = "") -> None:
+    async def start(
+        self, stack: Stack, mode: str, count: int, parts: int, *, gid: str = "", url: str = "", events: int = 0
+    ) -> None:
         share = [count // parts + (1 if i < count % parts else 0) for i in range(parts)]
         for n in share:
             if n == 0:
                 continue
             # --opt=value: a token (or "-") starting with "-" must not read as an option to argparse.
             args = ["-m", "bench.subscribers", mode, f"--url={url or stack.ws_url}", f"--token={stack.token}"]
-            args += [f"--id={gid or '-'}", f"--count={n}"]
+            args += [f"--id={gid or '-'}", f"--count={n}", f"--events={events}"]
             self.procs.append(
                 await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -159,13 +162,19 @@ async def main() -> None:
             # limit: the same number of plain websockets on the fake
             raw = _Clients()
             fake_before = await _settle(stack.fake)
-            await raw.start(stack, "raw", subscribers, clients, url=stack.fake_ws_url)
+            await raw.start(stack, "raw", subscribers, clients, url=stack.fake_ws_url, events=events)
             raw_ready = sum(line["ready"] for line in await raw.lines(120 + subscribers / 20))
             fake_after = await _settle(stack.fake, 2.0)
             # limit for 2.: the fake broadcasts a run's 1/s progress straight to the same number of sockets
             await _run_on_fake(stack, steps=events)
-            raw.tell()
-            raw_latencies = [ms for line in await raw.lines(60) for ms in line["latencies_ms"]]
+            # The run is in the fake's history before its last progress has reached every socket: each
+            # client reports once all of its sockets have had every event; one still short is told to stop.
+            try:
+                raw_lines = await raw.lines(30)
+            except TimeoutError:
+                raw.tell()
+                raw_lines = await raw.lines(60)
+            raw_latencies = [ms for line in raw_lines for ms in line["latencies_ms"]]
             await raw.stop()
             per_raw = (fake_after - fake_before) / max(1, raw_ready) / 1024
             report.add("idle", "limit (plain websocket on the fake)", n=raw_ready, kb_each=per_raw)
