@@ -165,12 +165,9 @@ class Hub:
         return bool(self.sockets) if sid is None else sid in self.sockets
 
     def send(self, kind: str, data: dict[str, Any], sid: str | None = None) -> None:
-        """To the socket of client `sid`, or to every socket when `sid` is None."""
-        targets = self._targets(sid)
-        if targets:
-            message = text_message(kind, data)
-            for connection in targets:
-                connection.put(message)
+        """To the socket of client `sid`, or to every socket when `sid` is None; encoded only if one listens."""
+        if self.listening(sid):
+            self.send_text(text_message(kind, data), sid)
 
     def send_text(self, message: str, sid: str | None = None) -> None:
         """An already encoded text message, to `sid` or to every socket."""
