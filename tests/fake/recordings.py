@@ -1,4 +1,8 @@
-"""Loads the ComfyUI 0.12.1 recordings kept beside the repository (../shared/comfy/recordings)."""
+"""Loads the ComfyUI recordings kept in the repository (tests/recordings, see its README).
+
+`upstream/` was recorded from upstream ComfyUI 0.3.64 (with an observer socket beside the submitter),
+`packaging/` from the 0.12.1 packaging; the fake's dialects are named after them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "comfy" / "recordings"
+RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
+BUILDS = ("upstream", "packaging")
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,9 @@ class Recording:
 
 
 @cache
-def load(stem: str) -> Recording:
-    (path,) = RECORDINGS.glob(f"{stem}*.json")
+def load(stem: str, build: str = "packaging") -> Recording:
+    """Recording `stem` (a file name prefix such as "09") of `build`: "upstream" or "packaging"."""
+    (path,) = (RECORDINGS / build).glob(f"{stem}_*.json")
     return Recording(path.stem, json.loads(path.read_text()))
 
 
