@@ -8,6 +8,7 @@ submitted workflow, with each offending node and input named.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,13 @@ class NodeError:
     input_name: str | None
     reason: str
 
+    @property
+    def node_label(self) -> str | None:
+        """The node as a generation's error shows it: `'2 (KSampler)'`, `'2'`, or None."""
+        if self.node_id is None:
+            return self.class_type
+        return self.node_id if self.class_type is None else f"{self.node_id} ({self.class_type})"
+
 
 class PromptValidationError(ComfyError):
     """`POST /prompt` answered 400: the workflow is wrong and resubmitting will not help."""
@@ -78,19 +86,41 @@ class PromptValidationError(ComfyError):
             raw_nodes = extra.get("node_errors")
         if isinstance(raw_nodes, Mapping):
             node_errors.extend(_parse_node_errors(raw_nodes))
-        if not node_errors and ("node_id" in extra or "class_type" in extra):
-            # missing_node_type names the node in extra_info instead of node_errors.
-            details = error.get("details")
-            reason = message if not details else f"{message} ({details})"
-            node_errors.append(
-                NodeError(
-                    node_id=_opt_str(extra.get("node_id")),
-                    class_type=_opt_str(extra.get("class_type")),
-                    input_name=None,
-                    reason=reason,
-                )
-            )
+        if not node_errors:
+            whole = _whole_prompt_node(error, extra, message)
+            if whole is not None:
+                node_errors.append(whole)
         return cls(error_type, message, node_errors)
+
+    @property
+    def first(self) -> NodeError | None:
+        """The first node error, the one a generation's structured error names."""
+        return self.node_errors[0] if self.node_errors else None
+
+
+# Both dialects put the node in `details` ("Node ID '#2'") when a node's class is unknown or missing;
+# the packaging build also names it in extra_info, upstream leaves extra_info empty and names the
+# class only in the message ("Cannot execute because node NoSuchNodeXYZ does not exist.").
+_DETAILS_NODE = re.compile(r"^Node ID '#(?P<id>[^']{1,200})'$")
+_MESSAGE_CLASS = re.compile(r"^Cannot execute because node (?P<cls>\S{1,200}) does not exist\.?$")
+
+
+def _whole_prompt_node(error: Mapping[str, Any], extra: Mapping[str, Any], message: str) -> NodeError | None:
+    """The node a prompt-level error is about (unknown or missing class_type), when it names one."""
+    details = error.get("details")
+    details = details if isinstance(details, str) else ""
+    node_id = _opt_str(extra.get("node_id"))
+    class_type = _opt_str(extra.get("class_type"))
+    if node_id is None:
+        match = _DETAILS_NODE.match(details.strip())
+        node_id = None if match is None else match.group("id")
+    if class_type is None:
+        match = _MESSAGE_CLASS.match(message.strip())
+        class_type = None if match is None else match.group("cls")
+    if node_id is None and class_type is None:
+        return None
+    reason = message if not details else f"{message} ({details})"
+    return NodeError(node_id=node_id, class_type=class_type, input_name=None, reason=reason)
 
 
 def _parse_node_errors(raw: Mapping[str, Any]) -> list[NodeError]:
