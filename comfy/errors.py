@@ -17,6 +17,7 @@ __all__ = [
     "ComfyError",
     "ComfyProtocolError",
     "ComfyUnavailable",
+    "ComfyUnreachable",
     "NodeError",
     "PromptValidationError",
 ]
@@ -32,6 +33,11 @@ class ComfyUnavailable(ComfyError):
     """The backend could not be reached or answered 5xx; trying again later may work."""
 
     retryable = True
+
+
+class ComfyUnreachable(ComfyUnavailable):
+    """No answer at all (connection refused or reset, timeout, socket closed): the backend is away,
+    as opposed to answering 5xx. Waiting for it to come back is not a failed attempt."""
 
 
 class ComfyProtocolError(ComfyError):
