@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.driver import Prepared, fetch
 from db.events import EventKind
 from db.models import Generation, GenerationEvent, Image
+from db.quotas import active_count
 from db.states import ACTIVE, IllegalTransition, Phase, Status, allowed_sources
 from settings import DEFAULT_NAMESPACE
 
@@ -110,6 +111,7 @@ def status_payload(generation: Generation) -> dict[str, Any]:
             "message": generation.error_message,
             "retryable": generation.error_retryable,
             "node": generation.error_node,
+            "input": generation.error_input,
         }
     return {"status": generation.status.value, "attempt": generation.attempt, "error": error}
 
@@ -167,11 +169,12 @@ def _create_statement(idempotent: bool, limited: bool) -> Prepared:
     """Built once per shape (building CTE statements costs more than running them); values bound."""
     fixed = {"status": Status.QUEUED, "phase": Phase.WAITING, "percent": 0.0, "attempt": 1, "last_seq": 1}
     bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key", "namespace")
-    active = (
-        select(func.count().label("n"))
-        .where(_G.c.owner_id == bindparam("owner_id", type_=_G.c.owner_id.type), _status_in(ACTIVE))
-        .cte("active")
-    )
+    # With a limit, counted under the owner's lock (db.quotas): concurrent creates cannot all pass it.
+    owner = bindparam("owner_id", type_=_G.c.owner_id.type)
+    if limited:
+        active = select(active_count(owner).label("n")).cte("active")
+    else:
+        active = select(func.count().label("n")).where(_G.c.owner_id == owner, _status_in(ACTIVE)).cte("active")
     row = select(
         *(bindparam(k, type_=_G.c[k].type).label(k) for k in bound),
         *(literal(v, _G.c[k].type).label(k) for k, v in fixed.items()),
@@ -409,6 +412,8 @@ def _status_payload_sql(row: Any) -> Any:
             row.c.error_retryable,
             key("node"),
             row.c.error_node,
+            key("input"),
+            row.c.error_input,
         ),
     )
     return func.jsonb_build_object(key("status"), row.c.status, key("attempt"), row.c.attempt, key("error"), error)

@@ -100,6 +100,7 @@ class Generation(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     error_retryable: Mapped[bool | None] = mapped_column(Boolean)
     error_node: Mapped[str | None] = mapped_column(String(200))
+    error_input: Mapped[str | None] = mapped_column(String(200))  # the node input the error names
 
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())

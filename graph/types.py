@@ -160,6 +160,9 @@ class GenerationError:
     message: str
     retryable: bool
     node: str | None = strawberry.field(description="The failing ComfyUI node, as 'id (class)'.")
+    input: str | None = strawberry.field(
+        default=None, description="The input of that node the error is about, when ComfyUI names one."
+    )
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any] | None) -> GenerationError | None:
@@ -170,6 +173,7 @@ class GenerationError:
             message=str(payload.get("message") or ""),
             retryable=bool(payload.get("retryable")),
             node=payload.get("node"),
+            input=payload.get("input"),
         )
 
 
@@ -230,6 +234,7 @@ class Generation:
                 message=row.error_message or "",
                 retryable=bool(row.error_retryable),
                 node=row.error_node,
+                input=row.error_input,
             )
         return cls(
             id=strawberry.ID(str(row.id)),

@@ -83,11 +83,12 @@ class Transient(Exception):
 class Permanent(Exception):
     """Another attempt would fail the same way."""
 
-    def __init__(self, code: str, message: str, *, node: str | None = None) -> None:
+    def __init__(self, code: str, message: str, *, node: str | None = None, input: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.node = node
+        self.input = input
 
 
 class Cancelled(Exception):
@@ -230,6 +231,7 @@ class GenerationRun:
                         "error_message": exc.message,
                         "error_retryable": False,
                         "error_node": exc.node,
+                        "error_input": exc.input,
                     },
                 )
             except (Transient, ComfyUnavailable, NoBackend) as exc:
@@ -312,9 +314,9 @@ class GenerationRun:
         try:
             await backend.client.submit(self.workflow, prompt_id=self.prompt_id, client_id=backend.socket.client_id)
         except PromptValidationError as exc:
-            first = exc.node_errors[0] if exc.node_errors else None
-            node = None if first is None else f"{first.node_id} ({first.class_type})"
-            raise Permanent("COMFY_VALIDATION", str(exc), node=node) from None
+            first = exc.first
+            node, input_name = (None, None) if first is None else (first.node_label, first.input_name)
+            raise Permanent("COMFY_VALIDATION", str(exc), node=node, input=input_name) from None
         except ComfyUnavailable:
             self.rt.backends.record(backend, ok=False)
             raise

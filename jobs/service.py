@@ -313,6 +313,7 @@ def _fresh_attempt(attempt: int) -> dict[str, Any]:
         "error_message": None,
         "error_retryable": None,
         "error_node": None,
+        "error_input": None,
         "started_at": None,
         "finished_at": None,
     }
