@@ -49,6 +49,12 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_server_args(fake, default_port=8189)
     fake.add_argument("--step-time", type=float, default=None, help="seconds per sampler step")
     fake.add_argument("--no-preview", action="store_true", help="never send preview frames")
+    fake.add_argument(
+        "--dialect",
+        choices=("upstream", "packaging"),
+        default="upstream",
+        help="behave as upstream ComfyUI 0.3.64 (default) or as the 0.12.1 packaging (see tests/recordings)",
+    )
 
     sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
 
@@ -114,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
             port=args.port,
             step_time=args.step_time,
             preview=not args.no_preview,
+            dialect=args.dialect,
         )
         return 0
     if args.command == "migrate":

@@ -24,6 +24,9 @@ SCHEDULERS = [
     "kl_optimal",
 ]  # fmt: skip
 
+MODEL_FILES = {"checkpoints": CHECKPOINTS, "loras": LORAS}
+"""`GET /models/{folder}`: what the loaders below offer."""
+
 InputSpec = tuple[Any, ...]
 """`(type,)` or `(type, options)`; type is a ComfyUI type name or, for a combo, the list of choices."""
 
@@ -57,7 +60,8 @@ class NodeDef:
             return self.optional[name], "optional"
         return None
 
-    def object_info(self) -> dict[str, Any]:
+    def object_info(self, *, upstream: bool = True) -> dict[str, Any]:
+        """This node's `/object_info` entry; upstream 0.3.64 has no `is_input_list` and `search_aliases`."""
         inputs: dict[str, Any] = {"required": {k: list(v) for k, v in self.required.items()}}
         order: dict[str, list[str]] = {"required": list(self.required)}
         if self.optional:
@@ -66,7 +70,7 @@ class NodeDef:
         if self.hidden:
             inputs["hidden"] = dict(self.hidden)
             order["hidden"] = list(self.hidden)
-        return {
+        info: dict[str, Any] = {
             "input": inputs,
             "input_order": order,
             "is_input_list": False,
@@ -81,6 +85,9 @@ class NodeDef:
             "output_node": self.output_node,
             "search_aliases": list(self.search_aliases),
         }
+        if upstream:
+            del info["is_input_list"], info["search_aliases"]
+        return info
 
 
 def _int(default: int, lo: int, hi: int, step: int | None = None, **extra: Any) -> InputSpec:
@@ -287,5 +294,5 @@ _NODES = [
 NODES: dict[str, NodeDef] = {node.name: node for node in _NODES}
 
 
-def object_info() -> dict[str, Any]:
-    return {name: node.object_info() for name, node in NODES.items()}
+def object_info(*, upstream: bool = True) -> dict[str, Any]:
+    return {name: node.object_info(upstream=upstream) for name, node in NODES.items()}

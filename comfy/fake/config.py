@@ -1,13 +1,23 @@
-"""Knobs of one fake ComfyUI instance: timing, previews, and failure injection."""
+"""Knobs of one fake ComfyUI instance: the dialect it speaks, timing, previews, and failure injection."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
+
+Dialect = Literal["upstream", "packaging"]
+DIALECTS: tuple[Dialect, ...] = ("upstream", "packaging")
+"""Which ComfyUI build the fake behaves as, named after tests/recordings/upstream and tests/recordings/packaging."""
 
 
 @dataclass
 class FakeConfig:
+    dialect: Dialect = "upstream"
+    """"upstream": ComfyUI 0.3.64 as recorded in tests/recordings/upstream (execution messages, `progress`
+    and previews only to the submitter's socket; type-1 previews after `progress` for clients without
+    feature flags; `/queue` arrays; history `[event, data]` messages; `invalid_prompt` 400 bodies).
+    "packaging": the 0.12.1 packaging of tests/recordings/packaging (`progress` to every socket, no
+    previews without feature flags, `abs_path` in outputs, `/queue` objects, `create_time` in extra_data)."""
     step_time: float = 0.05
     """Seconds per sampler step (KSampler reports one progress message per step)."""
     preview: bool = True
@@ -23,7 +33,7 @@ class FakeConfig:
     accept_delay_s: float = 0.0
     """`POST /prompt` waits this long before validating and answering."""
     queue_array_form: bool = False
-    """`GET /queue` answers upstream's arrays instead of this server's objects."""
+    """`GET /queue` answers upstream's arrays in the packaging dialect too (upstream always does)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -52,5 +62,7 @@ def _checked(name: str, value: Any) -> Any:
     if name in _INTS and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if name == "execution_error_node_class" and (value is None or isinstance(value, str)):
+        return value
+    if name == "dialect" and value in DIALECTS:
         return value
     raise ValueError(f"bad value for {name!r}: {value!r}")

@@ -1,9 +1,15 @@
 """Runs queued prompts one at a time and emits ComfyUI's websocket messages in ComfyUI's order.
 
-Targeting follows ComfyUI 0.12.1 as recorded (09, 12): `status` and `progress` reach every socket;
-`progress_state` and previews go to the submitting client, or to all when the prompt had no client_id;
-`execution_*`, `executing` and `executed` go to the submitting client only (nowhere without a client_id),
-except `execution_interrupted`, which is broadcast when there is no client_id.
+Targeting, as recorded (tests/recordings):
+- both dialects: `status` reaches every socket; `progress_state` goes to the submitting client, or to all
+  when the prompt had no client_id; `execution_*`, `executing` and `executed` go to the submitting client
+  only (nowhere without a client_id), except `execution_interrupted`, which is broadcast then.
+- upstream (0.3.64): `progress` and previews go where `progress_state` goes. A client that announced
+  `supports_preview_metadata` gets a type-4 frame before each `progress`, one that did not a type-1 frame
+  after it; without a client_id every socket gets type-1 frames (18, 04, 12).
+- packaging (0.12.1): `progress` reaches every socket (09); type-4 frames go to clients that announced the
+  flag, and nothing to those that did not (04).
+History `status.messages` are `[event, data]` pairs upstream (16) and strings in the packaging.
 """
 
 from __future__ import annotations
@@ -185,7 +191,10 @@ class Run:
         self._state_entries: dict[str, str] = {}
         """node id → its encoded member of `progress_state.data.nodes`, in first-report order."""
         self._state_totals: dict[str, float] = {}
-        self._messages: list[str] = []
+        self._upstream = self._config.dialect == "upstream"
+        self._progress_to = self.client_id if self._upstream else None
+        """Where `progress` goes: the submitter (every socket without a client_id) upstream, everyone here."""
+        self._messages: list[Any] = []
         self._executed: list[str] = []
         self._outputs: dict[str, Any] = {}
         self._meta: dict[str, Any] = {}
@@ -199,6 +208,10 @@ class Run:
     @property
     def preview_enabled(self) -> bool:
         return self._config.preview
+
+    @property
+    def abs_paths(self) -> bool:
+        return not self._upstream
 
     async def sleep(self, seconds: float) -> None:
         if self.interrupted.is_set():
@@ -215,26 +228,40 @@ class Run:
     async def progress(self, value: int, total: int, preview: Image.Image | None = None) -> None:
         node_id = self._node_id
         self._set_state(node_id, "running", value, total)
-        if preview is not None:
+        hub = self._hub
+        jpeg: bytes | None = None
+        if preview is not None and hub.wants_preview(self.client_id, legacy=self._upstream):
             jpeg = await render.offload(preview.width * preview.height, partial(render.jpeg_preview, preview))
-            metadata = {
-                "node_id": node_id,
-                "prompt_id": self.prompt_id,
-                "display_node_id": node_id,
-                "parent_node_id": None,
-                "real_node_id": node_id,
-                "image_type": "image/jpeg",
-            }
-            self._hub.send_preview(jpeg, metadata, self.client_id)
-        if self._hub.listening():
+            if self.client_id is not None or not self._upstream:
+                metadata = {
+                    "node_id": node_id,
+                    "prompt_id": self.prompt_id,
+                    "display_node_id": node_id,
+                    "parent_node_id": None,
+                    "real_node_id": node_id,
+                    "image_type": "image/jpeg",
+                }
+                hub.send_metadata_preview(jpeg, metadata, self.client_id)
+        if hub.listening(self._progress_to):
             stamp = time.time() if self._config.stamp_messages else None
-            self._hub.send_text(progress_message(value, total, json_string(node_id), self._prompt_json, stamp))
+            message = progress_message(value, total, json_string(node_id), self._prompt_json, stamp)
+            hub.send_text(message, self._progress_to)
+        if jpeg is not None and self._upstream:
+            hub.send_legacy_preview(jpeg, self.client_id, flagged_too=self.client_id is None)
         if not self._dropped and self._config.drop_ws_mid_run > 0:
             self._config.drop_ws_mid_run -= 1
             self._dropped = True
             self._hub.close_all()
 
     # messages
+    def _record(self, kind: str, data: dict[str, Any], text: str | None = None) -> None:
+        """Keep a message for the history's `status.messages`: `[kind, data]` upstream, `text` (or `kind`)
+        in the packaging."""
+        if self._upstream:
+            self._messages.append([kind, data])
+        else:
+            self._messages.append(kind if text is None else text)
+
     def _to_client(self, kind: str, data: dict[str, Any]) -> None:
         if self.client_id is not None:
             self._hub.send(kind, data, self.client_id)
@@ -275,13 +302,15 @@ class Run:
         started = Instant.now()
         executor.stats.count_execution(self.prompt_id)
         executor.stats.record("execution_start", started, prompt_id=self.prompt_id)
-        self._to_client_text(lambda: prompt_event_message("execution_start", self._prompt_json, _now_ms()))
-        self._messages.append("execution_start")
+        stamp = _now_ms()
+        self._to_client_text(lambda: prompt_event_message("execution_start", self._prompt_json, stamp))
+        self._record("execution_start", {"prompt_id": self.prompt_id, "timestamp": stamp})
 
         signatures = _signatures(prompt)
         cached = [node_id for node_id in prompt if signatures[node_id] in executor.cache]
-        self._to_client_text(lambda: execution_cached_message(cached, self._prompt_json, _now_ms()))
-        self._messages.append("execution_cached")
+        stamp = _now_ms()
+        self._to_client_text(lambda: execution_cached_message(cached, self._prompt_json, stamp))
+        self._record("execution_cached", {"nodes": cached, "prompt_id": self.prompt_id, "timestamp": stamp})
 
         fresh: dict[Hashable, _CachedNode] = {}
         values: dict[str, Outputs] = {}
@@ -315,8 +344,9 @@ class Run:
 
         if success:
             executor.stats.record("execution_success", Instant.now(), prompt_id=self.prompt_id)
-            self._to_client_text(lambda: prompt_event_message("execution_success", self._prompt_json, _now_ms()))
-            self._messages.append("execution_success")
+            stamp = _now_ms()
+            self._to_client_text(lambda: prompt_event_message("execution_success", self._prompt_json, stamp))
+            self._record("execution_success", {"prompt_id": self.prompt_id, "timestamp": stamp})
         entry = {
             "prompt": self.item.as_array(),
             "outputs": self._outputs,
@@ -361,7 +391,7 @@ class Run:
             "timestamp": _now_ms(),
         }
         self._hub.send("execution_interrupted", data, self.client_id)
-        self._messages.append("execution_interrupted")
+        self._record("execution_interrupted", data)
 
     def _report_error(self, exception_type: str, message: str, values: dict[str, Outputs]) -> None:
         node_id = self._node_id
@@ -387,7 +417,7 @@ class Run:
             "timestamp": _now_ms(),
         }
         self._to_client("execution_error", data)
-        self._messages.append(f"execution_error: {exception_message}")
+        self._record("execution_error", data, f"execution_error: {exception_message}")
 
     def _current_inputs(self, node: dict[str, Any]) -> dict[str, list[Any]]:
         definition = NODES[node["class_type"]]

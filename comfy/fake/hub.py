@@ -147,12 +147,16 @@ class Hub:
         self.sockets: dict[str, Connection] = {}
 
     def add(self, connection: Connection) -> None:
-        """A reconnect with the same client id replaces the older socket, as in ComfyUI."""
+        """A reconnect with the same client id replaces the older socket, as in ComfyUI: the older one stays
+        open but gets nothing more."""
         self.sockets[connection.sid] = connection
 
-    def remove(self, connection: Connection) -> None:
-        if self.sockets.get(connection.sid) is connection:
-            del self.sockets[connection.sid]
+    def remove(self, connection: Connection, *, by_client_id: bool = False) -> None:
+        """Forget a closed socket. With `by_client_id` (upstream's server.py: `sockets.pop(sid)` when any
+        socket of that client id closes) the socket now registered under its client id goes too, even when
+        it is a newer one that replaced it."""
+        if by_client_id or self.sockets.get(connection.sid) is connection:
+            self.sockets.pop(connection.sid, None)
 
     def _targets(self, sid: str | None) -> list[Connection]:
         if sid is None:
@@ -179,16 +183,27 @@ class Hub:
         if target is not None:
             target.put(message)
 
-    def send_preview(self, jpeg: bytes, metadata: dict[str, Any], sid: str | None = None) -> None:
-        legacy: bytes | None = None
-        with_metadata: bytes | None = None
+    def wants_preview(self, sid: str | None, *, legacy: bool) -> bool:
+        """Whether a preview for `sid` (every socket when None) would reach anyone: any target that
+        announced `supports_preview_metadata`, or (with `legacy`) any that did not."""
+        return any(c.supports_preview_metadata or legacy for c in self._targets(sid))
+
+    def send_metadata_preview(self, jpeg: bytes, metadata: dict[str, Any], sid: str | None = None) -> None:
+        """A type-4 frame to the targets that announced `supports_preview_metadata`."""
+        frame: bytes | None = None
         for connection in self._targets(sid):
             if connection.supports_preview_metadata:
-                with_metadata = with_metadata or metadata_preview_frame(jpeg, metadata)
-                connection.put(with_metadata)
-            else:
-                legacy = legacy or legacy_preview_frame(jpeg)
-                connection.put(legacy)
+                frame = frame or metadata_preview_frame(jpeg, metadata)
+                connection.put(frame)
+
+    def send_legacy_preview(self, jpeg: bytes, sid: str | None = None, *, flagged_too: bool = False) -> None:
+        """A type-1 frame to the targets that did not announce `supports_preview_metadata` (to every target
+        with `flagged_too`: upstream's previews of a prompt without client_id)."""
+        frame: bytes | None = None
+        for connection in self._targets(sid):
+            if flagged_too or not connection.supports_preview_metadata:
+                frame = frame or legacy_preview_frame(jpeg)
+                connection.put(frame)
 
     def close_all(self) -> None:
         for connection in list(self.sockets.values()):

@@ -43,6 +43,10 @@ class NodeContext(Protocol):
     def preview_enabled(self) -> bool:
         """Whether previews may be sent at all (FakeConfig.preview)."""
 
+    @property
+    def abs_paths(self) -> bool:
+        """Whether saved images are reported with their `abs_path` (the packaging does, upstream does not)."""
+
     async def sleep(self, seconds: float) -> None:
         """Sleep, raising if the prompt is interrupted meanwhile."""
 
@@ -179,7 +183,8 @@ async def _save(images: list[Image.Image], kind: str, prefix: str, ctx: NodeCont
             raise NodeError("Exception", str(ex)) from ex
         data = await render.offload(image.width * image.height, partial(render.png_bytes, image))
         ctx.store.save(kind, subfolder, filename, data)
-        entries.append({"abs_path": str(path), "filename": filename, "subfolder": subfolder, "type": kind})
+        entry = {"filename": filename, "subfolder": subfolder, "type": kind}
+        entries.append({"abs_path": str(path), **entry} if ctx.abs_paths else entry)
     return {"images": entries}
 
 

@@ -2,6 +2,8 @@
 
 JSON is serialised like aiohttp's `json_response` (default `json.dumps` separators) and typed
 `application/json; charset=utf-8`; bodiless answers carry no content type, as in the recordings.
+Where the builds differ (`FakeConfig.dialect`, see tests/recordings/upstream/README.md) each route answers
+as the chosen one: `/features`, `/system_stats`'s values, `/object_info`'s keys and `/queue`'s entries.
 """
 
 from __future__ import annotations
@@ -17,16 +19,26 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from comfy.fake.catalog import NODES, object_info
+from comfy.fake.catalog import MODEL_FILES, NODES, object_info
 from comfy.fake.state import FakeComfy
 from comfy.fake.stats import Instant
 
-SERVER_FEATURES: dict[str, Any] = {
-    "supports_preview_metadata": True,
-    "max_upload_size": 104857600,
-    "extension": {"manager": {"supports_v4": True}},
-}
-_COMFYUI_VERSION = "0.12.1"
+UPSTREAM_FEATURES: dict[str, Any] = {"supports_preview_metadata": True, "max_upload_size": 104857600}
+PACKAGING_FEATURES: dict[str, Any] = {**UPSTREAM_FEATURES, "extension": {"manager": {"supports_v4": True}}}
+# (os, comfyui_version, required_frontend_version, installed and required templates version, pytorch_version)
+_UPSTREAM_SYSTEM = (os.name, "0.3.64", "1.27.10", "0.1.95", "0.1.95", "2.14.1+cu130")
+_PACKAGING_SYSTEM = (sys.platform, "0.12.1", "1.58.1", "0.11.97", "0.7.51", "2.13.0+cpu")
+# `/models`: upstream's folder names (recording 19).
+_MODEL_FOLDERS = [
+    "checkpoints", "configs", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision", "style_models",
+    "embeddings", "diffusers", "vae_approx", "controlnet", "gligen", "upscale_models", "custom_nodes",
+    "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders",
+]  # fmt: skip
+
+
+def server_features(upstream: bool) -> dict[str, Any]:
+    """`GET /features`, and the `feature_flags` reply on the websocket."""
+    return UPSTREAM_FEATURES if upstream else PACKAGING_FEATURES
 
 
 def json_response(data: Any, status_code: int = 200) -> Response:
@@ -42,6 +54,10 @@ def _fake(request: Request) -> FakeComfy:
     return fake
 
 
+def _upstream(request: Request) -> bool:
+    return _fake(request).config.dialect == "upstream"
+
+
 def _memory() -> tuple[int, int]:
     try:
         page = os.sysconf("SC_PAGE_SIZE")
@@ -52,18 +68,21 @@ def _memory() -> tuple[int, int]:
 
 async def system_stats(request: Request) -> Response:
     total, free = _memory()
+    system, version, frontend, installed, required, pytorch = (
+        _UPSTREAM_SYSTEM if _upstream(request) else _PACKAGING_SYSTEM
+    )
     return json_response(
         {
             "system": {
-                "os": sys.platform,
+                "os": system,
                 "ram_total": total,
                 "ram_free": free,
-                "comfyui_version": _COMFYUI_VERSION,
-                "required_frontend_version": "1.58.1",
-                "installed_templates_version": "0.11.97",
-                "required_templates_version": "0.7.51",
+                "comfyui_version": version,
+                "required_frontend_version": frontend,
+                "installed_templates_version": installed,
+                "required_templates_version": required,
                 "python_version": sys.version,
-                "pytorch_version": "2.13.0+cpu",
+                "pytorch_version": pytorch,
                 "embedded_python": False,
                 "argv": ["main.py", "--cpu", "--fake", platform.node()],
             },
@@ -83,17 +102,33 @@ async def system_stats(request: Request) -> Response:
 
 
 async def get_object_info(request: Request) -> Response:
-    return json_response(object_info())
+    return json_response(object_info(upstream=_upstream(request)))
 
 
 async def get_node_info(request: Request) -> Response:
     name = request.path_params["node_class"]
     node = NODES.get(name)
-    return json_response({} if node is None else {name: node.object_info()})
+    return json_response({} if node is None else {name: node.object_info(upstream=_upstream(request))})
 
 
 async def features(request: Request) -> Response:
-    return json_response(SERVER_FEATURES)
+    return json_response(server_features(_upstream(request)))
+
+
+async def models(request: Request) -> Response:
+    return json_response(_MODEL_FOLDERS)
+
+
+async def models_in(request: Request) -> Response:
+    """`GET /models/{folder}`: the files the fake's loaders offer; 404 for a folder ComfyUI does not know."""
+    folder = request.path_params["folder"]
+    if folder not in _MODEL_FOLDERS:
+        return Response(status_code=404)
+    return json_response(MODEL_FILES.get(folder, []))
+
+
+async def extensions(request: Request) -> Response:
+    return json_response([])
 
 
 async def embeddings(request: Request) -> Response:
@@ -147,7 +182,7 @@ async def post_interrupt(request: Request) -> Response:
 def _queue_entries(fake: FakeComfy) -> dict[str, list[Any]]:
     running = [] if fake.queue.running is None else [fake.queue.running]
     pending = fake.queue.pending()
-    if fake.config.queue_array_form:
+    if fake.config.queue_array_form or fake.config.dialect == "upstream":
         return {
             "queue_running": [item.as_array() for item in running],
             "queue_pending": [item.as_array() for item in pending],
@@ -222,6 +257,9 @@ ROUTES = [
     Route("/object_info/{node_class}", get_node_info, methods=["GET"]),
     Route("/features", features, methods=["GET"]),
     Route("/embeddings", embeddings, methods=["GET"]),
+    Route("/models", models, methods=["GET"]),
+    Route("/models/{folder}", models_in, methods=["GET"]),
+    Route("/extensions", extensions, methods=["GET"]),
     Route("/prompt", get_prompt, methods=["GET"]),
     Route("/interrupt", post_interrupt, methods=["POST"]),
     Route("/queue", get_queue, methods=["GET"]),

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.types import ASGIApp
 
 from comfy.fake import asgi
-from comfy.fake.config import FakeConfig
+from comfy.fake.config import Dialect, FakeConfig
 from comfy.fake.control import CONTROL_ROUTES
 from comfy.fake.routes import ROUTES
 from comfy.fake.state import FakeComfy
@@ -115,9 +115,9 @@ async def running_fake(
         yield FakeHandle(url=f"http://{bound_host}:{bound_port}", fake=fake, config=fake.config)
 
 
-def serve_fake(*, host: str, port: int, step_time: float | None, preview: bool) -> None:
+def serve_fake(*, host: str, port: int, step_time: float | None, preview: bool, dialect: Dialect = "upstream") -> None:
     """Serve until interrupted (the CLI's `safelight fake-comfy`)."""
-    config = FakeConfig(preview=preview)
+    config = FakeConfig(preview=preview, dialect=dialect)
     if step_time is not None:
         config.step_time = step_time
     if not logging.getLogger().handlers:

@@ -77,13 +77,17 @@ class FakeComfy:
         if "prompt" not in body:
             return 400, no_prompt().body
         prompt_id = str(body.get("prompt_id", uuid.uuid4()))
-        result = validate_prompt(body["prompt"])
+        upstream = self.config.dialect == "upstream"
+        result = validate_prompt(body["prompt"], upstream=upstream)
         extra_data: dict[str, Any] = dict(body.get("extra_data", {}))
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
         if not isinstance(result, Accepted):
             return 400, result.body
-        sensitive = {key: extra_data.pop(key) for key in SENSITIVE_EXTRA_DATA_KEYS if key in extra_data}
-        extra_data["create_time"] = int(time.time() * 1000)
+        sensitive: dict[str, Any] = {}
+        if not upstream:
+            # The packaging keeps credentials out of extra_data and stamps the submission (upstream: neither).
+            sensitive = {key: extra_data.pop(key) for key in SENSITIVE_EXTRA_DATA_KEYS if key in extra_data}
+            extra_data["create_time"] = int(time.time() * 1000)
         self.queue.put(QueueItem(number, prompt_id, result.prompt, extra_data, result.outputs, sensitive))
         return 200, {"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors}

@@ -1,4 +1,9 @@
-"""Prompt validation with the exact error bodies ComfyUI answers (HTTP 400) — recording 11.
+"""Prompt validation with the exact error bodies ComfyUI answers (HTTP 400) — recordings 11 and 14.
+
+Upstream (0.3.64) and the packaging (0.12.1) differ in a few bodies: an unknown or missing class_type is
+`invalid_prompt` with an empty `extra_info` upstream (`missing_node_type` naming the node in the
+packaging); `prompt_outputs_failed_validation` has an empty `extra_info` upstream; a return type mismatch
+is worded differently; the tracebacks name other files.
 
 The walk follows ComfyUI's `validate_prompt`/`validate_inputs`: class checks first, then each output node
 validated recursively through its links; an invalid upstream node makes its dependants invalid without
@@ -49,7 +54,16 @@ _VALIDATION_STACK = [
     '  File "/opt/ComfyUI/comfy/cmd/execution.py", line 1348, in _validate_prompt\n'
     "    extra_info['traceback'] = traceback.format_stack()\n",
 ]
-# The frames ComfyUI reports when validating a link to a node id that is not in the prompt.
+# The frames upstream ComfyUI reports when validating a link to a node id that is not in the prompt.
+_UPSTREAM_LINK_TRACEBACK = [
+    '  File "/srv/ComfyUI/execution.py", line 1010, in validate_prompt\n'
+    "    m = await validate_inputs(prompt_id, prompt, o, validated)\n"
+    "        ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n",
+    '  File "/srv/ComfyUI/execution.py", line 788, in validate_inputs\n'
+    "    o_class_type = prompt[o_id]['class_type']\n"
+    "                   ~~~~~~^^^^^^\n",
+]
+# The same frames in the packaging.
 _LINK_TRACEBACK = [
     '  File "/opt/ComfyUI/comfy/cmd/execution.py", line 1282, in _validate_prompt\n'
     "    m = await validate_inputs(prompt_id, prompt, o, validated)\n"
@@ -87,10 +101,20 @@ def no_prompt() -> Rejected:
     return Rejected({"error": error, "node_errors": {}})
 
 
-def validate_prompt(prompt: dict[str, Any]) -> Accepted | Rejected:
-    """Validate an API-format prompt. Malformed shapes raise (the server answers 500, as ComfyUI does)."""
+def validate_prompt(prompt: dict[str, Any], *, upstream: bool = True) -> Accepted | Rejected:
+    """Validate an API-format prompt, answering as upstream ComfyUI or (`upstream=False`) as the packaging.
+    Malformed shapes raise (the server answers 500, as ComfyUI does)."""
     outputs: list[str] = []
+    link_traceback = _UPSTREAM_LINK_TRACEBACK if upstream else _LINK_TRACEBACK
     for node_id, node in prompt.items():
+        if upstream and ("class_type" not in node or node["class_type"] not in NODES):
+            message = (
+                f"Cannot execute because node {node['class_type']} does not exist."
+                if "class_type" in node
+                else "Cannot execute because a node is missing the class_type property."
+            )
+            error = _error("invalid_prompt", message, f"Node ID '#{node_id}'", {})
+            return Rejected({"error": error, "node_errors": {}})
         if "class_type" not in node:
             title = node.get("_meta", {}).get("title")
             error = _error(
@@ -124,7 +148,7 @@ def validate_prompt(prompt: dict[str, Any]) -> Accepted | Rejected:
     validated: dict[str, Result] = {}
     for output in outputs:
         try:
-            valid, reasons, _ = _validate_inputs(prompt, output, validated)
+            valid, reasons, _ = _validate_inputs(prompt, output, validated, upstream)
         except Exception as ex:
             valid = False
             reasons = [
@@ -132,7 +156,7 @@ def validate_prompt(prompt: dict[str, Any]) -> Accepted | Rejected:
                     "exception_during_validation",
                     "Exception when validating node",
                     str(ex),
-                    {"exception_type": type(ex).__name__, "traceback": list(_LINK_TRACEBACK)},
+                    {"exception_type": type(ex).__name__, "traceback": list(link_traceback)},
                 )
             ]
             validated[output] = (False, reasons, output)
@@ -153,12 +177,16 @@ def validate_prompt(prompt: dict[str, Any]) -> Accepted | Rejected:
 
     if good:
         return Accepted(prompt=prompt, outputs=good, node_errors=node_errors)
-    return Rejected({"error": _outputs_failed(failures, node_errors), "node_errors": node_errors})
+    return Rejected({"error": _outputs_failed(failures, node_errors, upstream), "node_errors": node_errors})
 
 
-def _outputs_failed(failures: list[tuple[str, list[dict[str, Any]]]], node_errors: dict[str, Any]) -> dict[str, Any]:
+def _outputs_failed(
+    failures: list[tuple[str, list[dict[str, Any]]]], node_errors: dict[str, Any], upstream: bool
+) -> dict[str, Any]:
     reasons = [reason for _, output_reasons in failures for reason in output_reasons]
     details = "\n".join(f"{reason['message']}: {reason['details']}" for reason in reasons)
+    if upstream:
+        return _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details, {})
     exception_type, traceback = "ValidationError", list(_VALIDATION_STACK)
     for reason in reasons:
         if reason["type"] == "exception_during_validation":
@@ -169,7 +197,7 @@ def _outputs_failed(failures: list[tuple[str, list[dict[str, Any]]]], node_error
     return _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details, extra_info)
 
 
-def _validate_inputs(prompt: dict[str, Any], node_id: str, validated: dict[str, Result]) -> Result:
+def _validate_inputs(prompt: dict[str, Any], node_id: str, validated: dict[str, Result], upstream: bool) -> Result:
     if node_id in validated:
         return validated[node_id]
     node = prompt[node_id]
@@ -190,7 +218,7 @@ def _validate_inputs(prompt: dict[str, Any], node_id: str, validated: dict[str, 
         value = inputs[name]
         config = list(spec)
         if isinstance(value, list):
-            linked = _check_link(prompt, name, value, input_type, config, validated)
+            linked = _check_link(prompt, name, value, input_type, config, validated, upstream)
             if isinstance(linked, dict):
                 errors.append(linked)
             elif linked is False:
@@ -211,6 +239,7 @@ def _check_link(
     input_type: Any,
     config: list[Any],
     validated: dict[str, Result],
+    upstream: bool,
 ) -> dict[str, Any] | bool | None:
     """None: the link is good; False: the linked node is invalid; a dict: this input's own error."""
     if len(value) != 2:
@@ -227,7 +256,9 @@ def _check_link(
         return _error(
             "return_type_mismatch",
             "Return type mismatch between linked nodes",
-            f"{name}, {received_type} != {input_type}",
+            f"{name}, received_type({received_type}) mismatch input_type({input_type})"
+            if upstream
+            else f"{name}, {received_type} != {input_type}",
             {
                 "input_name": name,
                 "input_config": config,
@@ -236,7 +267,7 @@ def _check_link(
             },
         )
     try:
-        ok, _, _ = _validate_inputs(prompt, source_id, validated)
+        ok, _, _ = _validate_inputs(prompt, source_id, validated, upstream)
     except Exception as ex:
         reasons = [
             _error(
@@ -248,7 +279,7 @@ def _check_link(
                     "input_config": config,
                     "exception_message": str(ex),
                     "exception_type": type(ex).__name__,
-                    "traceback": list(_LINK_TRACEBACK),
+                    "traceback": list(_UPSTREAM_LINK_TRACEBACK if upstream else _LINK_TRACEBACK),
                     "linked_node": value,
                 },
             )

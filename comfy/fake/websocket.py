@@ -1,5 +1,11 @@
 """`GET /ws?clientId=`: ComfyUI's websocket, with the feature-flag handshake of recording 03.
 
+One socket per client id, as in ComfyUI's server.py: a new connection with a known client id replaces the
+older one (which stays open and gets nothing more). A client reconnecting while its prompt runs gets
+`status`, then `executing {"node": <current>}` without prompt_id, then the prompt's messages from there
+on (recordings 09 and 13). Upstream forgets a client id when ANY of its sockets closes (`sockets.pop(sid)`),
+so the older socket closing after a reconnect cuts the newer one off too; the upstream dialect does the same.
+
 A plain ASGI app rather than a Starlette `WebSocket` endpoint: every frame of every prompt goes through
 `_send_loop`, and Starlette's wrapper added a few state checks and calls to each.
 """
@@ -15,7 +21,7 @@ from starlette.datastructures import QueryParams
 from starlette.types import Receive, Scope, Send
 
 from comfy.fake.hub import Connection
-from comfy.fake.routes import SERVER_FEATURES
+from comfy.fake.routes import server_features
 from comfy.fake.state import FakeComfy
 
 
@@ -35,11 +41,11 @@ class WebSocketEndpoint:
         if node is not None:
             connection.put(json.dumps({"type": "executing", "data": {"node": node}}))
         sender = asyncio.create_task(_send_loop(send, connection))
-        receiver = asyncio.create_task(_receive_loop(receive, connection))
+        receiver = asyncio.create_task(_receive_loop(receive, connection, fake))
         try:
             await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            fake.hub.remove(connection)
+            fake.hub.remove(connection, by_client_id=fake.config.dialect == "upstream")
             for task in (sender, receiver):
                 task.cancel()
             for task in (sender, receiver):
@@ -62,7 +68,7 @@ async def _send_loop(send: Send, connection: Connection) -> None:
                 await send({"type": "websocket.send", "text": frame})
 
 
-async def _receive_loop(receive: Receive, connection: Connection) -> None:
+async def _receive_loop(receive: Receive, connection: Connection, fake: FakeComfy) -> None:
     first = True
     while True:
         message = await receive()
@@ -81,5 +87,6 @@ async def _receive_loop(receive: Receive, connection: Connection) -> None:
             connection.supports_preview_metadata = isinstance(flags, dict) and bool(
                 flags.get("supports_preview_metadata")
             )
-            connection.put(json.dumps({"type": "feature_flags", "data": SERVER_FEATURES}))
+            features = server_features(fake.config.dialect == "upstream")
+            connection.put(json.dumps({"type": "feature_flags", "data": features}))
         first = False
