@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     retry_max_delay_s: float = Field(default=60.0, ge=0)
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
     comfy_timeout_s: float = Field(default=30.0, gt=0)
+    # No ComfyUI backend reachable: a job waits this long (phase BACKEND_WAIT, not an attempt), then FAILED.
+    backend_wait_s: float = Field(default=600.0, ge=0)
+    # Silence while a prompt executes before the worker asks /queue and /history where it is.
+    comfy_watchdog_s: float = Field(default=10.0, gt=0)
     catalog_ttl_s: float = Field(default=30.0, ge=0)
 
     # Per-user limits and input bounds.

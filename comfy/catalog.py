@@ -9,11 +9,11 @@ and the newer `["COMBO", {"options": [...]}]`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Catalog", "CatalogKind"]
+__all__ = ["Catalog", "CatalogKind", "merge_object_info"]
 
 CatalogKind = Literal["checkpoints", "loras", "samplers", "schedulers"]
 
@@ -32,11 +32,15 @@ class Catalog:
     samplers: tuple[str, ...] = ()
     schedulers: tuple[str, ...] = ()
     node_classes: frozenset[str] = frozenset()
+    # The node classes as `/object_info` describes them (what comfy.workflow_check checks against);
+    # not compared: two catalogues are equal when they offer the same choices and classes.
+    object_info: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_object_info(cls, info: Mapping[str, Any]) -> Catalog:
         values = {kind: _choices(info, node, name) for kind, (node, name) in _SOURCES.items()}
-        return cls(node_classes=frozenset(info), **values)
+        specs = {str(name): spec for name, spec in info.items() if isinstance(spec, Mapping)}
+        return cls(node_classes=frozenset(info), object_info=specs, **values)
 
     def choices(self, kind: str) -> tuple[str, ...]:
         """The choices of one kind ("checkpoints", "loras", "samplers", "schedulers")."""
@@ -71,3 +75,43 @@ def _combo_options(entry: Any) -> tuple[str, ...]:
         if isinstance(options, list | tuple):
             return tuple(str(v) for v in options)
     return ()
+
+
+def merge_object_info(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several backends' node classes as one: a class any backend offers, each choice input offering
+    what any backend offers (the first backend's declaration otherwise)."""
+    merged: dict[str, Any] = {}
+    for info in infos:
+        for name, spec in info.items():
+            if name not in merged:
+                merged[name] = spec
+            elif spec is not merged[name]:
+                merged[name] = _merge_choices(merged[name], spec)
+    return merged
+
+
+def _merge_choices(first: Mapping[str, Any], other: Mapping[str, Any]) -> Mapping[str, Any]:
+    first_inputs, other_inputs = first.get("input"), other.get("input")
+    if not isinstance(first_inputs, Mapping) or not isinstance(other_inputs, Mapping):
+        return first
+    inputs: dict[str, Any] = dict(first_inputs)
+    for section, group in first_inputs.items():
+        theirs = other_inputs.get(section)
+        if not isinstance(group, Mapping) or not isinstance(theirs, Mapping):
+            continue
+        merged_group: dict[str, Any] = dict(group)
+        for name, entry in group.items():
+            ours_options, their_options = _combo_options(entry), _combo_options(theirs.get(name))
+            if ours_options and their_options and set(their_options) - set(ours_options):
+                union = list(dict.fromkeys((*ours_options, *their_options)))
+                merged_group[name] = (
+                    [union, *entry[1:]]
+                    if isinstance(entry[0], list | tuple)
+                    else [
+                        entry[0],
+                        {**entry[1], "options": union},
+                        *entry[2:],
+                    ]
+                )
+        inputs[section] = merged_group
+    return {**first, "input": inputs}

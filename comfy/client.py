@@ -1,8 +1,9 @@
 """An async HTTP client for one ComfyUI backend.
 
 One `ComfyClient` wraps one `httpx.AsyncClient`; create it in a lifecycle hook
-and close it there. Every call has a timeout. Transport failures, timeouts and
-5xx answers raise `ComfyUnavailable` (transient); answers this client cannot
+and close it there. Every call has a timeout. Transport failures and timeouts
+raise `ComfyUnreachable` (the backend is away), 5xx answers its base class
+`ComfyUnavailable` (both transient); answers this client cannot
 read raise `ComfyProtocolError`; a 400 from `POST /prompt` raises
 `PromptValidationError` (permanent).
 
@@ -17,12 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from comfy.catalog import Catalog
-from comfy.errors import ComfyProtocolError, ComfyUnavailable, PromptValidationError
+from comfy.errors import ComfyProtocolError, ComfyUnavailable, ComfyUnreachable, PromptValidationError
 from comfy.events import Failed, NodeOutput, OutputImage, failed_from, parse_images
 from comfy.transport import Http11Transport
 
@@ -35,7 +36,20 @@ __all__ = [
     "QueueSnapshot",
     "Submitted",
     "SystemStats",
+    "without_credentials",
 ]
+
+
+def without_credentials(url: str) -> str:
+    """`url` without its user and password (`http://user:secret@host:8188` → `http://host:8188`)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +95,13 @@ class QueueSnapshot:
         for index, item in enumerate(self.pending):
             if item.prompt_id == prompt_id:
                 return index + 1
+        return None
+
+    def item(self, prompt_id: str) -> QueueItem | None:
+        """The running or pending entry of `prompt_id`, with the client id it was submitted with."""
+        for item in (*self.running, *self.pending):
+            if item.prompt_id == prompt_id:
+                return item
         return None
 
     def __contains__(self, prompt_id: object) -> bool:
@@ -229,6 +250,12 @@ class SystemStats:
         )
 
 
+def _describe(exc: Exception) -> str:
+    """A transport error for a message: its kind and the OS's words, not its request (and URL)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
 class ComfyClient:
     def __init__(
         self,
@@ -238,6 +265,7 @@ class ComfyClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.display_url = without_credentials(self.base_url)  # for messages: they end up in errors
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
@@ -273,15 +301,17 @@ class ComfyClient:
         try:
             response = await self._http.request(method, path, json=json, params=params)
         except httpx.TimeoutException as exc:
-            raise ComfyUnavailable(f"{method} {self.base_url}{path} timed out") from exc
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            raise ComfyUnreachable(f"{method} {self.display_url}{path} timed out", sent=sent) from exc
         except httpx.TransportError as exc:
-            raise ComfyUnavailable(f"{method} {self.base_url}{path} failed: {exc!r}") from exc
+            sent = not isinstance(exc, httpx.ConnectError)
+            raise ComfyUnreachable(f"{method} {self.display_url}{path} failed: {_describe(exc)}", sent=sent) from exc
         status = response.status_code
         if status in ok:
             return response
         if status >= 500 or status in (408, 429):
-            raise ComfyUnavailable(f"{method} {self.base_url}{path} answered {status}")
-        raise ComfyProtocolError(f"{method} {self.base_url}{path} answered {status}: {response.text[:300]}")
+            raise ComfyUnavailable(f"{method} {self.display_url}{path} answered {status}")
+        raise ComfyProtocolError(f"{method} {self.display_url}{path} answered {status}: {response.text[:300]}")
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self._request(method, path, **kwargs)
@@ -292,9 +322,17 @@ class ComfyClient:
 
     # -- API ---------------------------------------------------------------------------------
 
-    async def submit(self, workflow: Mapping[str, Any], *, prompt_id: str, client_id: str) -> Submitted:
-        """`POST /prompt` with our own prompt id. ComfyUI does not deduplicate: check history first."""
-        body = {"prompt": workflow, "client_id": client_id, "prompt_id": prompt_id}
+    async def submit(
+        self, workflow: Mapping[str, Any], *, prompt_id: str, client_id: str, number: int | None = None
+    ) -> Submitted:
+        """`POST /prompt` with our own prompt id. ComfyUI does not deduplicate: check history first.
+
+        `number` places the prompt in the queue (lower runs first) instead of at its end: a prompt
+        taken back from the queue and submitted again keeps its place.
+        """
+        body: dict[str, Any] = {"prompt": workflow, "client_id": client_id, "prompt_id": prompt_id}
+        if number is not None:
+            body["number"] = number
         response = await self._request("POST", "/prompt", json=body, ok=(200, 400))
         try:
             answer = response.json()

@@ -37,7 +37,15 @@ class ComfyUnavailable(ComfyError):
 
 class ComfyUnreachable(ComfyUnavailable):
     """No answer at all (connection refused or reset, timeout, socket closed): the backend is away,
-    as opposed to answering 5xx. Waiting for it to come back is not a failed attempt."""
+    as opposed to answering 5xx. Waiting for it to come back is not a failed attempt.
+
+    `sent` is False when the request cannot have reached the backend (no connection was made), so a
+    submit that failed this way certainly queued nothing.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class ComfyProtocolError(ComfyError):

@@ -23,6 +23,7 @@ from comfy.errors import ComfyProtocolError
 
 __all__ = [
     "ComfyEvent",
+    "Disconnected",
     "ExecutionStarted",
     "Failed",
     "Finished",
@@ -154,6 +155,15 @@ class Reconnected:
     """The socket was down for a while: events may be missing, reconcile from /history and /queue."""
 
 
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The socket just closed (it reconnects by itself): no live events until `Reconnected`.
+
+    Sent the moment the close is seen, so a consumer can ask /queue and /history at once instead
+    of waiting for a silence to last.
+    """
+
+
 ComfyEvent = (
     ExecutionStarted
     | NodesCached
@@ -168,6 +178,7 @@ ComfyEvent = (
     | Finished
     | QueueStatus
     | Reconnected
+    | Disconnected
 )
 
 _Parser = Callable[[dict[str, Any], str | None], ComfyEvent | None]

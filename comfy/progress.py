@@ -9,10 +9,13 @@ The rule (what the UI's percent means):
   sampler that reports 30 steps weighs 30 even if its `steps` said otherwise).
 * A node is done when it is cached (`execution_cached`), when it produced
   output (`executed`), when `progress_state` says it finished, or when ComfyUI
-  moves on to another node. A running node contributes `value / max` of its
-  weight.
-* percent = 100 * done units / total units, never decreasing, and held below
-  100 until `execution_success`; it is exactly 100 only then.
+  moves on to another node; so is every node it takes input from, directly or
+  not, once it runs (what a tracker that joined mid-run, after a takeover or a
+  reconnect, learns from the first node it hears of). A running node
+  contributes `value / max` of its weight.
+* percent = 100 * done units / total units, never decreasing (nor below the
+  `floor` a tracker that joined mid-run starts from), and held below 100 until
+  `execution_success`; it is exactly 100 only then.
 
 Nodes that ComfyUI reports but the workflow does not contain (expanded
 sub-nodes) are ignored. Only events of the tracked workflow's prompt should be
@@ -75,9 +78,10 @@ class ProgressSnapshot:
 
 
 class ProgressTracker:
-    def __init__(self, workflow: Mapping[str, Any]) -> None:
+    def __init__(self, workflow: Mapping[str, Any], *, floor: float = 0.0) -> None:
         self._classes: dict[str, str] = {}
         self._weight: dict[str, float] = {}
+        self._inputs: dict[str, tuple[str, ...]] = {}  # the nodes each node links to
         for node_id, node in workflow.items():
             node_class = str(node.get("class_type", "")) if isinstance(node, Mapping) else ""
             inputs = node.get("inputs") if isinstance(node, Mapping) else None
@@ -85,11 +89,13 @@ class ProgressTracker:
             weight = float(steps) if type(steps) is int and steps > 0 else 1.0
             self._classes[str(node_id)] = node_class
             self._weight[str(node_id)] = weight
+            links = (v for v in inputs.values() if isinstance(v, list) and len(v) == 2) if inputs else ()
+            self._inputs[str(node_id)] = tuple(str(link[0]) for link in links)
         self._total = sum(self._weight.values()) or 1.0
         self._done: dict[str, float] = {}  # units done per node
-        self._percent = 0.0
+        self._percent = min(_BELOW_DONE, max(0.0, floor))
         self._succeeded = False
-        self._snapshot = ProgressSnapshot(0.0, None, None, None, None, "queued")
+        self._snapshot = ProgressSnapshot(round(self._percent, 2), None, None, None, None, "queued")
 
     @property
     def snapshot(self) -> ProgressSnapshot:
@@ -106,12 +112,14 @@ class ProgressTracker:
                 self._set_done(event.node, min(float(event.value), self._weight[event.node]))
                 if event.node != node:
                     self._finish_current(node)
+                    self._finish_inputs(event.node)
                     node = event.node
                     phase = phase_of(self._classes.get(node))
             step, max_steps = event.value, event.max
         elif isinstance(event, NodeExecuting):
             if event.node != node:
                 self._finish_current(node)
+                self._finish_inputs(event.node)
                 node, step, max_steps = event.node, None, None
                 phase = phase_of(self._classes.get(node))
         elif isinstance(event, ProgressState):
@@ -160,6 +168,18 @@ class ProgressTracker:
     def _set_done(self, node_id: str, units: float) -> None:
         if units > self._done.get(node_id, 0.0):
             self._done[node_id] = units
+
+    def _finish_inputs(self, node: str) -> None:
+        """`node` runs: everything it takes input from has run (only when the node changes, not per step)."""
+        pending = list(self._inputs.get(node, ()))
+        seen: set[str] = set()
+        while pending:
+            source = pending.pop()
+            if source in seen or source not in self._weight:
+                continue
+            seen.add(source)
+            self._set_done(source, self._weight[source])
+            pending.extend(self._inputs.get(source, ()))
 
     def _finish_current(self, node: str | None) -> None:
         if node is not None and node in self._weight:

@@ -5,13 +5,24 @@ runs, reconnecting forever with exponential backoff and full jitter. Each job
 calls `subscribe(prompt_id)` and iterates the events of its own prompt.
 
 Demultiplexing: events are routed by `prompt_id`. Messages that carry none
-(an `executing` replayed to a reconnecting client by older servers, type-1
-preview frames) go to the prompt this socket last saw start or execute a node
-on this backend.
+(type-1 preview frames) go to the prompt this socket last saw start or execute
+a node on this connection.
 
-Gaps: whenever a connection opens, every subscription that exists at that
-moment receives `Reconnected()` first (it lived through a time without a
-socket, so events may be missing). The consumer must then ask `/history` and
+Reconnecting: ComfyUI sends execution messages only to the socket of the
+client id that submitted the prompt, and keeps one socket per client id. A
+socket that connects with that client id while the prompt runs first gets
+`executing {node}` without a prompt id (upstream recordings 09 and 13), then
+every later message. Which prompt that node belongs to is not said, and this
+socket does not guess: after a (re)connect it holds the node until a consumer
+that asked `/queue` says which of its prompts runs (`mark_running`), unless a
+message naming the prompt came first. A socket opened to follow one prompt
+(`follows=`: a job that took over a prompt submitted under another worker's
+client id) attributes it to that prompt at once.
+
+Gaps: the moment a connection closes, every subscription receives
+`Disconnected()`; whenever a connection opens, every subscription that exists
+at that moment receives `Reconnected()` first (it lived through a time without
+a socket, so events may be missing). The consumer must then ask `/history` and
 `/queue` what happened; the socket never guesses.
 
 Backoff: the n-th consecutive failed attempt waits a uniformly random time
@@ -40,9 +51,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from comfy.errors import ComfyError, ComfyUnavailable
+from comfy.client import without_credentials
+from comfy.errors import ComfyError, ComfyUnreachable
 from comfy.events import (
     ComfyEvent,
+    Disconnected,
     ExecutionStarted,
     Finished,
     NodeExecuting,
@@ -104,7 +117,7 @@ class PromptEvents:
             raise StopAsyncIteration
         if item is _SOCKET_CLOSED:
             self._queue.put_nowait(_SOCKET_CLOSED)
-            raise ComfyUnavailable("the ComfyUI websocket was closed")
+            raise ComfyUnreachable("the ComfyUI websocket was closed")
         event: ComfyEvent = item
         return event
 
@@ -141,10 +154,15 @@ class ComfySocket:
         backoff_max: float = 5.0,
         feature_flags: bool = True,
         open_timeout: float = 10.0,
+        follows: str | None = None,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
+        self.follows = follows  # the one prompt a socket opened for it follows (see the module doc)
+        self.on_connection = on_connection  # called with True when a connection opens, False when it closes
         self.url = _ws_url(self.base_url, client_id)
+        self.display_url = without_credentials(self.url)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.feature_flags = feature_flags
@@ -152,7 +170,8 @@ class ComfySocket:
         self.connected = asyncio.Event()
         self.connections = 0  # connections opened so far
         self.queue_remaining: int | None = None
-        self.current_prompt: str | None = None
+        self.current_prompt: str | None = follows
+        self._unclaimed_node: str | None = None  # `executing {node}` without prompt id, not yet placed
         self._subs: dict[str, list[PromptEvents]] = {}
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
@@ -193,16 +212,16 @@ class ComfySocket:
     ) -> None:
         await self.close()
 
-    # The interface takes a timeout so callers get ComfyUnavailable rather than a bare TimeoutError.
+    # The interface takes a timeout so callers get ComfyUnreachable rather than a bare TimeoutError.
     async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Wait for an open connection; ComfyUnavailable after `timeout` seconds."""
+        """Wait for an open connection; ComfyUnreachable after `timeout` seconds."""
         if self.connected.is_set():
             return
         try:
             async with asyncio.timeout(timeout):
                 await self.connected.wait()
         except TimeoutError:
-            raise ComfyUnavailable(f"no websocket to {self.base_url} after {timeout} s") from None
+            raise ComfyUnreachable(f"no websocket to {self.display_url} after {timeout} s") from None
 
     async def drop(self) -> None:
         """Close the current connection as if the network failed; the socket reconnects."""
@@ -236,6 +255,17 @@ class ComfySocket:
 
         return remove
 
+    def mark_running(self, prompt_id: str) -> None:
+        """`prompt_id` is the one running on this backend (its consumer asked `/queue`).
+
+        Pid-less messages go to it from now on; a node that came without a prompt id since the
+        last connect, before anything naming a prompt, is delivered to it now.
+        """
+        self.current_prompt = prompt_id
+        node, self._unclaimed_node = self._unclaimed_node, None
+        if node is not None:
+            self._route(NodeExecuting(prompt_id, node))
+
     # -- connection loop ---------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -261,14 +291,17 @@ class ComfySocket:
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, WebSocketException, ComfyError) as exc:
-                log.info("comfy websocket %s: %r", self.url, exc)
+                log.info("comfy websocket %s: %r", self.display_url, exc)
             except Exception:
-                log.exception("comfy websocket %s failed", self.url)
+                log.exception("comfy websocket %s failed", self.display_url)
             finally:
+                was_open = self._ws is not None
                 self._ws = None
                 self.connected.clear()
             if self._closing:
                 break
+            if was_open:
+                self._on_close()
             if opened_at is not None and loop.time() - opened_at > _STABLE_S:
                 attempt = 0  # a connection that held for a while resets the backoff
             opened_at = None
@@ -280,11 +313,29 @@ class ComfySocket:
         self._ws = ws
         self.connections += 1
         self.connected.set()
+        self.current_prompt = self.follows  # what ran before the gap may have ended (module doc)
+        self._unclaimed_node = None
         marker = Reconnected()
         for subs in list(self._subs.values()):
             for sub in subs:
                 sub._push(marker)
         self._notify(marker)
+        if self.on_connection is not None:
+            self.on_connection(True)
+
+    def _on_close(self) -> None:
+        marker = Disconnected()
+        for subs in list(self._subs.values()):
+            for sub in subs:
+                sub._push(marker)
+        self._notify(marker)
+        if self.on_connection is not None:
+            self.on_connection(False)
+
+    @property
+    def down(self) -> bool:
+        """A connection was open and is not now (before the first one, nothing is known)."""
+        return self.connections > 0 and not self.connected.is_set()
 
     async def _receive(self, ws: ClientConnection) -> None:
         on_text = self._on_text
@@ -304,6 +355,13 @@ class ComfySocket:
             return
         if event is not None:
             self._route(event)
+        elif message.get("type") == "executing":
+            self._on_unplaced_executing(message.get("data"))
+
+    def _on_unplaced_executing(self, data: Any) -> None:
+        """`executing {node}` without a prompt id and none known to run here: keep it for `mark_running`."""
+        if isinstance(data, dict) and data.get("prompt_id") is None and data.get("node") is not None:
+            self._unclaimed_node = str(data["node"])
 
     def _on_binary(self, frame: bytes) -> None:
         try:
@@ -326,6 +384,7 @@ class ComfySocket:
             return
         if isinstance(event, Progress | NodeExecuting | ExecutionStarted):
             self.current_prompt = event.prompt_id
+            self._unclaimed_node = None  # a message naming the prompt came first: the node is stale
         elif isinstance(event, Finished) and self.current_prompt == event.prompt_id:
             self.current_prompt = None
         if self._listeners:

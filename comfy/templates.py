@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from comfy.catalog import Catalog
+from comfy.workflow_check import check_workflow
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -54,6 +55,7 @@ __all__ = [
     "TemplateError",
     "ValidatedParams",
     "build_workflow",
+    "check_built_workflow",
     "check_raw_workflow",
     "load_template",
     "load_templates",
@@ -532,17 +534,47 @@ def _insert_loras(workflow: dict[str, Any], source: str, loras: Sequence[Mapping
                     inputs[key] = list(clip)
 
 
+def check_built_workflow(
+    template: Template, workflow: Mapping[str, Any], object_info: Mapping[str, Any]
+) -> list[FieldError]:
+    """`build_workflow`'s result checked against the backends' `/object_info` (comfy.workflow_check).
+
+    A problem in an input a parameter is written to is reported under that parameter's name (and a
+    problem in an inserted LoRA node under the loras parameter's); any other is the template's own,
+    reported under `workflow.<node>.inputs.<input>` with the template named.
+    """
+    owners: dict[tuple[str, str], str] = {}
+    for spec in template.params:
+        for target in spec.targets:
+            owners.setdefault(target, spec.name)
+    loras = next((spec.name for spec in template.params if spec.type == "loras"), None)
+    errors: list[FieldError] = []
+    for problem in check_workflow(workflow, object_info):
+        node, name = problem.node_id, problem.input_name
+        if node is not None and name is not None and (node, name) in owners:
+            errors.append(FieldError(owners[node, name], problem.message))
+        elif node is not None and node not in template.workflow and loras is not None:
+            errors.append(FieldError(loras, problem.message))
+        else:
+            message = f"template {template.name!r} does not fit the backends: {problem.message}"
+            errors.append(FieldError(problem.field, message))
+    return errors
+
+
 def check_raw_workflow(
     workflow: Any,
     *,
     allowed_classes: Collection[str],
     filename_prefix: str | None = None,
     max_nodes: int = 500,
+    object_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An admin's raw API-format workflow, shape-checked and held to the node-class allowlist.
 
-    Returns a fresh copy (with SaveImage outputs named `filename_prefix` when given);
-    raises ParamValidationError with fields like `workflow.7.class_type`.
+    With `object_info` (the backends' live node classes), also checked against it: each class,
+    input, link, value and choice (comfy.workflow_check). Returns a fresh copy (with SaveImage
+    outputs named `filename_prefix` when given); raises ParamValidationError with fields like
+    `workflow.7.class_type` and `workflow.1.inputs.width`.
     """
     if not isinstance(workflow, Mapping) or not workflow:
         raise ParamValidationError([FieldError("workflow", "must be a non-empty object of nodes")])
@@ -559,6 +591,8 @@ def check_raw_workflow(
         node_class = node["class_type"]
         if node_class not in allowed_classes:
             errors.append(FieldError(f"{where}.class_type", f"node class {node_class!r} is not allowed"))
+    if not errors and object_info is not None:
+        errors.extend(FieldError(p.field, p.message) for p in check_workflow(workflow, object_info))
     if errors:
         raise ParamValidationError(errors)
     copied: dict[str, Any] = copy.deepcopy(dict(workflow))

@@ -379,7 +379,18 @@ def _status_changes(to: Status, values: dict[str, Any] | None) -> dict[str, Any]
         changes.setdefault("phase", Phase.DONE)
         changes.setdefault("queue_position", None)
         changes.setdefault("lease", None)
+    if to.is_terminal or to is Status.RUNNING:
+        for column in _WAIT_COLUMNS:
+            changes.setdefault(column, None)  # what a wait said ends with it
+    if to is Status.SUCCEEDED or to is Status.CANCELLED:
+        # An attempt's error belongs to that attempt: a generation that ends well shows none.
+        for column in _ERROR_COLUMNS:
+            changes.setdefault(column, None)
     return changes
+
+
+_WAIT_COLUMNS = ("phase_reason", "retry_at", "deadline_at")
+_ERROR_COLUMNS = ("error_code", "error_message", "error_retryable", "error_node", "error_input")
 
 
 def _status_in(statuses: Collection[Status]) -> Any:

@@ -85,6 +85,11 @@ class Generation(Base):
     max_steps: Mapped[int | None] = mapped_column(Integer)
     current_node: Mapped[str | None] = mapped_column(String(200))
     queue_position: Mapped[int | None] = mapped_column(Integer)
+    # Why the generation waits (BACKEND_WAIT, RETRY_WAIT, UNTRACKED), its next try, and when waiting
+    # for a backend gives up: shown to subscribers and readers beside the phase.
+    phase_reason: Mapped[str | None] = mapped_column(Text)
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     # The Safelight namespace (SAFELIGHT_NAMESPACE: its Redis queue, workers and heartbeats) whose

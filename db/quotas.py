@@ -20,7 +20,7 @@ from db.states import ACTIVE
 __all__ = ["active_count", "lock_and_count_active"]
 
 # Fixed values of our own enum, not input: rendered into the statement, so it stays one prepared shape.
-_ACTIVE_ARRAY = literal_column(
+_ACTIVE_ARRAY: Any = literal_column(
     "ARRAY[" + ", ".join(f"'{status.value}'" for status in sorted(ACTIVE, key=lambda s: s.value)) + "]::text[]"
 )
 

@@ -36,6 +36,8 @@ class Phase(enum.Enum):
     EXECUTING = "EXECUTING"  # ComfyUI is running its nodes
     SAVING = "SAVING"  # fetching and storing output images
     RETRY_WAIT = "RETRY_WAIT"  # a transient failure; the next attempt is scheduled
+    BACKEND_WAIT = "BACKEND_WAIT"  # no ComfyUI backend reachable; waiting for one (not an attempt)
+    UNTRACKED = "UNTRACKED"  # ComfyUI runs the prompt, but its live events cannot be had
     DONE = "DONE"
 
 

@@ -46,7 +46,9 @@ class LoraInput:
 @strawberry.input(description="Parameters of a generation; unset fields take the template's defaults.")
 class GenerationInput:
     template: str = "txt2img"
-    prompt: str
+    prompt: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Required by templates that declare it (txt2img does)."
+    )
     negative_prompt: str | None = strawberry.UNSET
     checkpoint: str | None = strawberry.UNSET
     loras: list[LoraInput] | None = strawberry.UNSET

@@ -128,6 +128,17 @@ class Progress:
         default=None, description="When the backend reported this step (unix seconds), if it says."
     )
     waiting_row: strawberry.Private[uuid.UUID | None] = None  # set while in Safelight's own queue
+    reason: str | None = strawberry.field(
+        default=None,
+        description="Why it waits or is not tracked, for people to read (BACKEND_WAIT, RETRY_WAIT, UNTRACKED).",
+    )
+    retry_at: float | None = strawberry.field(
+        default=None, description="When the next try happens (unix seconds), in RETRY_WAIT and BACKEND_WAIT."
+    )
+    deadline_at: float | None = strawberry.field(
+        default=None, description="When waiting for a backend gives up (unix seconds), in BACKEND_WAIT."
+    )
+
 
     @strawberry.field(
         description=(
@@ -151,6 +162,9 @@ class Progress:
             max_steps=payload.get("maxSteps"),
             known_queue_position=payload.get("queuePosition"),
             emitted_at=payload.get("emittedAt"),
+            reason=payload.get("reason"),
+            retry_at=payload.get("retryAt"),
+            deadline_at=payload.get("deadlineAt"),
         )
 
 
@@ -249,6 +263,9 @@ class Generation:
                 max_steps=row.max_steps,
                 known_queue_position=row.queue_position,
                 waiting_row=row.id if row.status is DbStatus.QUEUED else None,
+                reason=row.phase_reason,
+                retry_at=None if row.retry_at is None else row.retry_at.timestamp(),
+                deadline_at=None if row.deadline_at is None else row.deadline_at.timestamp(),
             ),
             attempt=row.attempt,
             seed=row.seed,

@@ -1,19 +1,29 @@
 """The ComfyUI backends a worker uses: one HTTP client and one websocket each, health, and choice.
 
 A backend that fails `failure_threshold` calls in a row is skipped (circuit
-open) for `cooldown_s`, then tried again. The URL list is data: `reconcile()`
-adds and removes backends while jobs run, without a restart.
+open) for `cooldown_s`, then tried again; so is one whose websocket closed and
+has not reconnected yet, and a reconnect closes the circuit at once. Jobs
+waiting for a backend (`wait_for_change`) wake up when any websocket opens.
+The URL list is data: `reconcile()` adds and removes backends while jobs run,
+without a restart.
+
+Every prompt a worker submits goes out under its websocket's client id, the
+only socket ComfyUI sends that prompt's execution messages to. A job that takes
+over a prompt submitted by another (dead) worker follows it on a socket of its
+own with that worker's client id (`Backend.follow`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from comfy.client import ComfyClient
+from comfy.client import ComfyClient, without_credentials
 from comfy.socket import ComfySocket
 
 __all__ = ["Backend", "BackendPool", "NoBackend"]
@@ -38,8 +48,17 @@ class Backend:
     jobs: set[str] = field(default_factory=set)
 
     @property
+    def name(self) -> str:
+        """The backend for people to read: its URL without credentials."""
+        return without_credentials(self.url)
+
+    @property
     def healthy(self) -> bool:
-        return not self.removed and time.monotonic() >= self.open_until
+        return not self.removed and not self.socket.down and time.monotonic() >= self.open_until
+
+    def follow(self, *, client_id: str, prompt_id: str) -> ComfySocket:
+        """A socket of its own (not started) that follows `prompt_id`, submitted under `client_id`."""
+        return ComfySocket(self.url, client_id=client_id, follows=prompt_id)
 
     def succeeded(self) -> None:
         self.failures = 0
@@ -50,7 +69,7 @@ class Backend:
         if self.failures >= threshold:
             self.open_until = time.monotonic() + cooldown_s
             log.warning(
-                "backend %s unhealthy after %d failures; skipped for %.0fs", self.url, self.failures, cooldown_s
+                "backend %s unhealthy after %d failures; skipped for %.0fs", self.name, self.failures, cooldown_s
             )
 
 
@@ -68,6 +87,7 @@ class BackendPool:
         self._threshold = failure_threshold
         self._cooldown_s = cooldown_s
         self._backends: dict[str, Backend] = {}
+        self._changed: asyncio.Event | None = None
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -85,8 +105,11 @@ class BackendPool:
         for url in wanted:
             if url not in self._backends:
                 socket = ComfySocket(url, client_id=self._client_id)
+                backend = Backend(url, ComfyClient(url, timeout=self._timeout_s), socket)
+                socket.on_connection = functools.partial(self._on_connection, backend)
+                self._backends[url] = backend
                 await socket.start()
-                self._backends[url] = Backend(url, ComfyClient(url, timeout=self._timeout_s), socket)
+                self._signal()
         for url in list(self._backends):
             if url not in wanted:
                 backend = self._backends.pop(url)
@@ -113,6 +136,25 @@ class BackendPool:
         for backend in idle:
             by_checkpoint.setdefault(backend.last_checkpoint or "", backend)
         return by_checkpoint, idle[0]
+
+    def _on_connection(self, backend: Backend, up: bool) -> None:
+        if up:
+            backend.succeeded()
+            self._signal()
+
+    def _signal(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    async def wait_for_change(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Return when a backend's websocket opens (or one is added), or after `timeout` seconds."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        changed = self._changed
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await changed.wait()
 
     def record(self, backend: Backend, *, ok: bool) -> None:
         if ok:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from comfy.catalog import Catalog
+from comfy.catalog import Catalog, merge_object_info
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 
@@ -26,6 +26,7 @@ def merge_catalogs(catalogs: Sequence[Catalog]) -> Catalog:
         samplers=union("samplers"),
         schedulers=union("schedulers"),
         node_classes=frozenset().union(*(c.node_classes for c in catalogs)),
+        object_info=merge_object_info([c.object_info for c in catalogs]),
     )
 
 

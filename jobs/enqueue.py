@@ -22,6 +22,7 @@ __all__ = [
     "enqueue_generation",
     "job_id_for",
     "request_cancel",
+    "take_rate",
 ]
 
 JOB_FUNCTION = "generate"
@@ -83,6 +84,24 @@ end
 return created
 """
 _WAKE = '{"op":"wake"}'
+# A RateLimit counted on its own (work that is not a new job's first enqueue, e.g. a retry): 1 when
+# within the limit, 0 when over it. Counted either way, as _ENQUEUE counts a refused create.
+_TAKE = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+if count > tonumber(ARGV[1]) then
+  return 0
+end
+return 1
+"""
+
+
+async def take_rate(redis: ArqRedis, rate: RateLimit) -> None:
+    """Count one unit of `rate` in one round trip; RateLimited when that goes over its limit."""
+    if not await redis.register_script(_TAKE)(keys=[rate.key], args=[rate.limit, rate.ttl_s]):
+        raise RateLimited(rate.key)
 
 
 async def enqueue_generation(

@@ -8,6 +8,21 @@ existing prompt is followed (or its result collected) instead of run twice.
 
 Ownership: claiming a generation stores a fresh `lease`; every later write is
 guarded by it, so a job that lost ownership cannot change the generation.
+
+Live events: ComfyUI sends a prompt's execution messages only to the websocket
+of the client id it was submitted with (its `/queue` entry says which). A job
+that takes over a prompt from a dead worker takes a pending one back and
+submits it again under its own client id at the same place in the queue, and
+follows a running one on a socket of its own with the dead worker's client id.
+While no events can be had, the phase says so (UNTRACKED) and `/queue` and
+`/history` are asked every second; a phase is never guessed.
+
+Backends that go away: a closed websocket is noticed at once (`Disconnected`)
+and `/queue` + `/history` are asked. When no backend can be reached, the job
+waits in phase BACKEND_WAIT (reason, next try, deadline) and tries again with
+backoff, or as soon as a backend's websocket opens; that is not an attempt.
+After `backend_wait_s` it fails with BACKEND_UNAVAILABLE. A prompt that may be
+on a backend is looked for there before anything is submitted again.
 """
 
 from __future__ import annotations
@@ -16,17 +31,20 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from comfy.client import ComfyClient, HistoryEntry
-from comfy.errors import ComfyError, ComfyUnavailable, PromptValidationError
+from comfy.client import ComfyClient, HistoryEntry, QueueItem
+from comfy.errors import ComfyError, ComfyUnavailable, ComfyUnreachable, PromptValidationError
 from comfy.events import (
+    Disconnected,
     ExecutionStarted,
     Failed,
     Finished,
@@ -42,7 +60,7 @@ from comfy.events import (
     Succeeded,
 )
 from comfy.progress import ProgressSnapshot, ProgressTracker
-from comfy.socket import PromptEvents
+from comfy.socket import ComfySocket, PromptEvents
 from comfy.templates import (
     RAW_TEMPLATE,
     Limits,
@@ -54,6 +72,7 @@ from comfy.templates import (
 from db import generations as gens
 from db.engine import single_statement
 from db.models import Generation
+from db.reachability import database_unreachable
 from db.states import IllegalTransition, Phase, Status
 from jobs.backends import Backend, NoBackend
 from jobs.bus import BusEvent, publish_change
@@ -67,7 +86,7 @@ log = logging.getLogger(__name__)
 
 _PROMPT_NAMESPACE = uuid.UUID("5a6e1f6b-2c1d-4f57-9a43-7d0c2b9e3a11")
 _QUEUE_POLL_S = 1.0  # while waiting in ComfyUI's queue: position updates
-_WATCHDOG_S = 10.0  # while executing: how long silence lasts before asking /queue and /history
+_BACKEND_RETRY_MAX_S = 10.0  # the longest pause between tries while waiting for a backend
 _CANCEL_GRACE_S = 10.0  # how long an interrupt may take before we stop waiting for its event
 _W = TypeVar("_W")
 
@@ -81,14 +100,17 @@ class Transient(Exception):
 
 
 class Permanent(Exception):
-    """Another attempt would fail the same way."""
+    """Another attempt would fail the same way (`retryable`: a user's retry later may not)."""
 
-    def __init__(self, code: str, message: str, *, node: str | None = None, input: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, node: str | None = None, input: str | None = None, retryable: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.node = node
         self.input = input
+        self.retryable = retryable
 
 
 class Cancelled(Exception):
@@ -206,21 +228,32 @@ class GenerationRun:
             owner_id=generation.owner_id,
             lease=lease,
             seq=generation.last_seq,
+            state=_resumed_state(generation) if resumed else None,
         )
-        self.submitted = False
+        self.submitted = False  # ComfyUI has accepted this run's prompt (or was found holding it)
+        # The prompt may be on `self.backend`: it was recorded there before this job (a takeover), or
+        # this job sent it and saw no answer. Before submitting, /history and /queue are asked.
+        self.maybe_submitted = resumed and generation.backend_url is not None and generation.prompt_id == self.prompt_id
         self.workflow: dict[str, Any] = {}
         self.backend: Backend | None = None  # the backend recorded for this run's prompt, if any
+        if self.maybe_submitted and generation.backend_url is not None:
+            self.backend = rt.backends.get(generation.backend_url)
+        self._held: Backend | None = None  # the backend whose in_flight counts this run
+        self._number: int | None = None  # the queue place of a prompt taken back to submit again
+        # Waiting for a backend (BACKEND_WAIT): when it gives up, and the tries so far.
+        self._deadline: float | None = None
+        if resumed and generation.phase is Phase.BACKEND_WAIT and generation.deadline_at is not None:
+            self._deadline = generation.deadline_at.timestamp()
+        self._waits = 0
+        self._reached = False  # a backend answered since the last wait
 
     def request_cancel(self) -> None:
         self.cancel_requested.set()
 
     async def execute(self) -> None:
-        backend: Backend | None = None
         try:
             try:
-                backend = self.backend or self._backend()
-                backend.in_flight += 1
-                await self._run_on(backend)
+                await self._run()
             except Cancelled:
                 await self._finish(Status.CANCELLED, {})
             except Permanent as exc:
@@ -229,7 +262,7 @@ class GenerationRun:
                     {
                         "error_code": exc.code,
                         "error_message": exc.message,
-                        "error_retryable": False,
+                        "error_retryable": exc.retryable,
                         "error_node": exc.node,
                         "error_input": exc.input,
                     },
@@ -237,26 +270,106 @@ class GenerationRun:
             except (Transient, ComfyUnavailable, NoBackend) as exc:
                 await self._retry_or_fail(str(exc) or type(exc).__name__)
             except Exception as exc:
+                if database_unreachable(exc):
+                    # Not this attempt's fault, and recording any end needs the database too: left
+                    # RUNNING, the generation is resumed by recovery (jobs/worker.py), its prompt kept.
+                    raise
                 # A bug or an unexpected answer must not leave the generation RUNNING under the lease
                 # of a worker that is alive (recovery only takes over from dead ones): retry it.
                 log.exception("generation %s: unexpected error", self.id)
                 await self._retry_or_fail(f"internal error ({type(exc).__name__}); see the worker log")
         except Lost:
             log.info("generation %s: no longer ours, stopping", self.id)
-            if backend is not None and self.submitted:
-                await self._remove_prompt(backend.client)
+            if self.backend is not None and self.submitted:
+                await self._remove_prompt(self.backend.client)
         finally:
             await self.relay.close()
-            if backend is not None:
-                await self.rt.backends.release(backend)
+            await self._hold(None)
 
-    def _backend(self) -> Backend:
-        known = self.generation.backend_url
-        if known is not None:
-            backend = self.rt.backends.get(known)
-            if backend is not None:
-                return backend
+    async def _hold(self, backend: Backend | None) -> None:
+        """Count this run in `backend`'s in_flight (and no longer in the one before)."""
+        if backend is self._held:
+            return
+        if backend is not None:
+            backend.in_flight += 1
+        held, self._held = self._held, backend
+        if held is not None:
+            await self.rt.backends.release(held)
+
+    async def _run(self) -> None:
+        """Run the prompt; while no backend can be reached, wait for one (BACKEND_WAIT, not an attempt)."""
+        if not self.workflow:
+            self.workflow = self._prepare()
+        while True:
+            backend: Backend | None = None
+            try:
+                backend = self._pick()
+                await self._hold(backend)
+                await self._run_on(backend)
+                return
+            except NoBackend as exc:
+                reason = str(exc)
+            except ComfyUnreachable as exc:
+                if backend is None:
+                    raise
+                self.rt.backends.record(backend, ok=False)
+                reason = f"Backend {backend.name} is unreachable: {exc}"
+            await self._wait_for_backend(reason)
+
+    def _pick(self) -> Backend:
+        """The backend the prompt may be on already, else the recorded one if healthy, else a healthy one."""
+        backend = self.backend
+        usable = backend is not None and not backend.removed
+        if self.maybe_submitted:
+            if backend is not None and usable:
+                return backend  # asked first, even when it looks down: the prompt may be there
+            # Its backend left the pool: nothing can be asked there, so the prompt goes elsewhere.
+            self.maybe_submitted = self.submitted = False
+        elif backend is not None and usable and backend.healthy:
+            return backend
         return self.rt.backends.choose(checkpoint=self.generation.params.get("checkpoint"))
+
+    async def _wait_for_backend(self, reason: str) -> None:
+        """Publish BACKEND_WAIT (reason, next try, deadline) and wait; past the deadline, FAILED."""
+        now = time.time()
+        if self._reached:
+            self._deadline, self._waits, self._reached = None, 0, False  # a new outage
+        if self._deadline is None:
+            self._deadline = now + self.rt.settings.backend_wait_s
+        if now >= self._deadline:
+            waited = self.rt.settings.backend_wait_s
+            raise Permanent(
+                "BACKEND_UNAVAILABLE",
+                f"No ComfyUI backend could be reached for {waited:.0f} s ({reason})",
+                retryable=True,
+            )
+        settings = self.rt.settings
+        delay = min(_BACKEND_RETRY_MAX_S, max(settings.retry_base_delay_s, 0.05) * 2 ** min(self._waits, 16))
+        delay *= random.uniform(0.5, 1.0)
+        self._waits += 1
+        retry_at = min(now + delay, self._deadline)
+        if self._waits == 1:
+            log.warning("generation %s: waiting for a backend until %.0f: %s", self.id, self._deadline, reason)
+        self.relay.queue_progress(
+            phase=Phase.BACKEND_WAIT.value,
+            reason=reason,
+            retryAt=round(retry_at, 3),
+            deadlineAt=round(self._deadline, 3),
+            queuePosition=None,
+        )
+        await self.relay.flush()
+        if not await self.relay.write_now():
+            await self._check_still_ours()
+        cancel = asyncio.ensure_future(self.cancel_requested.wait())
+        change = asyncio.ensure_future(self.rt.backends.wait_for_change(retry_at - now))
+        try:
+            await asyncio.wait((cancel, change), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (cancel, change):
+                task.cancel()
+        if self.cancel_requested.is_set():
+            # Unreachable, a prompt it may hold cannot be removed; a restarted ComfyUI has lost it.
+            raise Cancelled
 
     def _prepare(self) -> dict[str, Any]:
         """The API-format workflow, rebuilt from the stored parameters by the shared validation."""
@@ -276,31 +389,77 @@ class GenerationRun:
 
     async def _run_on(self, backend: Backend) -> None:
         client = backend.client
-        if not self.workflow:
-            self.workflow = self._prepare()
         async with backend.socket.subscribe(self.prompt_id) as events:
-            if (
-                self.resumed
-                and self.generation.backend_url == backend.url
-                and self.generation.prompt_id == self.prompt_id
-            ):
+            item: QueueItem | None = None
+            position: int | None = None
+            if self.maybe_submitted:
+                # Never twice: a prompt ComfyUI still has (or has run) is followed, not sent again.
                 entry = await client.history(self.prompt_id)
+                self._reached = True
                 if entry is not None:
+                    self.submitted = True
                     await self._conclude(client, entry, outputs=None)
                     return
                 queue = await client.queue()
-                self.submitted = self.prompt_id in queue
-            if self.cancel_requested.is_set() and not self.submitted:
+                item, position = queue.item(self.prompt_id), queue.position(self.prompt_id)
+                if item is None and self.submitted:
+                    raise Transient("the prompt vanished from the backend (restarted?)")
+                if item is not None and position and item.client_id != backend.socket.client_id:
+                    item, position = await self._take_back(client, item)
+                if item is not None and item.client_id != backend.socket.client_id:
+                    # Running under the client id of the worker that sent it: only that id's socket
+                    # hears its progress.
+                    self.submitted = True
+                    await self._follow_elsewhere(backend, item.client_id)
+                    return
+            if self.cancel_requested.is_set() and item is None:
                 raise Cancelled
-            if not self.submitted:
+            if item is None:
                 await self._submit(backend)
             else:
-                await self.relay.progress(phase=Phase.BACKEND_QUEUE.value)
+                self.submitted = True
+                if position == 0:
+                    backend.socket.mark_running(self.prompt_id)
+                    self._queue_running(backend, tracker=None, live=True)
+                else:
+                    self.relay.queue_progress(phase=Phase.BACKEND_QUEUE.value, queuePosition=position)
             with contextlib.suppress(_Done):
-                await self._follow(backend, events)
+                await self._follow(backend, events, socket=backend.socket, started=position == 0)
+
+    async def _take_back(self, client: ComfyClient, item: QueueItem) -> tuple[QueueItem | None, int | None]:
+        """A pending prompt sent under another (dead) worker's client id: take it out of the queue, to
+        submit it again under ours at the same place (`number`). If it started meanwhile, it stays."""
+        await client.delete_from_queue([self.prompt_id])
+        queue = await client.queue()
+        again = queue.item(self.prompt_id)
+        if again is not None:
+            return again, queue.position(self.prompt_id)
+        if await client.history(self.prompt_id) is not None:
+            return item, 0  # it ran in between: follow it (its history concludes it)
+        self._number = item.number
+        return None, None
+
+    async def _follow_elsewhere(self, backend: Backend, client_id: str | None) -> None:
+        """Follow a running prompt on a socket of its submitter's client id (ComfyUI sends its execution
+        messages there only); without one, from /queue and /history (UNTRACKED)."""
+        if client_id is None:
+            self._queue_untracked(backend)
+            async with backend.socket.subscribe(self.prompt_id) as events:
+                with contextlib.suppress(_Done):
+                    await self._follow(backend, events, socket=backend.socket, started=True, live=False)
+            return
+        socket = backend.follow(client_id=client_id, prompt_id=self.prompt_id)
+        try:
+            async with socket.subscribe(self.prompt_id) as events:
+                await socket.start()  # its first event is Reconnected: /queue is asked, then it goes live
+                self._queue_untracked(backend)
+                with contextlib.suppress(_Done):
+                    await self._follow(backend, events, socket=socket, started=True, live=False)
+        finally:
+            await socket.close()
 
     async def _submit(self, backend: Backend) -> None:
-        if backend is not self.backend:
+        if backend is not self.backend or self.generation.prompt_id != self.prompt_id:
             # Record where the prompt goes before it goes there: a re-run after a crash looks here.
             async with single_statement(self.rt.sessions) as session:
                 ok = await gens.update_progress(
@@ -311,25 +470,44 @@ class GenerationRun:
                 )
             if not ok:
                 await self._check_still_ours()
+        self.backend = backend
+        self.maybe_submitted = True  # from here on, an unanswered submit may have been accepted
         try:
-            await backend.client.submit(self.workflow, prompt_id=self.prompt_id, client_id=backend.socket.client_id)
+            await backend.client.submit(
+                self.workflow, prompt_id=self.prompt_id, client_id=backend.socket.client_id, number=self._number
+            )
         except PromptValidationError as exc:
             first = exc.first
             node, input_name = (None, None) if first is None else (first.node_label, first.input_name)
             raise Permanent("COMFY_VALIDATION", str(exc), node=node, input=input_name) from None
+        except ComfyUnreachable as exc:
+            if not exc.sent:
+                self.maybe_submitted = False  # the request never left: another backend may take it
+            raise  # recorded by `_run`, which waits for a backend
         except ComfyUnavailable:
             self.rt.backends.record(backend, ok=False)
             raise
+        self._reached = True
         self.rt.backends.record(backend, ok=True)
         backend.last_checkpoint = self.generation.params.get("checkpoint")
         self.submitted = True
         self.relay.queue_progress(phase=Phase.BACKEND_QUEUE.value)  # sent with what follows it
 
-    async def _follow(self, backend: Backend, events: PromptEvents) -> None:
+    async def _follow(
+        self,
+        backend: Backend,
+        events: PromptEvents,
+        *,
+        socket: ComfySocket,
+        started: bool = False,
+        live: bool = True,
+    ) -> None:
+        """Relay the prompt's events until it ends. `live`: events are arriving (False: the socket is not
+        connected yet, or closed; /queue and /history are asked every `_QUEUE_POLL_S` meanwhile)."""
         client = backend.client
-        tracker = ProgressTracker(self.workflow)
-        outputs: list[OutputImage] | None = []
-        started = False
+        tracker = ProgressTracker(self.workflow, floor=self.relay.state["percent"])
+        watchdog_s = self.rt.settings.comfy_watchdog_s
+        outputs: list[OutputImage] | None = [] if not started else None
         next_event: asyncio.Task[Any] | None = None
         cancel_wait = asyncio.create_task(self.cancel_requested.wait())
         cancel_sent = False
@@ -343,7 +521,7 @@ class GenerationRun:
                     if next_event is None:
                         await self.relay.flush()  # nothing more is ready: send what the burst queued
                         next_event = asyncio.create_task(anext(events))
-                    timeout = _WATCHDOG_S if started else _QUEUE_POLL_S
+                    timeout = watchdog_s if started and live else _QUEUE_POLL_S
                     waiting = {next_event} if cancel_sent else {next_event, cancel_wait}
                     done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                     if cancel_wait in done and not cancel_sent:
@@ -352,7 +530,9 @@ class GenerationRun:
                             raise Cancelled
                         continue
                     if next_event not in done:
-                        await self._watch(client, started=started, cancel_sent=cancel_sent)
+                        started = await self._watch(
+                            backend, socket, tracker, started=started, cancel_sent=cancel_sent, live=live
+                        )
                         continue
                     event = next_event.result()
                     next_event = None
@@ -386,26 +566,54 @@ class GenerationRun:
                     if self.cancel_requested.is_set():
                         raise Cancelled
                     raise Transient("the prompt was interrupted on the backend")
+                elif isinstance(event, Disconnected):
+                    # Noticed the moment the socket closed: ask where the prompt is now (an unreachable
+                    # backend raises ComfyUnreachable: `_run` waits for it), and poll until it is back.
+                    live = False
+                    outputs = None
+                    started = await self._watch(
+                        backend, socket, tracker, started=started, cancel_sent=cancel_sent, live=False
+                    )
                 elif isinstance(event, (Reconnected, Finished)):
                     # A gap (or an end marker without a verdict): the backend's history decides.
+                    live = live or isinstance(event, Reconnected)
                     outputs = None
-                    await self._watch(client, started=started, cancel_sent=cancel_sent, reconcile=True)
+                    started = await self._watch(
+                        backend, socket, tracker, started=started, cancel_sent=cancel_sent, live=live
+                    )
         finally:
             await self.relay.flush()
             for task in (next_event, cancel_wait):
                 if task is not None and not task.done():
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, ComfyError):
                         await task
 
-    async def _watch(self, client: ComfyClient, *, started: bool, cancel_sent: bool, reconcile: bool = False) -> None:
-        """No event for a while (or a gap): ask the backend where the prompt is."""
+    async def _watch(
+        self,
+        backend: Backend,
+        socket: ComfySocket,
+        tracker: ProgressTracker,
+        *,
+        started: bool,
+        cancel_sent: bool,
+        live: bool,
+    ) -> bool:
+        """No event for a while (or a gap): ask the backend where the prompt is; whether it has started."""
+        client = backend.client
         queue = await client.queue()
+        self._reached = True
         position = queue.position(self.prompt_id)
         if position is not None:
-            if position > 0 and not started:
+            if position == 0:
+                if live:
+                    socket.mark_running(self.prompt_id)
+                self._queue_running(backend, tracker=tracker, live=live)
+                await self.relay.flush()
+                return True
+            if not started:
                 await self.relay.progress(phase=Phase.BACKEND_QUEUE.value, queuePosition=position)
-            return
+            return started
         entry = await client.history(self.prompt_id)
         if entry is not None:
             await self._conclude(client, entry, outputs=None)
@@ -413,6 +621,27 @@ class GenerationRun:
         if cancel_sent:
             raise Cancelled  # deleted from the queue before it ran
         raise Transient("the prompt vanished from the backend (restarted?)")
+
+    def _queue_running(self, backend: Backend, *, tracker: ProgressTracker | None, live: bool) -> None:
+        """ComfyUI runs the prompt: EXECUTING when its events arrive, else UNTRACKED (never a phase that is
+        not true, such as waiting in the queue)."""
+        if not live:
+            self._queue_untracked(backend)
+            return
+        phase = self.relay.state["phase"]
+        if phase != Phase.EXECUTING.value and phase != Phase.SAVING.value:
+            snap = tracker.snapshot if tracker is not None else None
+            if snap is None or snap.node is None:
+                self.relay.queue_progress(phase=Phase.EXECUTING.value, queuePosition=None)
+            else:
+                self.relay.queue_progress(**_executing(snap), queuePosition=None)
+
+    def _queue_untracked(self, backend: Backend) -> None:
+        self.relay.queue_progress(
+            phase=Phase.UNTRACKED.value,
+            reason=f"ComfyUI ({backend.name}) is running it; live progress is not available right now",
+            queuePosition=None,
+        )
 
     async def _conclude(self, client: ComfyClient, entry: HistoryEntry, *, outputs: list[OutputImage] | None) -> None:
         if entry.succeeded:
@@ -557,10 +786,15 @@ class GenerationRun:
             return
         delay = min(settings.retry_max_delay_s, settings.retry_base_delay_s * 2 ** (attempt - 1))
         delay *= random.uniform(0.5, 1.0)  # jitter so retries of one outage spread out
+        retry_at = time.time() + delay
+        why = f"Retrying after: {reason}"
         retry = {
             **error,
             "attempt": attempt + 1,
             "phase": Phase.RETRY_WAIT,
+            "phase_reason": why,
+            "retry_at": datetime.fromtimestamp(retry_at, UTC),
+            "deadline_at": None,
             "lease": None,
             "backend_url": None,
             "prompt_id": None,
@@ -571,6 +805,10 @@ class GenerationRun:
             log.info("generation %s: attempt %d failed (%s); retry in %.1fs", self.id, attempt, reason, delay)
             await enqueue_generation(
                 self.rt.redis, self.rt.keys, generation_id=self.id, attempt=attempt + 1, defer_s=delay
+            )
+            # After the QUEUED event: when the next attempt starts and why (the row says it too).
+            await self.relay.announce(
+                phase=Phase.RETRY_WAIT.value, reason=why, retryAt=round(retry_at, 3), queuePosition=None
             )
 
 
@@ -589,6 +827,18 @@ async def _publish_both(rt: Runtime, first: gens.Change, second: gens.Change) ->
 
 class _Done(Exception):
     """The watchdog concluded the generation from history."""
+
+
+def _resumed_state(generation: Generation) -> dict[str, Any]:
+    """The relay's progress state as the row last recorded it (a job that takes over goes on from it)."""
+    return {
+        "phase": generation.phase.value,
+        "percent": generation.percent,
+        "node": generation.current_node,
+        "step": generation.step,
+        "maxSteps": generation.max_steps,
+        "queuePosition": generation.queue_position,
+    }
 
 
 def _executing(snap: ProgressSnapshot) -> dict[str, Any]:

@@ -15,6 +15,8 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -31,7 +33,10 @@ from db.states import Phase
 from jobs.bus import BusEvent, publish
 from jobs.keys import Keys
 
-__all__ = ["Relay"]
+__all__ = ["WAIT_KEYS", "Relay"]
+
+WAIT_KEYS = ("reason", "retryAt", "deadlineAt")
+"""Progress fields that only a waiting (or untracked) phase carries; absent otherwise."""
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class Relay:
         owner_id: uuid.UUID,
         lease: str,
         seq: int,
+        state: Mapping[str, Any] | None = None,
         db_interval_s: float = 0.5,
         preview_interval_s: float = 0.25,
         preview_ttl_s: int = 300,
@@ -70,6 +76,8 @@ class Relay:
             "maxSteps": None,
             "queuePosition": None,
         }
+        if state is not None:
+            self.state.update(state)  # a job that took over goes on from what the row says
         self._outbox: list[str] = []  # encoded events waiting for flush(), in order
         # The claim has just written the row's progress (SUBMITTING): the first snapshot write waits
         # one interval like any other, so a job shorter than that writes none (one transaction less).
@@ -97,9 +105,15 @@ class Relay:
 
         Still one PUBLISH per message; a burst of them shares one round trip to Redis.
         """
-        if emitted_at is None and all(self.state.get(k) == v for k, v in changes.items()):
+        state = self.state
+        if emitted_at is None and all(state.get(k) == v for k, v in changes.items()):
             return
-        self.state.update(changes)
+        if "phase" in changes and changes["phase"] != state["phase"]:
+            # Why it waited, and until when, belongs to the phase that said so.
+            for key in WAIT_KEYS:
+                if key not in changes:
+                    state.pop(key, None)
+        state.update(changes)
         payload = dict(self.state)
         if emitted_at is not None:
             payload["emittedAt"] = emitted_at
@@ -107,6 +121,12 @@ class Relay:
         self._db_dirty = True
         if self._db_task is None:
             self._db_task = asyncio.create_task(self._write_db())
+
+    async def announce(self, **changes: Any) -> None:
+        """Publish a progress change without writing the row (the caller's own write recorded it)."""
+        self.state.update(changes)
+        self._outbox.append(self._event(EventKind.PROGRESS, dict(self.state)).encode())
+        await self.flush()
 
     def queue_event(self, event: BusEvent) -> None:
         """Send `event` (a committed durable one) with the next `flush()`, before what is queued after it."""
@@ -131,6 +151,29 @@ class Relay:
             # durable event is in PostgreSQL, and subscribers re-read the log when the bus reconnects.
             log.warning("event bus unavailable, %d events of %s not published: %s", len(batch), self.generation_id, exc)
 
+    async def write_now(self) -> bool:
+        """Write the progress snapshot at once (a wait's reason and deadline); False once not ours."""
+        self._db_dirty = False
+        self._db_written_at = time.monotonic()
+        async with single_statement(self._sessions) as session:
+            return await update_progress(
+                session, generation_id=self.generation_id, lease=self.lease, values=self._columns()
+            )
+
+    def _columns(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "phase": Phase(state["phase"]),
+            "percent": state["percent"],
+            "step": state["step"],
+            "max_steps": state["maxSteps"],
+            "current_node": state["node"],
+            "queue_position": state["queuePosition"],
+            "phase_reason": state.get("reason"),
+            "retry_at": _datetime(state.get("retryAt")),
+            "deadline_at": _datetime(state.get("deadlineAt")),
+        }
+
     async def _write_db(self) -> None:
         try:
             wait = self._db_interval_s - (time.monotonic() - self._db_written_at)
@@ -139,20 +182,9 @@ class Relay:
             while self._db_dirty:
                 self._db_dirty = False
                 self._db_written_at = time.monotonic()
-                state = self.state
                 async with single_statement(self._sessions) as session:
                     await update_progress(
-                        session,
-                        generation_id=self.generation_id,
-                        lease=self.lease,
-                        values={
-                            "phase": Phase(state["phase"]),
-                            "percent": state["percent"],
-                            "step": state["step"],
-                            "max_steps": state["maxSteps"],
-                            "current_node": state["node"],
-                            "queue_position": state["queuePosition"],
-                        },
+                        session, generation_id=self.generation_id, lease=self.lease, values=self._columns()
                     )
                 await asyncio.sleep(self._db_interval_s)
         except Exception:
@@ -209,3 +241,7 @@ class Relay:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _datetime(unix: float | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)

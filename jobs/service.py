@@ -20,15 +20,25 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from comfy.templates import RAW_TEMPLATE, Limits, ParamValidationError, Template, check_raw_workflow, validate_params
+from comfy.templates import (
+    RAW_TEMPLATE,
+    Limits,
+    ParamValidationError,
+    Template,
+    build_workflow,
+    check_built_workflow,
+    check_raw_workflow,
+    validate_params,
+)
 from db import generations as gens
+from db import quotas
 from db.engine import single_statement
 from db.events import EventKind
 from db.models import Generation, Image, User
 from db.states import ACTIVE, IllegalTransition, Phase, Status
 from jobs.bus import BusEvent, publish, publish_change
 from jobs.catalogs import CatalogCache
-from jobs.enqueue import RateLimit, RateLimited, enqueue_generation, request_cancel
+from jobs.enqueue import RateLimit, RateLimited, enqueue_generation, request_cancel, take_rate
 from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotAllowed, NotFound, QuotaExceeded, Rejected
 from jobs.keys import Keys
 from jobs.storage import ImageStore
@@ -93,13 +103,20 @@ class JobService:
             validated = validate_params(spec, params, catalog=catalog, limits=self.limits)
         except ParamValidationError as exc:
             raise Rejected([FieldProblem(e.field, e.message) for e in exc.errors]) from None
+        if catalog.object_info:
+            # The workflow the worker will submit, checked against what the backends offer now.
+            built = build_workflow(spec, validated, filename_prefix="safelight")
+            problems = check_built_workflow(spec, built, catalog.object_info)
+            if problems:
+                raise Rejected([FieldProblem(e.field, e.message) for e in problems])
         values = dict(validated.values)
+        prompt = values.get("prompt")  # templates need not have one (an upscaler, a blur)
         return await self._insert(
             owner=owner,
             template=spec.name,
             values=values,
-            prompt=str(values.get("prompt", "")),
-            seed=int(values["seed"]),
+            prompt=prompt if isinstance(prompt, str) else "",
+            seed=validated.seed if validated.seed is not None else 0,
             idempotency_key=idempotency_key,
         )
 
@@ -107,12 +124,19 @@ class JobService:
         """An admin's own API-format workflow, held to the node-class allowlist (SPEC §4)."""
         if not owner.is_admin:
             raise NotAllowed("raw workflows are for admins; use a template")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
+            raise Rejected([FieldProblem("idempotencyKey", f"must be 1 to {_MAX_IDEMPOTENCY_KEY} characters")])
         if idempotency_key is not None:
             existing = await self._by_idempotency_key(owner.id, idempotency_key)
             if existing is not None:
                 return Created(existing, created=False)
+        catalog = await self.catalogs.get()
+        if catalog is None:
+            raise BackendUnavailable("no ComfyUI backend is reachable to check the workflow against")
         try:
-            checked = check_raw_workflow(workflow, allowed_classes=self.settings.raw_node_classes)
+            checked = check_raw_workflow(
+                workflow, allowed_classes=self.settings.raw_node_classes, object_info=catalog.object_info
+            )
         except ParamValidationError as exc:
             raise Rejected([FieldProblem(e.field, e.message) for e in exc.errors]) from None
         texts = [str(n["inputs"].get("text", "")) for n in checked.values() if n["class_type"] == "CLIPTextEncode"]
@@ -152,7 +176,7 @@ class JobService:
                     namespace=self.keys.namespace,
                 )
             except gens.ActiveLimitReached:
-                raise QuotaExceeded(f"at most {limit} queued or running generations per user", limit=limit) from None
+                raise self._active_exceeded() from None
         if created:
             # Committed (one autocommit statement): the rate count, the QUEUED event and the job go in
             # one round trip. Over the rate, the generation was never announced: it is deleted again.
@@ -178,6 +202,20 @@ class JobService:
         if len(self._over_rate) > _MAX_REMEMBERED:
             self._over_rate.clear()
         return RateLimit(key, self.settings.rate_limit_per_minute)
+
+    async def _take_rate(self, rate: RateLimit, owner_id: uuid.UUID) -> None:
+        """Count one unit of work that is not a create in the owner's rate (Redis down: not counted)."""
+        try:
+            await take_rate(self.redis, rate)
+        except RateLimited:
+            self._over_rate[owner_id] = rate.key
+            raise self._rate_exceeded() from None
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("could not count the rate of %s (%s); allowed", owner_id, exc)
+
+    def _active_exceeded(self) -> QuotaExceeded:
+        limit = self.settings.max_active_per_user
+        return QuotaExceeded(f"at most {limit} queued or running generations per user", limit=limit)
 
     def _rate_exceeded(self) -> QuotaExceeded:
         limit = self.settings.rate_limit_per_minute
@@ -248,7 +286,11 @@ class JobService:
         raise InvalidState("generation keeps changing state; try again", status=source)
 
     async def retry(self, *, generation_id: uuid.UUID, viewer: User) -> Generation:
-        """A new attempt of a FAILED or CANCELLED generation, on the same record."""
+        """A new attempt of a FAILED or CANCELLED generation, on the same record.
+
+        Held to the owner's active limit (counted under the owner's lock, held until the QUEUED
+        status commits, as a create is) and counted in the owner's rate, as a create is.
+        """
         async with self.sessions() as session:
             generation = await self._get(session, generation_id, viewer)
             if generation.status not in (Status.FAILED, Status.CANCELLED):
@@ -256,6 +298,11 @@ class JobService:
                     f"only FAILED or CANCELLED generations can be retried, not {generation.status.value}",
                     status=generation.status,
                 )
+            owner_id = generation.owner_id
+            limit = self.settings.max_active_per_user
+            if await quotas.lock_and_count_active(session, owner_id=owner_id) >= limit:
+                raise self._active_exceeded()
+            await self._take_rate(self._rate_limit(owner_id), owner_id)
             try:
                 change = await gens.transition(
                     session,

@@ -50,6 +50,8 @@ class NodeDef:
     output_node: bool = False
     description: str = ""
     python_module: str = "nodes"
+    upstream_module: str | None = None
+    """`python_module` upstream, where it differs (the recording's custom test nodes)."""
     search_aliases: tuple[str, ...] = ()
 
     def input_spec(self, name: str) -> tuple[InputSpec, str] | None:
@@ -87,6 +89,7 @@ class NodeDef:
         }
         if upstream:
             del info["is_input_list"], info["search_aliases"]
+            info["python_module"] = self.upstream_module or self.python_module
         return info
 
 
@@ -177,6 +180,7 @@ _NODES = [
         optional={"preview": ("BOOLEAN", {"default": False}), "seed": _int(0, 0, 0xFFFFFFFF)},
         outputs=("IMAGE",),
         output_names=("image",),
+        upstream_module="custom_nodes.test_nodes",
     ),
     NodeDef(
         name="RaiseError",
@@ -184,6 +188,7 @@ _NODES = [
         category="testing",
         required={"image": ("IMAGE",), "message": ("STRING", {"default": "boom from RaiseError"})},
         outputs=("IMAGE",),
+        upstream_module="custom_nodes.test_nodes",
     ),
     NodeDef(
         name="CheckpointLoaderSimple",

@@ -217,7 +217,7 @@ async def test_validation_errors(backend: Backend) -> None:
     cases: list[tuple[dict[str, Any], str, tuple[str | None, str | None]]] = []
 
     unknown = {**good, "3": {**good["3"], "class_type": "NoSuchSampler"}}
-    cases.append((unknown, "missing_node_type", ("3", None)))
+    cases.append((unknown, "invalid_prompt", ("3", None)))  # upstream's type; the node comes from its details
 
     missing = {k: {**v, "inputs": dict(v["inputs"])} for k, v in good.items()}
     del missing["5"]["inputs"]["width"]

@@ -83,9 +83,23 @@ def test_txt2img_phases() -> None:
     assert tracker.apply(NodeExecuting("p", "4")).phase == "loading"
     assert tracker.apply(NodeExecuting("p", "6")).phase == "encoding"
     snap = tracker.apply(Progress("p", "3", 10, 20))
-    assert snap.phase == "sampling" and snap.percent == round(100 * 12 / 26, 2)
+    # the sampler runs: its inputs (loader 4, prompts 6 and 7, latent 5) have all run
+    assert snap.phase == "sampling" and snap.percent == round(100 * 14 / 26, 2)
     assert tracker.apply(NodeExecuting("p", "8")).phase == "decoding"
     assert tracker.apply(NodeExecuting("p", "9")).phase == "saving"
     assert tracker.apply(Succeeded("p")).phase == "done"
     assert phase_of(None) == "running"
     assert json.dumps(tracker.snapshot.percent) == "100.0"
+
+
+def test_a_tracker_that_joins_mid_run_counts_what_must_have_run() -> None:
+    """After a takeover the first message may be step 34 of the sampler: the loader, prompts and latent
+    it takes input from have run, and percent never drops below what was shown before."""
+    template = load_templates()["txt2img"]
+    snap = ProgressTracker(template.workflow).apply(Progress("p", "3", 10, 20))
+    assert snap.percent == round(100 * 14 / 26, 2)
+    late = ProgressTracker(template.workflow, floor=60.0)
+    assert late.snapshot.percent == 60.0
+    assert late.apply(Progress("p", "3", 10, 20)).percent == 60.0
+    assert late.apply(Progress("p", "3", 18, 20)).percent == round(100 * 22 / 26, 2)
+    assert ProgressTracker(template.workflow, floor=250.0).snapshot.percent == 99.9

@@ -14,11 +14,13 @@ import pytest
 from comfy.errors import ComfyUnavailable
 from comfy.events import (
     ComfyEvent,
+    Disconnected,
     ExecutionStarted,
     Finished,
     NodeExecuting,
     Preview,
     Progress,
+    ProgressState,
     QueueStatus,
     Reconnected,
     Succeeded,
@@ -85,7 +87,9 @@ async def test_previews_not_folded_when_consumed() -> None:
     assert sub.pending() == 0
 
 
-async def test_reconnect_replay_without_prompt_id_is_attributed() -> None:
+async def test_reconnect_replay_without_prompt_id_waits_for_the_running_prompt() -> None:
+    """Recording 09: after a reconnect the server names the node but not the prompt; the socket keeps it
+    until its consumer, having asked /queue, says which prompt runs (the one before the gap may be over)."""
     entries = load_recording("09_")
     pid = "47278394-8376-43e4-86bb-abd4d6b982cb"
     socket = ComfySocket("http://x", client_id="c")
@@ -93,14 +97,53 @@ async def test_reconnect_replay_without_prompt_id_is_attributed() -> None:
     _feed(socket, [e for e in entries if e["t_ms"] < 1342.7], ws="A_submitter")
     before = await _collect(sub)
     assert before[-1] == Progress(pid, "2", 4, 12)
-    # the connection drops and comes back; the server replays `executing` without a prompt_id
-    socket.connected.clear()
+    socket._on_close()
+    socket._on_open(None)  # type: ignore[arg-type]
+    replay = [e for e in entries if e.get("ws") == "A2_same_clientId_reconnect"]
+    named = next(i for i, e in enumerate(replay) if e["kind"] == "text" and "prompt_id" in e["data"]["data"])
+    _feed(socket, replay[:named])
+    assert await _collect(sub) == [Disconnected(), Reconnected()], "not attributed to a prompt that may be over"
+    socket.mark_running(pid)
+    assert await _collect(sub) == [NodeExecuting(pid, "2")]
+    _feed(socket, replay[named:])
+    after = await _collect(sub)
+    assert next(e for e in after if isinstance(e, Progress)) == Progress(pid, "2", 6, 12)
+    assert after[-1] == Finished(pid)
+
+
+async def test_a_node_without_prompt_id_is_stale_once_a_message_names_the_prompt() -> None:
+    """Recording 13 (upstream): `executing {node}` then `progress` naming the prompt; a late mark_running
+    must not move the prompt back to the replayed node."""
+    entries = load_recording("13_", upstream=True)
+    pid = "7f442263-6f48-425c-bee4-c261184439c5"
+    socket = ComfySocket("http://x", client_id="c")
+    sub = socket.subscribe(pid)
+    _feed(socket, entries, ws="A_submitter")
+    assert (await _collect(sub))[-1] == Progress(pid, "2", 2, 14)
+    socket._on_close()
     socket._on_open(None)  # type: ignore[arg-type]
     _feed(socket, entries, ws="A2_same_clientId_reconnect")
     after = await _collect(sub)
-    assert after[:2] == [Reconnected(), NodeExecuting(pid, "2")]
-    assert next(e for e in after if isinstance(e, Progress)) == Progress(pid, "2", 6, 12)
+    assert after[:2] == [Disconnected(), Reconnected()]
+    assert not any(isinstance(e, NodeExecuting) and e.node == "2" for e in after)
+    assert next(e for e in after if isinstance(e, Progress)) == Progress(pid, "2", 10, 14)
     assert after[-1] == Finished(pid)
+    socket.mark_running(pid)
+    assert sub.pending() == 0
+
+
+async def test_a_socket_that_follows_one_prompt_attributes_the_replayed_node_at_once() -> None:
+    """A job that took a prompt over opens a socket with its submitter's client id, for that prompt."""
+    entries = load_recording("13_", upstream=True)
+    pid = "7f442263-6f48-425c-bee4-c261184439c5"
+    socket = ComfySocket("http://x", client_id="f2f2cb61-185c-41f7-8bb9-9bcb7ecfccb0", follows=pid)
+    sub = socket.subscribe(pid)
+    socket._on_open(None)  # type: ignore[arg-type]
+    _feed(socket, entries, ws="A2_same_clientId_reconnect")
+    events = await _collect(sub)
+    assert events[:2] == [Reconnected(), NodeExecuting(pid, "2")]
+    assert events[2:4] == [ProgressState(pid, events[2].nodes), Progress(pid, "2", 10, 14)]  # type: ignore[union-attr]
+    assert events[-1] == Finished(pid)
 
 
 async def test_listeners_and_unsubscribe() -> None:

@@ -5,12 +5,20 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from comfy.fake.config import Dialect
 from comfy.fake.server import FakeConfig, FakeHandle, running_fake
 
 
 @pytest.fixture
-async def comfy() -> AsyncIterator[FakeHandle]:
-    async with running_fake(FakeConfig(step_time=0.005)) as handle:
+def dialect() -> Dialect:
+    """The build the `comfy` fixture speaks; a test runs against both with
+    `@pytest.mark.parametrize("dialect", BUILDS)` (tests.fake.recordings.BUILDS)."""
+    return "upstream"
+
+
+@pytest.fixture
+async def comfy(dialect: Dialect) -> AsyncIterator[FakeHandle]:
+    async with running_fake(FakeConfig(step_time=0.005, dialect=dialect)) as handle:
         yield handle
 
 

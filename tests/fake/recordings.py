@@ -12,8 +12,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from comfy.fake.config import Dialect
+
 RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
-BUILDS = ("upstream", "packaging")
+BUILDS: tuple[Dialect, ...] = ("upstream", "packaging")
 
 
 @dataclass(frozen=True)

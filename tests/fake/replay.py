@@ -67,5 +67,14 @@ def assert_shapes_recorded(frames: list[Frame], recorded: list[Frame]) -> None:
             assert shape(frame.get("data")) in expected[frame["type"]], frame
 
 
+def assert_same_messages(got: list[Frame], recorded: list[Frame], *, skip: tuple[str, ...] = ()) -> None:
+    """Message by message: the same types in the same order, each with the keys of the recorded one."""
+    kept = [frame for frame in got if frame["type"] not in skip]
+    wanted = [frame for frame in recorded if frame["type"] not in skip]
+    assert [f["type"] for f in kept] == [f["type"] for f in wanted]
+    for index, (frame, expected) in enumerate(zip(kept, wanted, strict=True)):
+        assert shape(frame.get("data")) == shape(expected.get("data")), (index, frame, expected)
+
+
 def status_counts(frames: list[Frame]) -> list[int]:
     return [f["data"]["status"]["exec_info"]["queue_remaining"] for f in frames if f["type"] == "status"]

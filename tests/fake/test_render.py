@@ -15,7 +15,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from comfy.fake import render
+from comfy.fake.config import Dialect
 from comfy.fake.server import FakeHandle
+from tests.fake.recordings import BUILDS
 from tests.fake.replay import wait_history
 from tests.fake.test_validation import txt2img
 from tests.fake.wire import open_socket
@@ -53,12 +55,16 @@ async def test_same_prompt_and_seed_same_bytes(http: httpx.AsyncClient) -> None:
     assert len({first, other_seed, other_text}) == 3
 
 
-async def test_filenames_count_like_comfyui(http: httpx.AsyncClient) -> None:
+@pytest.mark.parametrize("dialect", BUILDS)
+async def test_filenames_count_like_comfyui(http: httpx.AsyncClient, dialect: Dialect) -> None:
     answer = await http.post("/prompt", json={"prompt": txt2img(**{"9__filename_prefix": "a/b"})})
     entry = await wait_history(http, answer.json()["prompt_id"])
     (image,) = entry["outputs"]["9"]["images"]
     assert (image["subfolder"], image["filename"], image["type"]) == ("a", "b_00001_.png", "output")
-    assert image["abs_path"].endswith("/output/a/b_00001_.png")
+    if dialect == "packaging":
+        assert image["abs_path"].endswith("/output/a/b_00001_.png")
+    else:
+        assert set(image) == {"filename", "subfolder", "type"}
     escape = await http.post("/prompt", json={"prompt": txt2img(**{"9__filename_prefix": "../x"})})
     assert (await wait_history(http, escape.json()["prompt_id"]))["status"]["status_str"] == "error"
     assert (await http.get("/view", params={"filename": "b_00001_.png", "subfolder": "../output/a"})).status_code == 404
@@ -135,21 +141,49 @@ def test_render_is_deterministic_and_scalable() -> None:
     assert render.txt2img(spec, 0, max_size=256).size == (256, 128)
 
 
-async def test_preview_frames_by_client_kind(comfy: FakeHandle, http: httpx.AsyncClient) -> None:
-    """Without a client_id previews go to every socket, each in the format it can read."""
+@pytest.mark.parametrize("dialect", BUILDS)
+async def test_preview_frames_without_client_id(comfy: FakeHandle, http: httpx.AsyncClient, dialect: Dialect) -> None:
+    """Without a client_id, upstream sends type-1 frames to every socket (its hook asks whether the client
+    `None` supports preview metadata: no); the packaging sends type-4 frames to the sockets that announced
+    the flag and nothing to the others."""
     async with (
         open_socket(comfy.url, str(uuid.uuid4()), feature_flags=True) as modern,
         open_socket(comfy.url, str(uuid.uuid4())) as legacy,
     ):
         answer = await http.post("/prompt", json={"prompt": txt2img()})
         await wait_history(http, answer.json()["prompt_id"])
-        await modern.wait_type("status", status={"exec_info": {"queue_remaining": 0}})
-        await legacy.wait_type("status", status={"exec_info": {"queue_remaining": 0}})
-    assert modern.types().count("binary:4") == 4 and "binary:1" not in modern.types()
-    assert legacy.types().count("binary:1") == 4 and "binary:4" not in legacy.types()
-    frame = next(f for f in modern.frames if f["type"] == "binary:4")
-    assert frame["data"]["node_id"] == "3" and frame["data"]["image_type"] == "image/jpeg"
+        for socket in (modern, legacy):
+            await socket.wait_count(4, "status")  # on connect, queued, running, done
+    if dialect == "upstream":
+        assert modern.types().count("binary:1") == 4 and "binary:4" not in modern.types()
+        assert legacy.types().count("binary:1") == 4 and "binary:4" not in legacy.types()
+        frame = next(f for f in legacy.frames if f["type"] == "binary:1")
+        assert frame["format"] == 1
+    else:
+        assert modern.types().count("binary:4") == 4 and "binary:1" not in modern.types()
+        assert not [kind for kind in legacy.types() if kind.startswith("binary")]
+        frame = next(f for f in modern.frames if f["type"] == "binary:4")
+        assert frame["data"]["node_id"] == "3" and frame["data"]["image_type"] == "image/jpeg"
     assert Image.open(io.BytesIO(frame["image"])).format == "JPEG"
+
+
+async def test_preview_frames_follow_the_submitters_flags(comfy: FakeHandle, http: httpx.AsyncClient) -> None:
+    """Upstream: the submitter gets type-4 frames before `progress` if it announced the flag, type-1 frames
+    after `progress` if not (recordings 03, 18); other sockets get no previews."""
+    for seed, flags in enumerate((True, False)):
+        client_id = str(uuid.uuid4())
+        async with (
+            open_socket(comfy.url, client_id, feature_flags=flags) as submitter,
+            open_socket(comfy.url, str(uuid.uuid4()), feature_flags=not flags) as observer,
+        ):
+            prompt = txt2img(**{"3__seed": seed})  # not cached: the sampler runs each time
+            answer = await http.post("/prompt", json={"prompt": prompt, "client_id": client_id})
+            await submitter.wait_done(answer.json()["prompt_id"])
+            await observer.wait_count(4, "status")
+        kinds = [kind for kind in submitter.types() if kind in ("progress", "binary:1", "binary:4")]
+        pair = ["binary:4", "progress"] if flags else ["progress", "binary:1"]
+        assert kinds == pair * 4
+        assert set(observer.types()) <= {"status", "feature_flags"}
 
 
 async def test_no_previews_when_disabled(comfy: FakeHandle, http: httpx.AsyncClient) -> None:

@@ -75,6 +75,18 @@ class Socket:
             lambda f: f["type"] == kind and all((f.get("data") or {}).get(k) == v for k, v in data.items()),
         )
 
+    async def wait_count(self, count: int, kind: str | None = None) -> Frame:
+        """The `count`-th frame (of type `kind`, when given) to arrive."""
+        seen = 0
+
+        def counted(frame: Frame) -> bool:
+            nonlocal seen
+            if kind is None or frame["type"] == kind:
+                seen += 1
+            return seen >= count
+
+        return await self.wait_for(counted)
+
     async def wait_done(self, prompt_id: str) -> Frame:
         """The end marker older clients rely on: `executing` with node null for this prompt."""
         return await self.wait_type("executing", node=None, prompt_id=prompt_id)
