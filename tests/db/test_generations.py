@@ -251,7 +251,13 @@ async def test_status_events_carry_the_payload_of_the_row_they_record(session: A
     )
     await session.commit()
     assert failed.event.payload == status_payload(failed.generation)
-    assert failed.event.payload["error"] == {"code": "X", "message": "boom", "retryable": False, "node": None}
+    assert failed.event.payload["error"] == {
+        "code": "X",
+        "message": "boom",
+        "retryable": False,
+        "node": None,
+        "input": None,
+    }
     stored = await events_after(session, generation_id=gid, after_seq=0)
     assert [(e.seq, e.kind, e.payload["status"]) for e in stored] == [
         (1, "STATUS", "QUEUED"),
