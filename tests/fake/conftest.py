@@ -8,6 +8,10 @@ import pytest
 from comfy.fake.config import Dialect
 from comfy.fake.server import FakeConfig, FakeHandle, running_fake
 
+# The comparison helpers hold most of the asserts of the replay tests: let pytest explain their failures
+# (this runs before any test module imports them).
+pytest.register_assert_rewrite("tests.fake.replay", "tests.fake.recordings", "tests.fake.wire")
+
 
 @pytest.fixture
 def dialect() -> Dialect:

@@ -81,13 +81,3 @@ def shape(value: Any) -> Any:
 
 def types(frames: list[dict[str, Any]], *, skip: tuple[str, ...] = ()) -> list[str]:
     return [frame["type"] for frame in frames if frame["type"] not in skip]
-
-
-def shapes_by_type(frames: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    found: dict[str, list[Any]] = {}
-    for frame in frames:
-        item = shape(frame.get("data"))
-        bucket = found.setdefault(frame["type"], [])
-        if item not in bucket:
-            bucket.append(item)
-    return found

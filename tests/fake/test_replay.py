@@ -10,8 +10,7 @@ those are left out of the comparison and checked on their own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -19,20 +18,22 @@ import pytest
 
 from comfy.fake.config import Dialect
 from comfy.fake.server import FakeHandle
-from tests.fake.recordings import BUILDS, Recording, load, shape, types
+from tests.fake.recordings import BUILDS, load, types
 from tests.fake.replay import (
+    OBSERVER,
     PROGRESS_TYPES,
+    assert_history_like,
     assert_http_like,
     assert_same_messages,
     fast,
+    recorded_sockets,
     status_counts,
     wait_history,
     warm_cache,
 )
-from tests.fake.wire import Socket, open_socket
+from tests.fake.wire import open_socket
 
 BUILD = pytest.mark.parametrize("dialect", BUILDS)
-OBSERVER = "B_observer"
 
 
 async def _submit(http: httpx.AsyncClient, body: Mapping[str, object]) -> str:
@@ -40,65 +41,6 @@ async def _submit(http: httpx.AsyncClient, body: Mapping[str, object]) -> str:
     assert answer.status_code == 200, answer.text
     prompt_id: str = answer.json()["prompt_id"]
     return prompt_id
-
-
-class Sockets:
-    """The submitter's socket and, where the recording had one, the observer's (another client id that
-    never submits)."""
-
-    def __init__(self, recording: Recording, client_id: str, submitter: Socket, observer: Socket | None) -> None:
-        self.recording = recording
-        self.client_id = client_id
-        self.submitter = submitter
-        self.observer = observer
-
-    async def settle(self) -> None:
-        """Wait until the observer has as many messages as it had in the recording."""
-        if self.observer is not None:
-            await self.observer.wait_count(len(self.recording.frames(OBSERVER)))
-
-    def assert_observer_like_recorded(self, *, skip: tuple[str, ...] = ()) -> None:
-        if self.observer is not None:
-            assert_same_messages(self.observer.frames, self.recording.frames(OBSERVER), skip=skip)
-
-
-@asynccontextmanager
-async def recorded_sockets(
-    comfy: FakeHandle, recording: Recording, *, feature_flags: bool = False
-) -> AsyncIterator[Sockets]:
-    client_id = str(uuid.uuid4())
-    async with AsyncExitStack() as stack:
-        submitter = await stack.enter_async_context(open_socket(comfy.url, client_id, feature_flags=feature_flags))
-        observer = None
-        if OBSERVER in recording.socket_names():
-            observer = await stack.enter_async_context(
-                open_socket(comfy.url, str(uuid.uuid4()), feature_flags=feature_flags)
-            )
-        sockets = Sockets(recording, client_id, submitter, observer)
-        yield sockets
-        await sockets.settle()
-
-
-def _recorded_entry(recorded: dict[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = next(iter(recorded["json"].values()))
-    return entry
-
-
-def assert_history_like(entry: dict[str, Any], recorded: dict[str, Any]) -> None:
-    """A history entry as recorded: its keys, its extra_data's keys, and its status message by message
-    (`[event, data]` pairs upstream, with data's keys; plain strings in the packaging, compared exactly)."""
-    want = _recorded_entry(recorded)
-    assert shape(entry) == shape(want)
-    assert sorted(entry["prompt"][3]) == sorted(want["prompt"][3])
-    got_status, want_status = entry["status"], want["status"]
-    assert (got_status["status_str"], got_status["completed"]) == (want_status["status_str"], want_status["completed"])
-    got_messages, want_messages = got_status["messages"], want_status["messages"]
-    if want_messages and isinstance(want_messages[0], list):
-        assert [m[0] for m in got_messages] == [m[0] for m in want_messages]
-        for (_, data), (_, recorded_data) in zip(got_messages, want_messages, strict=True):
-            assert shape(data) == shape(recorded_data)
-    else:
-        assert got_messages == want_messages
 
 
 @BUILD
