@@ -53,7 +53,10 @@ async def _watch(stack: Stack, gid: str, out: list[tuple[float, dict[str, Any]]]
 
 async def relay_case(stack: Stack, api: Api, report: Report, rate: float, seconds: float) -> dict[str, Any]:
     steps = max(2, round(rate * seconds))
-    await stack.configure_fake(step_time=1.0 / rate)
+    # The "limit (direct ws)" baseline listens on a socket of its own beside the worker's: only the packaging
+    # dialect sends a prompt's `progress` to every socket (upstream ComfyUI, the fake's default, sends it to
+    # the submitter's alone).
+    await stack.configure_fake(step_time=1.0 / rate, dialect="packaging")
     direct: list[tuple[float, dict[str, Any]]] = []
     ready, stop = asyncio.Event(), asyncio.Event()
     listener = asyncio.create_task(direct_progress_listener(stack, direct, ready, stop))
