@@ -57,6 +57,7 @@ __all__ = [
     "build_workflow",
     "check_built_workflow",
     "check_raw_workflow",
+    "check_template",
     "load_template",
     "load_templates",
     "validate_params",
@@ -532,6 +533,17 @@ def _insert_loras(workflow: dict[str, Any], source: str, loras: Sequence[Mapping
                     inputs[key] = list(model)
                 elif link[1] == 1:
                     inputs[key] = list(clip)
+
+
+def check_template(template: Template, object_info: Mapping[str, Any]) -> list[FieldError]:
+    """The template's own workflow against the backends' `/object_info`, before any request.
+
+    Inputs a parameter is written to are checked for existence and links only (their values come
+    with each request and are checked then, by `check_built_workflow`).
+    """
+    targets = {target for spec in template.params for target in spec.targets}
+    problems = check_workflow(template.workflow, object_info, skip_values=targets)
+    return [FieldError(p.field, p.message) for p in problems]
 
 
 def check_built_workflow(

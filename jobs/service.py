@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from comfy.catalog import Catalog
 from comfy.templates import (
     RAW_TEMPLATE,
     Limits,
@@ -28,6 +29,7 @@ from comfy.templates import (
     build_workflow,
     check_built_workflow,
     check_raw_workflow,
+    check_template,
     validate_params,
 )
 from db import generations as gens
@@ -78,6 +80,8 @@ class JobService:
         self.store = store
         self.limits = Limits.from_settings(settings)
         self._over_rate: dict[uuid.UUID, str] = {}  # owner → the rate key (minute) it went over in
+        self._checked_catalog: Catalog | None = None  # the catalogue the templates were last checked against
+        self._template_problems: dict[str, tuple[str, ...]] = {}
 
     async def create(
         self,
@@ -104,6 +108,7 @@ class JobService:
         except ParamValidationError as exc:
             raise Rejected([FieldProblem(e.field, e.message) for e in exc.errors]) from None
         if catalog.object_info:
+            self._report_templates(catalog)
             # The workflow the worker will submit, checked against what the backends offer now.
             built = build_workflow(spec, validated, filename_prefix="safelight")
             problems = check_built_workflow(spec, built, catalog.object_info)
@@ -119,6 +124,22 @@ class JobService:
             seed=validated.seed if validated.seed is not None else 0,
             idempotency_key=idempotency_key,
         )
+
+    def _report_templates(self, catalog: Catalog) -> None:
+        """Log, once per change, every template that does not fit what the backends now offer (the
+        operator's early warning: requests for it are refused, each naming the node and input)."""
+        if catalog is self._checked_catalog:
+            return
+        self._checked_catalog = catalog
+        problems = {
+            name: tuple(f"{e.field}: {e.message}" for e in check_template(template, catalog.object_info))
+            for name, template in self.templates.items()
+        }
+        problems = {name: found for name, found in problems.items() if found}
+        if problems != self._template_problems:
+            for name, found in problems.items():
+                log.warning("template %r does not fit the backends: %s", name, "; ".join(found[:10]))
+            self._template_problems = problems
 
     async def create_raw(self, *, owner: User, workflow: Any, idempotency_key: str | None = None) -> Created:
         """An admin's own API-format workflow, held to the node-class allowlist (SPEC §4)."""

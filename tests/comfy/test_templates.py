@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 import pytest
 
 from comfy.catalog import Catalog
+from comfy.fake.catalog import object_info
 from comfy.templates import (
     MAX_SEED,
     FieldError,
@@ -15,7 +17,9 @@ from comfy.templates import (
     Template,
     TemplateError,
     build_workflow,
+    check_built_workflow,
     check_raw_workflow,
+    check_template,
     load_templates,
     validate_params,
 )
@@ -349,3 +353,42 @@ def test_raw_workflow_allowlist(txt2img: Template) -> None:
     assert "'ExecuteShell' is not allowed" in info.value.errors[0].message
     with pytest.raises(ParamValidationError):
         check_raw_workflow([], allowed_classes=allowed)
+
+
+def test_shipped_template_fits_the_fake_and_its_parameters_are_checked_by_name(txt2img: Template) -> None:
+    info = object_info()
+    assert check_template(txt2img, info) == []
+    params = validate_params(
+        txt2img, {"prompt": "a", "width": 512, "height": 512, "checkpoint": "dreamshaper_8.safetensors"}
+    )
+    assert check_built_workflow(txt2img, build_workflow(txt2img, params, filename_prefix="p"), info) == []
+    # The template allows steps up to 150; a node that took at most 100 is reported under `steps`.
+    narrow = copy.deepcopy(info)
+    narrow["KSampler"]["input"]["required"]["steps"][1]["max"] = 100
+    many = validate_params(txt2img, {"prompt": "a", "steps": 120, "checkpoint": "dreamshaper_8.safetensors"})
+    built = build_workflow(txt2img, many, filename_prefix="p")
+    assert check_built_workflow(txt2img, built, narrow) == [FieldError("steps", "120 is above the maximum of 100")]
+
+
+def test_a_template_that_does_not_fit_names_node_and_input(txt2img: Template) -> None:
+    workflow = copy.deepcopy(dict(txt2img.workflow))
+    workflow["3"]["inputs"]["denoise"] = "full"  # not a parameter's target: the template's own value
+    workflow["5"]["inputs"]["width"] = "{{width}}"  # a parameter's target: its value comes with each request
+    broken = Template("broken", "", "", workflow, txt2img.params)
+    assert [e.field for e in check_template(broken, object_info())] == ["workflow.3.inputs.denoise"]
+    params = validate_params(broken, {"prompt": "a", "checkpoint": "dreamshaper_8.safetensors"})
+    errors = check_built_workflow(broken, build_workflow(broken, params, filename_prefix="p"), object_info())
+    assert [e.field for e in errors] == ["workflow.3.inputs.denoise"]
+    assert errors[0].message.startswith("template 'broken' does not fit the backends: ")
+
+
+def test_raw_workflow_against_object_info() -> None:
+    workflow = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 0, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}},
+    }
+    allowed = ["EmptyImage", "SaveImage"]
+    assert check_raw_workflow(workflow, allowed_classes=allowed)  # shape and allowlist only
+    with pytest.raises(ParamValidationError) as info:
+        check_raw_workflow(workflow, allowed_classes=allowed, object_info=object_info())
+    assert info.value.errors == (FieldError("workflow.1.inputs.width", "0 is below the minimum of 1"),)

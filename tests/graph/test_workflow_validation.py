@@ -113,7 +113,7 @@ def _write_template(directory: Path, name: str, workflow: dict[str, Any], params
 
 
 async def test_operator_templates_that_do_not_fit_the_backends_are_refused(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     radius = {"name": "radius", "type": "int", "default": 3, "min": 1, "max": 100, "targets": [["2", "blur_radius"]]}
     _write_template(tmp_path, "blur", BLUR, [radius])
@@ -133,3 +133,8 @@ async def test_operator_templates_that_do_not_fit_the_backends_are_refused(
         assert result["__typename"] == "ValidationError"
         assert [e["field"] for e in result["errors"]] == ["workflow.2.inputs.sigma"]
         assert "template 'broken'" in result["errors"][0]["message"]
+    # The operator hears of it in the log, once per change of what the backends offer.
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jobs.service"]
+    assert warnings == [
+        "template 'broken' does not fit the backends: workflow.2.inputs.sigma: must be a number, not 'soft'"
+    ]
