@@ -63,6 +63,23 @@ _TRACEBACK_HEAD = [
 ]
 
 
+# The same frames upstream (recording 10 of tests/recordings/upstream).
+_UPSTREAM_TRACEBACK_HEAD = [
+    '  File "/srv/ComfyUI/execution.py", line 496, in execute\n'
+    "    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(prompt_id, "
+    "unique_id, obj, input_data_all, execution_block_cb=execution_block_cb, pre_execute_cb=pre_execute_cb, "
+    "hidden_inputs=hidden_inputs)\n",
+    '  File "/srv/ComfyUI/execution.py", line 315, in get_output_data\n'
+    "    return_values = await _async_map_node_over_list(prompt_id, unique_id, obj, input_data_all, "
+    "obj.FUNCTION, allow_interrupt=True, execution_block_cb=execution_block_cb, "
+    "pre_execute_cb=pre_execute_cb, hidden_inputs=hidden_inputs)\n",
+    '  File "/srv/ComfyUI/execution.py", line 289, in _async_map_node_over_list\n'
+    "    await process_inputs(input_dict, i)\n",
+    '  File "/srv/ComfyUI/execution.py", line 277, in process_inputs\n'
+    "    result = f(**inputs)\n             ^^^^^^^^^^^\n",
+]
+
+
 class _Interrupted(Exception):
     pass
 
@@ -405,8 +422,8 @@ class Run:
             "exception_message": exception_message,
             "exception_type": exception_type,
             "traceback": [
-                *_TRACEBACK_HEAD,
-                '  File "/opt/ComfyUI/custom_nodes/fake_nodes.py", line 1, in run\n'
+                *(_UPSTREAM_TRACEBACK_HEAD if self._upstream else _TRACEBACK_HEAD),
+                f'  File "{"/srv" if self._upstream else "/opt"}/ComfyUI/custom_nodes/fake_nodes.py", line 1, in run\n'
                 f"    raise {exception_type}(message)\n",
             ],
             "current_inputs": self._current_inputs(node),

@@ -254,6 +254,8 @@ async def test_10_execution_error(comfy: FakeHandle, http: httpx.AsyncClient, di
     for key in ("node_id", "node_type", "executed", "exception_message", "exception_type"):
         assert error[key] == recorded[key], key
     assert set(error["current_inputs"]) == set(recorded["current_inputs"])
+    # The same ComfyUI files as the recorded build's (`  File "/srv/ComfyUI/execution.py"` upstream).
+    assert error["traceback"][0].split(",")[0] == recorded["traceback"][0].split(",")[0]
     assert sorted(error["current_outputs"]) == sorted(recorded["current_outputs"])
     history = rec.http("GET")[0]
     got = await http.get(f"/history/{prompt_id}")
