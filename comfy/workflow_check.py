@@ -16,6 +16,9 @@ the wrong kind (a string for an INT, a literal where a link is needed):
 - a value a choice input (COMBO, either form) does not offer;
 - no output node at all (ComfyUI answers `prompt_no_outputs`).
 
+A node that declares one of newer ComfyUI's structural inputs (autogrow, dynamic combo or slot)
+is not held to its declared input names, which those expand beyond.
+
 Inputs named in `skip_values` (pairs of node id and input) are checked for existence and links only:
 a template's parameters are written there later and checked when they are.
 """
@@ -30,6 +33,9 @@ from typing import Any, Final
 __all__ = ["WorkflowProblem", "check_workflow", "input_spec"]
 
 _ANY: Final = frozenset({"*", "COMFY_MATCHTYPE_V3"})  # match every type (MatchType: the frontend checks it)
+# Newer ComfyUI's structural inputs (autogrow, dynamic combo, dynamic slot) expand into inputs whose
+# names `/object_info` does not list: a node declaring one is not held to its declared names.
+_DYNAMIC: Final = frozenset({"COMFY_AUTOGROW_V3", "COMFY_DYNAMICCOMBO_V3", "COMFY_DYNAMICSLOT_V3"})
 _MAX_SHOWN: Final = 10
 _MAX_PROBLEMS: Final = 100
 
@@ -116,16 +122,20 @@ def _check_node(
         for name in required:
             if name not in inputs:
                 problems.append(WorkflowProblem(node_id, str(name), f"is required by {class_type}"))
+    dynamic = _has_dynamic_inputs(declared)
     for raw_name, value in inputs.items():
         name = str(raw_name)
         found = input_spec(spec, name)
         if found is None:
-            problems.append(WorkflowProblem(node_id, name, f"{class_type} has no input {name!r}"))
+            if not dynamic:
+                problems.append(WorkflowProblem(node_id, name, f"{class_type} has no input {name!r}"))
             continue
         section, declaration = found
         if section == "hidden":
             continue  # filled in by ComfyUI (PROMPT, EXTRA_PNGINFO, UNIQUE_ID); whatever is sent is replaced
         kind, options = _declared_type(declaration)
+        if kind in _DYNAMIC:
+            continue
         if isinstance(value, list):
             message = _check_link(value, kind, workflow, object_info)
         elif (node_id, name) in skip_values:
@@ -134,6 +144,16 @@ def _check_node(
             message = _check_literal(value, kind, options)
         if message is not None:
             problems.append(WorkflowProblem(node_id, name, message))
+
+
+def _has_dynamic_inputs(declared: Any) -> bool:
+    if not isinstance(declared, Mapping):
+        return False
+    for section in ("required", "optional"):
+        group = declared.get(section)
+        if isinstance(group, Mapping) and any(_declared_type(entry)[0] in _DYNAMIC for entry in group.values()):
+            return True
+    return False
 
 
 def _declared_type(declaration: Any) -> tuple[str, Mapping[str, Any]]:

@@ -146,3 +146,18 @@ def test_backends_with_different_models_offer_the_union() -> None:
 def test_problems_are_bounded() -> None:
     workflow = {str(i): {"class_type": "Nope", "inputs": {}} for i in range(500)}
     assert len(check_workflow(workflow, object_info())) == 100
+
+
+def test_nodes_with_structural_inputs_are_not_held_to_declared_names() -> None:
+    """Newer ComfyUI's autogrow/dynamic inputs expand into names /object_info does not list."""
+    info: dict[str, Any] = {
+        "Grow": {
+            "input": {"required": {"values": ("COMFY_AUTOGROW_V3", {}), "scale": ("INT", {"min": 1})}},
+            "output": [],
+            "output_node": True,
+        }
+    }
+    node = {"class_type": "Grow", "inputs": {"values": {}, "values.v0": 1, "values.v1": "a", "scale": 2}}
+    assert check_workflow({"1": node}, info) == []
+    node["inputs"]["scale"] = 0
+    assert [p.field for p in check_workflow({"1": node}, info)] == ["workflow.1.inputs.scale"]
