@@ -2,8 +2,13 @@
 
 Embedded PostgreSQL / Redis and the fake ComfyUI are started only for what the
 environment leaves unset, migrations run to completion, then the API and the
-workers run as child processes until Ctrl-C / SIGTERM, or until one of them
-dies, in which case the rest are stopped and the command fails naming it.
+workers run as child processes until Ctrl-C / SIGTERM.
+
+A process that dies while the stack starts stops everything (a broken
+configuration or port should fail at once, naming it). Once the stack is up, a
+process that dies (a child, or an embedded server) is restarted after a backoff
+that doubles while it keeps dying soon after each start, and the rest stay up:
+killing the fake ComfyUI is how one tries a backend outage.
 
 `Supervisor.run()` takes plain child specs, so its lifecycle is tested with
 stand-in commands; `run_dev()` only resolves settings into specs.
@@ -30,7 +35,7 @@ from types import FrameType
 from typing import IO, Any, TextIO
 
 from safelight.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedRedis
-from safelight.procs import parent_death_hook, port_is_open, terminate
+from safelight.procs import free_port, kill_group, parent_death_hook, port_is_open, terminate
 from settings import Settings
 
 __all__ = [
@@ -39,10 +44,37 @@ __all__ = [
     "DevLock",
     "Supervisor",
     "http_ok",
+    "restart_delay",
     "run_dev",
+    "write_atomically",
 ]
 
 _POLL_S = 0.05
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 30.0
+_STABLE_AFTER_S = 30.0
+
+
+def restart_delay(streak: int, *, first: float = _BACKOFF_FIRST_S, cap: float = _BACKOFF_MAX_S) -> float:
+    """Seconds to wait before the `streak`-th restart in a row of a process that keeps dying young."""
+    return float(min(cap, first * 2.0 ** max(0, streak - 1)))
+
+
+def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Write `text` to `path` so that a reader sees the old file or the whole new one, never a part.
+
+    The temporary file is a dot file beside it (same filesystem, so `os.replace` is atomic) that no
+    glob of the final names matches.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class AlreadyRunning(Exception):
@@ -103,6 +135,7 @@ class ChildSpec:
 
     `once` steps (migrations) must exit 0 before the next spec starts; a
     `ready` probe is polled after start, and the next spec waits for it.
+    A `restart` process that dies once the stack is up is started again.
     """
 
     name: str
@@ -112,6 +145,17 @@ class ChildSpec:
     ready_timeout: float = 60.0
     once: bool = False
     once_timeout: float = 600.0
+    restart: bool = True
+
+
+@dataclass
+class _Restarts:
+    """Restart bookkeeping of one supervised process."""
+
+    started_at: float
+    count: int = 0  # restarts so far
+    streak: int = 0  # deaths in a row, each within `_STABLE_AFTER_S` of its start
+    due: float | None = None  # when the pending restart happens (None: running)
 
 
 @dataclass
@@ -119,6 +163,23 @@ class _Child:
     spec: ChildSpec
     proc: subprocess.Popen[bytes]
     pump: threading.Thread | None = field(default=None)
+    restarts: _Restarts = field(default_factory=lambda: _Restarts(time.monotonic()))
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class _Server:
+    """An embedded server, started by `run_dev` before the children; supervised like one."""
+
+    server: EmbeddedPostgres | EmbeddedRedis
+    restarts: _Restarts = field(default_factory=lambda: _Restarts(time.monotonic()))
+
+    @property
+    def name(self) -> str:
+        return f"embedded {self.server.name}"
 
 
 class _Stop(Exception):
@@ -144,11 +205,19 @@ class Supervisor:
         stop_timeout: float = 10.0,
         out: TextIO | None = None,
         prefix_output: bool = True,
+        backoff_first: float = _BACKOFF_FIRST_S,
+        backoff_max: float = _BACKOFF_MAX_S,
+        stable_after: float = _STABLE_AFTER_S,
     ) -> None:
         self.stop_timeout = stop_timeout
         self.out = out or sys.stdout
         self.prefix_output = prefix_output
+        self.backoff_first = backoff_first
+        self.backoff_max = backoff_max
+        self.stable_after = stable_after
         self.children: list[_Child] = []
+        self.servers: list[_Server] = []
+        self.up = False  # every spec started and ready: deaths are restarted from now on
         self.stop_requested: int | None = None
         self._previous: dict[int, Any] = {}
         self._out_lock = threading.Lock()
@@ -171,13 +240,69 @@ class Supervisor:
             self.stop_requested = signum
 
     def check(self) -> None:
-        """Raise `_Stop` when a stop was requested or a running child has died."""
+        """Raise `_Stop` when a stop was requested or a process died while starting; restart the dead.
+
+        Restarts happen here, one poll at a time: a dead process is given its backoff, and the
+        next call after it has passed starts the process again.
+        """
         if self.stop_requested is not None:
             raise _Stop(0)
         for child in self.children:
+            if child.spec.once:
+                continue
+            if child.restarts.due is not None:
+                self._restart_when_due(child)
+                continue
             code = child.proc.poll()
-            if code is not None and not child.spec.once:
-                raise _Stop(1, f"{child.spec.name} exited unexpectedly ({_describe(code)})")
+            if code is None:
+                continue
+            if not self.up or not child.spec.restart:
+                raise _Stop(1, f"{child.name} exited unexpectedly ({_describe(code)})")
+            kill_group(child.proc, signal.SIGKILL)  # what the leader left behind in its group
+            self._schedule_restart(child, f"exited unexpectedly ({_describe(code)})")
+        for server in self.servers:
+            if server.restarts.due is not None:
+                self._restart_when_due(server)
+                continue
+            code = server.server.returncode
+            if code is None:
+                continue
+            if not self.up:
+                raise _Stop(1, f"{server.name} exited unexpectedly ({_describe(code)}); see {server.server.log_path}")
+            self._schedule_restart(server, f"exited unexpectedly ({_describe(code)}); see {server.server.log_path}")
+
+    def watch(self, server: EmbeddedPostgres | EmbeddedRedis) -> None:
+        """Supervise a started embedded server: restarted (same port and data) if it dies."""
+        self.servers.append(_Server(server))
+
+    def _schedule_restart(self, unit: _Child | _Server, why: str) -> None:
+        now = time.monotonic()
+        restarts = unit.restarts
+        lived = now - restarts.started_at
+        restarts.streak = restarts.streak + 1 if lived < self.stable_after else 1
+        delay = restart_delay(restarts.streak, first=self.backoff_first, cap=self.backoff_max)
+        restarts.due = now + delay
+        self.say(f"safelight dev: {unit.name} {why} after {lived:.1f}s; restarting it in {delay:.1f}s")
+
+    def _restart_when_due(self, unit: _Child | _Server) -> None:
+        restarts = unit.restarts
+        assert restarts.due is not None
+        if time.monotonic() < restarts.due:
+            return
+        restarts.due = None
+        restarts.started_at = time.monotonic()
+        try:
+            if isinstance(unit, _Child):
+                self._respawn(unit)
+                pid = unit.proc.pid
+            else:
+                unit.server.start()
+                pid = unit.server.pid or 0
+        except (OSError, EmbeddedError) as exc:
+            self._schedule_restart(unit, f"could not be restarted ({exc})")
+            return
+        restarts.count += 1
+        self.say(f"safelight dev: {unit.name} restarted (pid {pid}, restart {restarts.count})")
 
     # Lifecycle.
 
@@ -196,6 +321,7 @@ class Supervisor:
                 self.start(spec)
                 if spec.ready is not None:
                     self.wait_until(spec.ready, what=f"{spec.name} to become ready", timeout=spec.ready_timeout)
+            self.up = True
             if on_ready is not None:
                 on_ready()
             while True:
@@ -215,8 +341,14 @@ class Supervisor:
         return stop.code
 
     def start(self, spec: ChildSpec) -> subprocess.Popen[bytes]:
+        child = _Child(spec, self._spawn(spec))
+        self._start_pump(child)
+        self.children.append(child)
+        return child.proc
+
+    def _spawn(self, spec: ChildSpec) -> subprocess.Popen[bytes]:
         piped = self.prefix_output
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             list(spec.argv),
             env=dict(spec.env) if spec.env is not None else None,
             stdin=subprocess.DEVNULL,
@@ -225,15 +357,28 @@ class Supervisor:
             start_new_session=True,
             preexec_fn=parent_death_hook(signal.SIGTERM),
         )
-        child = _Child(spec, proc)
-        if piped:
-            assert proc.stdout is not None
-            child.pump = threading.Thread(
-                target=self._pump, args=(spec.name, proc.stdout), name=f"output-{spec.name}", daemon=True
-            )
-            child.pump.start()
-        self.children.append(child)
-        return proc
+
+    def _start_pump(self, child: _Child) -> None:
+        if child.proc.stdout is None:
+            return
+        child.pump = threading.Thread(
+            target=self._pump, args=(child.name, child.proc.stdout), name=f"output-{child.name}", daemon=True
+        )
+        child.pump.start()
+
+    def _respawn(self, child: _Child) -> None:
+        """Start a dead child again in its place (the stop order stays that of the specs)."""
+        self._close_output(child)
+        child.proc = self._spawn(child.spec)
+        self._start_pump(child)
+
+    @staticmethod
+    def _close_output(child: _Child) -> None:
+        if child.pump is not None:
+            child.pump.join(timeout=1.0)
+            child.pump = None
+        if child.proc.stdout is not None:
+            child.proc.stdout.close()
 
     def _run_once(self, spec: ChildSpec) -> None:
         proc = self.start(spec)
@@ -264,10 +409,7 @@ class Supervisor:
             name = next(c.spec.name for c in children if c.proc is proc)
             self.say(f"safelight dev: {name} ignored SIGTERM for {self.stop_timeout:.0f}s; killed it")
         for child in children:
-            if child.pump is not None:
-                child.pump.join(timeout=1.0)
-            if child.proc.stdout is not None:
-                child.proc.stdout.close()
+            self._close_output(child)
 
     # Output.
 
@@ -343,11 +485,12 @@ def _run_stack(
     fake_port = int(args.fake_comfy_port)
     workers = max(0, int(args.workers))
     if port_is_open(probe_host, port):
-        raise _Stop(1, f"port {port} on {probe_host} is already in use (pass --port)")
+        raise _Stop(1, _port_in_use(f"port {port} on {probe_host}", "--port", port, make_var="PORT"))
 
     notes: dict[str, str] = {}
     database_url = settings.database_url
     if database_url is None:
+        _check_free(int(args.postgres_port), "embedded PostgreSQL", "--postgres-port")
         database_url = _start_embedded(
             EmbeddedPostgres(state_dir / "postgres", port=args.postgres_port), supervisor, servers
         )
@@ -356,6 +499,7 @@ def _run_stack(
         notes["database"] = str(settings.redacted()["DATABASE_URL"])
     redis_url = settings.redis_url
     if redis_url is None:
+        _check_free(int(args.redis_port), "embedded Redis", "--redis-port")
         redis_url = _start_embedded(EmbeddedRedis(state_dir / "redis", port=args.redis_port), supervisor, servers)
         notes["redis"] = f"{redis_url} (embedded, data in {state_dir / 'redis'})"
     else:
@@ -367,8 +511,7 @@ def _run_stack(
         comfyui_urls = ",".join(settings.comfyui_urls)
         notes["comfyui"] = comfyui_urls
     else:
-        if port_is_open("127.0.0.1", fake_port):
-            raise _Stop(1, f"port {fake_port} for the fake ComfyUI is in use (pass --fake-comfy-port)")
+        _check_free(fake_port, "the fake ComfyUI", "--fake-comfy-port")
         comfyui_urls = f"http://127.0.0.1:{fake_port}"
         notes["comfyui"] = f"{comfyui_urls} (fake)"
         specs.append(
@@ -437,6 +580,7 @@ def _start_embedded(
     except EmbeddedError as exc:
         raise _Stop(1, str(exc)) from None
     servers.callback(server.stop)
+    supervisor.watch(server)
     supervisor.say(f"safelight dev: embedded {server.name} ready in {time.monotonic() - started:.2f}s")
     supervisor.check()
     return url
@@ -450,10 +594,27 @@ def _dev_token(state_dir: Path) -> str:
         if token:
             return token
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
+    write_atomically(path, token + "\n", mode=0o600)
     return token
+
+
+def _check_free(port: int, what: str, option: str) -> None:
+    if port_is_open("127.0.0.1", port):
+        raise _Stop(1, _port_in_use(f"port {port} for {what}", option, port))
+
+
+def _port_in_use(what: str, option: str, port: int, *, make_var: str | None = None) -> str:
+    """The "port in use" message, with both ways to pick another port (`safelight dev` and `make dev`)."""
+    other = _next_free_port(port)
+    make = f"make dev {make_var}={other}" if make_var else f'make dev DEV_ARGS="{option} {other}"'
+    return f"{what} is already in use; choose another: `safelight dev {option} {other}` or `{make}`"
+
+
+def _next_free_port(port: int) -> int:
+    for candidate in range(port + 1, min(port + 100, 65536)):
+        if not port_is_open("127.0.0.1", candidate):
+            return candidate
+    return free_port()
 
 
 def _safelight(*argv: str) -> list[str]:

@@ -63,13 +63,22 @@ class _EmbeddedServer:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit status of a server that died on its own; None while it runs (or was never started/stopped)."""
+        return self._proc.poll() if self._proc is not None else None
+
     def start(self) -> str:
-        """Start the server (a no-op when already started) and return its URL."""
+        """Start the server (a no-op when already started) and return its URL.
+
+        A server that died is started again on the port it had, so the URL its clients hold stays right.
+        """
         if self._proc is not None and self._proc.poll() is None:
             return self.url
+        self._proc = None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
-        port = self.requested_port if self.requested_port is not None else free_port(_HOST)
+        port = self.requested_port if self.requested_port is not None else self.port or free_port(_HOST)
         if port_is_open(_HOST, port):
             raise EmbeddedError(f"embedded {self.name}: port {port} on {_HOST} is already in use")
         self.port = port

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ops.reaper import Reaper
+
 
 @pytest.fixture
 def server_dir() -> Iterator[Path]:
@@ -21,3 +23,13 @@ def server_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def reaper() -> Iterator[Reaper]:
+    """Start processes through this; teardown stops them and everything they started."""
+    reaper = Reaper()
+    try:
+        yield reaper
+    finally:
+        reaper.stop()

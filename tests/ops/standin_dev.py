@@ -22,9 +22,12 @@ NAMES = ("DATABASE_URL", "REDIS_URL", "COMFYUI_URLS", "SAFELIGHT_DEV_MODE", "SAF
 
 
 def _record(name: str) -> None:
+    """Write `<name>-<pid>.json` atomically: the test reads these files while the stack runs."""
     state = Path(os.environ["SAFELIGHT_STATE_DIR"])
     env = {key: os.environ.get(key) for key in NAMES}
-    (state / f"{name}-{os.getpid()}.json").write_text(json.dumps({"argv": sys.argv[2:], "env": env}))
+    tmp = state / f".{name}-{os.getpid()}.json.tmp"
+    tmp.write_text(json.dumps({"argv": sys.argv[2:], "env": env}))
+    os.replace(tmp, state / f"{name}-{os.getpid()}.json")
 
 
 def _serve(port: int, host: str = "127.0.0.1") -> None:

@@ -1,9 +1,9 @@
 """A supervisor over stand-in children, run as a script by test_devstack.py.
 
-usage: standin_stack.py STATE_DIR MODE   (MODE: run | failing-step)
+usage: standin_stack.py STATE_DIR MODE   (MODE: run | failing-step | dies-starting)
 
-Writes STATE_DIR/pids.json once every child is up, then supervises until a
-signal or a child's death, exactly as `safelight dev` does.
+Writes STATE_DIR/pids.json (atomically) once every child is up, then supervises
+until a signal, exactly as `safelight dev` does: restarting a child that dies.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from safelight.devstack import ChildSpec, DevLock, Supervisor, http_ok
+from safelight.devstack import ChildSpec, DevLock, Supervisor, http_ok, write_atomically
 from safelight.procs import free_port
 
 PY = sys.executable
@@ -59,6 +59,8 @@ def main() -> int:
     ]
     if mode == "failing-step":
         specs.insert(1, ChildSpec("migrate", [PY, "-c", "raise SystemExit(4)"], once=True))
+    elif mode == "dies-starting":
+        specs.insert(1, ChildSpec("early", [PY, "-c", "raise SystemExit(3)"], ready=lambda: False, ready_timeout=20))
 
     with DevLock.acquire(state / "dev.lock"), Supervisor(stop_timeout=1.0) as supervisor:
 
@@ -66,7 +68,7 @@ def main() -> int:
             pids = {child.spec.name: child.proc.pid for child in supervisor.children}
             pids["grandchild"] = int(grandchild_file.read_text())
             pids["port"] = port
-            (state / "pids.json").write_text(json.dumps(pids))
+            write_atomically(state / "pids.json", json.dumps(pids))
             supervisor.say("READY")
 
         return supervisor.run(specs, on_ready=ready)

@@ -1,7 +1,12 @@
-"""The `safelight dev` supervisor: the lock, and the lifecycle with stand-in children."""
+"""The `safelight dev` supervisor: the lock, the lifecycle and restarts, with stand-in children.
+
+Every test that starts processes starts them through the `reaper` fixture, which stops the whole
+tree (embedded servers included) when the test fails half-way.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -9,15 +14,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from safelight.devstack import AlreadyRunning, DevLock
+from safelight.devstack import AlreadyRunning, DevLock, http_ok, restart_delay, write_atomically
 from safelight.embedded import EmbeddedPostgres, EmbeddedRedis
 from safelight.procs import cmdline, free_port, port_is_open
+from tests.ops.reaper import Reaper
 
 STANDIN = Path(__file__).with_name("standin_stack.py")
 STANDIN_DEV = Path(__file__).with_name("standin_dev.py")
@@ -50,6 +58,78 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0, output: _Output | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}" + (f":\n{output.text}" if output else ""))
+        time.sleep(0.05)
+
+
+class _Output:
+    """A process's combined output, read by a thread as it comes, so a test can wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.proc = proc
+        self.lines: list[str] = []
+        self._seen = 0
+        self._done = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        with contextlib.suppress(ValueError, OSError):  # the reaper closes the pipe after a failure
+            for line in stream:
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        """The next line (after the last one waited for) that contains `text`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for index in range(self._seen, len(self.lines)):
+                    if text in self.lines[index]:
+                        self._seen = index + 1
+                        return self.lines[index]
+                remaining = deadline - time.monotonic()
+                if self._done or remaining <= 0:
+                    why = "the process exited" if self._done else f"{timeout:.0f}s passed"
+                    pytest.fail(f"{why} before a line with {text!r}:\n{''.join(self.lines)}")
+                self._cond.wait(remaining)
+
+    def finish(self, timeout: float = 60.0) -> str:
+        self.proc.wait(timeout=timeout)
+        self._thread.join(timeout=timeout)
+        return self.text
+
+
+def test_restart_delay_doubles_while_a_process_keeps_dying_and_is_capped() -> None:
+    assert [restart_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert restart_delay(20) == 30.0
+    assert restart_delay(3, first=1.0, cap=3.0) == 3.0
+
+
+def test_write_atomically_replaces_the_whole_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "worker-1.json"
+    path.write_text("old")
+    write_atomically(path, '{"new": true}', mode=0o600)
+    assert json.loads(path.read_text()) == {"new": True}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == ["worker-1.json"]
+
+
 def test_lock_is_exclusive_and_records_pid(tmp_path: Path) -> None:
     path = tmp_path / "state" / "dev.lock"
     with DevLock.acquire(path):
@@ -62,13 +142,13 @@ def test_lock_is_exclusive_and_records_pid(tmp_path: Path) -> None:
     DevLock.acquire(path).release()
 
 
-def test_second_dev_refuses_and_touches_nothing(tmp_path: Path) -> None:
+def test_second_dev_refuses_and_touches_nothing(tmp_path: Path, reaper: Reaper) -> None:
     state = tmp_path / "state"
     with DevLock.acquire(state / "dev.lock"):
         before = {p.name: p.read_bytes() for p in state.iterdir()}
         result = subprocess.run(
             [sys.executable, "-m", "safelight.cli", "dev"],
-            env=_safelight_env(state),
+            env=reaper.env(_safelight_env(state)),
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -80,7 +160,7 @@ def test_second_dev_refuses_and_touches_nothing(tmp_path: Path) -> None:
     assert after == before  # no embedded data dirs, no token, lock file unchanged
 
 
-def test_dev_refuses_busy_api_port_and_releases_lock(tmp_path: Path) -> None:
+def test_dev_refuses_busy_api_port_says_how_to_pick_another_and_releases_lock(tmp_path: Path, reaper: Reaper) -> None:
     state = tmp_path / "state"
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -88,35 +168,54 @@ def test_dev_refuses_busy_api_port_and_releases_lock(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "-m", "safelight.cli", "dev", "--port", str(port)],
-            env=_safelight_env(state),
+            env=reaper.env(_safelight_env(state)),
             cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=60,
         )
     assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stdout
+    assert f"port {port} on 127.0.0.1 is already in use; choose another: `safelight dev --port " in result.stdout
+    assert "` or `make dev PORT=" in result.stdout
     assert not (state / "postgres").exists()
     assert _lock_is_free(state / "dev.lock")
 
 
-def _start_standin(state: Path, mode: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def test_dev_refuses_busy_fake_comfy_port_with_the_make_form_of_its_option(tmp_path: Path, reaper: Reaper) -> None:
+    state = tmp_path / "state"
+    unused = "postgresql://postgres@127.0.0.1:9/none"  # configured, so nothing embedded starts; never contacted
+    env = _safelight_env(state, DATABASE_URL=unused, REDIS_URL="redis://127.0.0.1:9/0")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "safelight.cli", "dev", "--port", str(free_port()), "--fake-comfy-port", str(port)],
+            env=reaper.env(env),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if "already in use" in line)
+    assert (
+        f"port {port} for the fake ComfyUI is already in use; choose another: `safelight dev --fake-comfy-port " in line
+    )
+    assert '` or `make dev DEV_ARGS="--fake-comfy-port ' in line
+
+
+def _start_standin(state: Path, mode: str, reaper: Reaper) -> tuple[_Output, dict[str, int]]:
     state.mkdir()
-    proc = subprocess.Popen(
+    proc = reaper.popen(
         [sys.executable, str(STANDIN), str(state), mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    pids_file = state / "pids.json"
-    while not pids_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            out, _ = proc.communicate()
-            pytest.fail(f"stand-in stack did not come up (exit {proc.returncode}):\n{out}")
-        time.sleep(0.05)
-    return proc, json.loads(pids_file.read_text())
+    output = _Output(proc)
+    output.wait_for("READY", timeout=30)
+    return output, json.loads((state / "pids.json").read_text())
 
 
 def _assert_all_gone(pids: dict[str, int], state: Path) -> None:
@@ -128,46 +227,88 @@ def _assert_all_gone(pids: dict[str, int], state: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_stops_every_child_and_releases_lock(tmp_path: Path, sig: signal.Signals) -> None:
+def test_signal_stops_every_child_and_releases_lock(tmp_path: Path, reaper: Reaper, sig: signal.Signals) -> None:
     state = tmp_path / "state"
-    proc, pids = _start_standin(state, "run")
-    assert (state / "dev.lock").read_text().strip() == str(proc.pid)
+    output, pids = _start_standin(state, "run", reaper)
+    assert (state / "dev.lock").read_text().strip() == str(output.proc.pid)
     assert not _lock_is_free(state / "dev.lock")
 
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=30)
+    output.proc.send_signal(sig)
+    out = output.finish(timeout=30)
 
-    assert proc.returncode == 0, out
+    assert output.proc.returncode == 0, out
     assert f"{sig.name} received; stopping" in out
     assert "stubborn ignored SIGTERM" in out  # escalated to SIGKILL after stop_timeout
     _assert_all_gone(pids, state)
 
 
+def _restarted_pid(line: str) -> int:
+    return int(line.split("(pid ", 1)[1].split(",", 1)[0])
+
+
 @pytest.mark.slow
-def test_child_death_stops_the_rest_and_fails(tmp_path: Path) -> None:
+def test_dead_child_is_restarted_with_backoff_and_the_rest_stay_up(tmp_path: Path, reaper: Reaper) -> None:
     state = tmp_path / "state"
-    proc, pids = _start_standin(state, "run")
+    output, pids = _start_standin(state, "run", reaper)
+    web_ok = http_ok(f"http://127.0.0.1:{pids['port']}/")
 
     os.kill(pids["web"], signal.SIGKILL)
-    out, _ = proc.communicate(timeout=30)
+    died = output.wait_for("web exited unexpectedly (killed by SIGKILL)")
+    assert died.rstrip().endswith("restarting it in 0.5s")
+    first = _restarted_pid(output.wait_for("safelight dev: web restarted (pid "))
+    _wait(web_ok, "the restarted web child to answer", output=output)
 
-    assert proc.returncode == 1, out
-    assert "web exited unexpectedly (killed by SIGKILL); stopping everything" in out
-    _assert_all_gone(pids, state)
+    # Dying again soon after its start: the next wait is twice as long.
+    os.kill(first, signal.SIGKILL)
+    assert output.wait_for("web exited unexpectedly").rstrip().endswith("restarting it in 1.0s")
+    line = output.wait_for("safelight dev: web restarted (pid ")
+    assert line.rstrip().endswith("restart 2)")
+    second = _restarted_pid(line)
+    _wait(web_ok, "the twice restarted web child to answer", output=output)
+
+    # The others were never touched, and the stack is still up.
+    for name in ("parent", "grandchild", "stubborn"):
+        assert cmdline(pids[name]) is not None, f"{name} died with web"
+    assert output.proc.poll() is None
+
+    output.proc.send_signal(signal.SIGTERM)
+    out = output.finish(timeout=30)
+    assert output.proc.returncode == 0, out
+    _assert_all_gone({**pids, "web": second}, state)
+    assert _gone(first)
 
 
 @pytest.mark.slow
-def test_failing_step_stops_startup(tmp_path: Path) -> None:
+def test_death_while_starting_stops_everything(tmp_path: Path, reaper: Reaper) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    result = subprocess.run(
-        [sys.executable, str(STANDIN), str(state), "failing-step"],
-        capture_output=True,
+    proc = reaper.popen(
+        [sys.executable, str(STANDIN), str(state), "dies-starting"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=60,
     )
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "migrate failed (exit code 4); stopping everything" in result.stdout
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "early exited unexpectedly (exit code 3); stopping everything" in out
+    assert "restarting" not in out
+    assert not (state / "pids.json").exists()
+    assert _lock_is_free(state / "dev.lock")
+
+
+@pytest.mark.slow
+def test_failing_step_stops_startup(tmp_path: Path, reaper: Reaper) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    proc = reaper.popen(
+        [sys.executable, str(STANDIN), str(state), "failing-step"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "migrate failed (exit code 4); stopping everything" in out
     assert not (state / "grandchild.pid").exists()  # nothing after the step was started
     assert not (state / "pids.json").exists()
     assert _lock_is_free(state / "dev.lock")
@@ -177,8 +318,14 @@ def _records(state: Path, name: str) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted(state.glob(f"{name}-*.json"))]
 
 
-def _run_dev_once(state: Path, tmp_path: Path, *args: str, workers: int) -> tuple[int, str]:
-    proc = subprocess.Popen(
+def _record_pids(state: Path, name: str) -> list[int]:
+    return [int(p.stem.rsplit("-", 1)[1]) for p in state.glob(f"{name}-*.json")]
+
+
+def _start_dev(state: Path, tmp_path: Path, reaper: Reaper, *args: str, workers: int) -> _Output:
+    """`safelight dev` over stand-ins, up (banner printed) with `workers` workers started."""
+    reaper.own(state)
+    proc = reaper.popen(
         [sys.executable, str(STANDIN_DEV), *args],
         env=_safelight_env(state),
         cwd=tmp_path,
@@ -186,25 +333,21 @@ def _run_dev_once(state: Path, tmp_path: Path, *args: str, workers: int) -> tupl
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert proc.stdout is not None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("Press Ctrl-C to stop."):
-            break
-    else:
-        proc.wait(timeout=30)
-        pytest.fail("safelight dev did not come up:\n" + "".join(lines))
-    deadline = time.monotonic() + 30
-    while len(_records(state, "worker")) < workers and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=60)
-    return proc.returncode, "".join(lines) + rest
+    output = _Output(proc)
+    output.wait_for("Press Ctrl-C to stop.", timeout=120)
+    _wait(lambda: len(_records(state, "worker")) >= workers, f"{workers} workers", output=output)
+    return output
+
+
+def _stop_dev(output: _Output) -> tuple[int, str]:
+    output.proc.send_signal(signal.SIGTERM)
+    out = output.finish(timeout=60)
+    assert output.proc.returncode is not None
+    return output.proc.returncode, out
 
 
 @pytest.mark.slow
-def test_dev_runs_embedded_stack_and_stops_cleanly(tmp_path: Path, server_dir: Path) -> None:
+def test_dev_runs_embedded_stack_and_stops_cleanly(tmp_path: Path, server_dir: Path, reaper: Reaper) -> None:
     state = server_dir / "state"
     api_port, comfy_port, pg_port, redis_port = (free_port() for _ in range(4))
     args = (
@@ -212,7 +355,7 @@ def test_dev_runs_embedded_stack_and_stops_cleanly(tmp_path: Path, server_dir: P
         *("--postgres-port", str(pg_port), "--redis-port", str(redis_port)),
     )
 
-    code, out = _run_dev_once(state, tmp_path, *args, workers=2)
+    code, out = _stop_dev(_start_dev(state, tmp_path, reaper, *args, workers=2))
 
     assert code == 0, out
     assert f"app:         http://127.0.0.1:{api_port}/" in out
@@ -235,15 +378,16 @@ def test_dev_runs_embedded_stack_and_stops_cleanly(tmp_path: Path, server_dir: P
         assert env["SAFELIGHT_DEV_MODE"] == "1"
         assert env["SAFELIGHT_DEV_TOKEN"] == token
 
-    # Everything stopped: the embedded servers' ports are closed, the lock is free.
+    # Everything stopped: the embedded servers' ports are closed, the lock is free, nothing is left.
     for port in (api_port, comfy_port, pg_port, redis_port):
         assert not port_is_open("127.0.0.1", port), port
     assert _lock_is_free(state / "dev.lock")
+    assert reaper.marked() == []
 
     # A second run finds the same data and the same token.
     for path in state.glob("*.json"):
         path.unlink()
-    code, out = _run_dev_once(state, tmp_path, *args, "--workers", "0", workers=0)
+    code, out = _stop_dev(_start_dev(state, tmp_path, reaper, *args, "--workers", "0", workers=0))
     assert code == 0, out
     assert f"dev token:   {token}" in out
     assert not _records(state, "worker")
@@ -251,14 +395,49 @@ def test_dev_runs_embedded_stack_and_stops_cleanly(tmp_path: Path, server_dir: P
 
 
 @pytest.mark.slow
-def test_dev_uses_configured_services(tmp_path: Path, server_dir: Path) -> None:
+def test_dev_restarts_a_dead_fake_comfy_and_redis_and_keeps_the_api_up(
+    tmp_path: Path, server_dir: Path, reaper: Reaper
+) -> None:
+    state = server_dir / "state"
+    api_port, comfy_port, redis_port = free_port(), free_port(), free_port()
+    args = ("--port", str(api_port), "--fake-comfy-port", str(comfy_port), "--redis-port", str(redis_port))
+    args += ("--postgres-port", str(free_port()), "--workers", "1")
+    output = _start_dev(state, tmp_path, reaper, *args, workers=1)
+    healthz = http_ok(f"http://127.0.0.1:{api_port}/healthz")
+    (api_pid,) = _record_pids(state, "api")
+    (comfy_pid,) = _record_pids(state, "fake-comfy")
+
+    os.kill(comfy_pid, signal.SIGKILL)
+    output.wait_for("safelight dev: comfyui exited unexpectedly (killed by SIGKILL)")
+    output.wait_for("safelight dev: comfyui restarted (pid ")
+    _wait(lambda: len(_record_pids(state, "fake-comfy")) == 2, "a second fake ComfyUI", output=output)
+    _wait(lambda: port_is_open("127.0.0.1", comfy_port), "the fake ComfyUI's port to open again", output=output)
+    assert healthz() and _record_pids(state, "api") == [api_pid] and cmdline(api_pid) is not None
+
+    valkey = int((state / "redis" / "valkey.pid").read_text())
+    assert valkey in reaper.marked()
+    os.kill(valkey, signal.SIGKILL)
+    output.wait_for("safelight dev: embedded redis exited unexpectedly (killed by SIGKILL)")
+    output.wait_for("safelight dev: embedded redis restarted (pid ")
+    assert port_is_open("127.0.0.1", redis_port)  # the same port: the children's REDIS_URL stays right
+    assert healthz() and _record_pids(state, "api") == [api_pid] and output.proc.poll() is None
+
+    code, out = _stop_dev(output)
+    assert code == 0, out
+    for port in (api_port, comfy_port, redis_port):
+        assert not port_is_open("127.0.0.1", port), port
+    assert reaper.marked() == []
+
+
+@pytest.mark.slow
+def test_dev_uses_configured_services(tmp_path: Path, server_dir: Path, reaper: Reaper) -> None:
     """With the URLs set, nothing embedded and no fake ComfyUI is started."""
     state = tmp_path / "state"
     backend = f"http://127.0.0.1:{free_port()}"
     with EmbeddedPostgres(server_dir / "pg") as pg, EmbeddedRedis(server_dir / "redis") as rd:
         env = _safelight_env(state, DATABASE_URL=pg.url, REDIS_URL=rd.url, COMFYUI_URLS=backend)
         env["SAFELIGHT_DEV_TOKEN"] = "configured-token"
-        proc = subprocess.Popen(
+        proc = reaper.popen(
             [sys.executable, str(STANDIN_DEV), "--port", str(free_port()), "--workers", "1"],
             env=env,
             cwd=tmp_path,
@@ -266,11 +445,11 @@ def test_dev_uses_configured_services(tmp_path: Path, server_dir: Path) -> None:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 60
-        while len(_records(state, "worker")) < 1 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        output = _Output(proc)
+        output.wait_for("Press Ctrl-C to stop.", timeout=120)
+        _wait(lambda: len(_records(state, "worker")) >= 1, "the worker", output=output)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        out = output.finish(timeout=60)
     assert proc.returncode == 0, out
     assert not (state / "postgres").exists() and not (state / "redis").exists()
     assert not _records(state, "fake-comfy")
