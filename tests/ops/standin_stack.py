@@ -35,9 +35,10 @@ def main() -> int:
             [
                 PY,
                 "-c",
-                "import subprocess, sys, time\n"
+                "import os, subprocess, sys, time\n"
                 "p = subprocess.Popen(['sleep', '600'])\n"
-                f"open({str(grandchild_file)!r}, 'w').write(str(p.pid))\n"
+                f"open({str(grandchild_file) + '.tmp'!r}, 'w').write(str(p.pid))\n"
+                f"os.replace({str(grandchild_file) + '.tmp'!r}, {str(grandchild_file)!r})\n"
                 "time.sleep(600)\n",
             ],
             ready=grandchild_file.exists,
