@@ -48,12 +48,14 @@ from settings import DEFAULT_NAMESPACE
 
 __all__ = [
     "ActiveLimitReached",
+    "ActiveRow",
     "Change",
     "GenerationNotFound",
     "Page",
     "Placement",
     "StaleLease",
     "UnlessSet",
+    "active_leases",
     "append_event",
     "append_event_then",
     "count_active",
@@ -67,6 +69,8 @@ __all__ = [
     "now",
     "queue_positions",
     "record_image",
+    "release_lease",
+    "stale_queued",
     "status_payload",
     "take_over",
     "transition",
@@ -772,3 +776,64 @@ async def delete_generation(session: AsyncSession, *, generation_id: uuid.UUID) 
     )
     await session.execute(delete(Generation).where(Generation.id == generation_id))
     return hashes
+
+
+# -- recovery ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRow:
+    """What recovery needs of an active generation: whose lease, since when."""
+
+    id: uuid.UUID
+    status: Status
+    lease: str | None
+    attempt: int
+    updated_at: datetime
+
+
+async def active_leases(session: AsyncSession, *, namespace: str, limit: int = 10_000) -> list[ActiveRow]:
+    """Every RUNNING or CANCELLING generation of `namespace` (at most `limit`, least recently updated first).
+
+    These are bounded by the workers' total concurrency, however long the QUEUED backlog: recovery
+    reads them all, where it once read the 200 oldest active rows (a backlog of QUEUED ones hid them).
+    """
+    stmt = (
+        select(_G.c.id, _G.c.status, _G.c.lease, _G.c.attempt, _G.c.updated_at)
+        .where(_G.c.namespace == namespace, _G.c.status.in_((Status.RUNNING, Status.CANCELLING)))
+        .order_by(_G.c.updated_at)
+        .limit(limit)
+    )
+    return [ActiveRow(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def stale_queued(
+    session: AsyncSession, *, namespace: str, updated_before: datetime, limit: int = 200
+) -> list[ActiveRow]:
+    """QUEUED generations of `namespace` unchanged since `updated_before`, oldest first (at most `limit`)."""
+    stmt = (
+        select(_G.c.id, _G.c.status, _G.c.lease, _G.c.attempt, _G.c.updated_at)
+        .where(_G.c.namespace == namespace, _G.c.status == Status.QUEUED, _G.c.updated_at < updated_before)
+        .order_by(_G.c.updated_at)
+        .limit(limit)
+    )
+    return [ActiveRow(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def release_lease(session: AsyncSession, *, generation_id: uuid.UUID, lease: str) -> bool:
+    """Take `lease` off an active generation whose job no longer runs (recovery); False if it moved on.
+
+    The next job for the generation then takes it over (`take_over` with `old_lease=None`) and resumes
+    its prompt; a late write from the old job matches no row (its lease is gone).
+    """
+    stmt = (
+        update(_G)
+        .where(
+            _G.c.id == generation_id,
+            _G.c.lease == lease,
+            _G.c.status.in_((Status.RUNNING, Status.CANCELLING)),
+        )
+        .values(lease=None, updated_at=now())
+    )
+    result = await session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))

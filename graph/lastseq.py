@@ -35,8 +35,8 @@ class LastSeqReads:
             if len(self._reads) >= 1024:
                 self._reads = {k: v for k, v in self._reads.items() if now - v[0] <= self._ttl_s}
             read = asyncio.ensure_future(self._read(generation_id))
-            read.add_done_callback(_retrieve)
             entry = self._reads[generation_id] = (now, read)
+            read.add_done_callback(lambda done: self._forget_failed(generation_id, done))
         # shielded: one waiter going away (an unsubscribe) must not cancel the read the others wait for
         return await asyncio.shield(entry[1])
 
@@ -45,8 +45,12 @@ class LastSeqReads:
         async with self._sessions() as session:
             return await gens.last_seq(session, generation_id=generation_id)
 
+    def _forget_failed(self, generation_id: uuid.UUID, read: asyncio.Future[int | None]) -> None:
+        """A failed read is not shared after it failed: the next caller (a retry) reads again.
 
-def _retrieve(read: asyncio.Future[int | None]) -> None:
-    """Mark a failed read's exception as seen: its waiters get it; if all left, nobody must be warned."""
-    if not read.cancelled():
-        read.exception()
+        Its exception is marked as seen: its waiters get it; if all left, nobody must be warned.
+        """
+        if read.cancelled() or read.exception() is not None:
+            entry = self._reads.get(generation_id)
+            if entry is not None and entry[1] is read:
+                del self._reads[generation_id]

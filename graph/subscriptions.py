@@ -11,22 +11,29 @@ The handoff from stored state to live events loses and duplicates nothing:
 A `GAP` from the hub (Redis reconnected) and `QUIET` (nothing heard for a while)
 both trigger a catch-up from the log, so the terminal event always arrives; a
 quiet one first asks the shared `last_seq` read (graph/lastseq.py).
+
+PostgreSQL unreachable (restarting, a network blip): every read a subscription makes is tried
+again with backoff (`patiently`) for up to `DB_OUTAGE_S`, instead of ending the subscription.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import strawberry
 
 from db import generations as gens
 from db.events import EventKind as DbEventKind
 from db.events import events_after
+from db.models import Generation as GenerationRow
 from db.models import GenerationEvent as EventRow
 from db.models import User
+from db.reachability import database_unreachable
 from db.states import Status as DbStatus
 from graph.context import Context
 from graph.execution import share_results
@@ -39,6 +46,24 @@ from jobs.bus import BusEvent
 __all__ = ["Subscription", "to_event"]
 
 QUIET_CHECK_S = 15.0
+DB_OUTAGE_S = 300.0  # how long a subscription waits for PostgreSQL to come back before it errors
+_DB_RETRY_FIRST_S = 0.1
+_DB_RETRY_MAX_S = 2.0
+_T = TypeVar("_T")
+
+
+async def patiently(read: Callable[[], Awaitable[_T]], *, outage_s: float = DB_OUTAGE_S) -> _T:
+    """`read()`, tried again with backoff (jittered, up to 2 s apart) while the database is unreachable."""
+    delay = _DB_RETRY_FIRST_S
+    deadline = time.monotonic() + outage_s
+    while True:
+        try:
+            return await read()
+        except Exception as exc:
+            if not database_unreachable(exc) or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, _DB_RETRY_MAX_S)
 
 
 class GenerationNotFoundError(Exception):
@@ -81,7 +106,7 @@ def _convert(event: BusEvent, *, base_url: str) -> GenerationEvent:
         out.progress = Progress.from_payload(payload)
     elif kind is DbEventKind.IMAGE:
         out.kind = EventKind.IMAGE
-        out.image = Image.from_payload(payload, base_url=base_url)
+        out.image = Image.from_payload(payload, base_url=base_url, generation_id=event.generation_id)
     elif kind is DbEventKind.PREVIEW:
         out.kind = EventKind.PREVIEW
         out.preview_url = f"{base_url}/previews/{payload['token']}"
@@ -126,16 +151,10 @@ class _Stream:
         if quiet:
             # Only a check: one read shared by every quiet subscriber of this generation. Anything new
             # (or the generation gone) is then read afresh below.
-            last_seq = await self.context.state.last_seqs.get(self.gid)
+            last_seq = await patiently(lambda: self.context.state.last_seqs.get(self.gid))
             if last_seq is not None and last_seq <= self.last:
                 return []
-        async with self.context.state.sessions() as session:
-            # The row's last sequence number first: a quiet check (the common catch-up) finds
-            # nothing new with this one small query and reads no event.
-            last_seq = await gens.last_seq(session, generation_id=self.gid)
-            rows: Sequence[EventRow] = ()
-            if last_seq is not None and last_seq > self.last:
-                rows = await events_after(session, generation_id=self.gid, after_seq=self.last)
+        last_seq, rows = await patiently(self._read)
         if last_seq is None:
             self.done = True
             return [
@@ -145,6 +164,16 @@ class _Stream:
                 )
             ]  # fmt: skip
         return [self._emit(self._from_row(row)) for row in rows]
+
+    async def _read(self) -> tuple[int | None, Sequence[EventRow]]:
+        async with self.context.state.sessions() as session:
+            # The row's last sequence number first: a quiet check (the common catch-up) finds
+            # nothing new with this one small query and reads no event.
+            last_seq = await gens.last_seq(session, generation_id=self.gid)
+            rows: Sequence[EventRow] = ()
+            if last_seq is not None and last_seq > self.last:
+                rows = await events_after(session, generation_id=self.gid, after_seq=self.last)
+        return last_seq, rows
 
     def _from_row(self, row: EventRow) -> BusEvent:
         return BusEvent.from_row(row, owner_id=self.owner)
@@ -172,8 +201,13 @@ async def _open(
     A function of its own so that the row and the snapshot are not locals of the subscription's
     generator, which would keep them for as long as the subscription lives.
     """
-    async with info.context.state.sessions() as session:
-        row = await gens.get_generation(session, generation_id=gid, owner_id=None if viewer.is_admin else viewer.id)
+
+    async def read() -> GenerationRow | None:
+        async with info.context.state.sessions() as session:
+            owner = None if viewer.is_admin else viewer.id
+            return await gens.get_generation(session, generation_id=gid, owner_id=owner)
+
+    row = await patiently(read)
     if row is None:
         raise GenerationNotFoundError(f"no generation {id}")
     stream = _Stream(info, gid, row.owner_id)

@@ -193,13 +193,14 @@ async def _take_over(rt: Runtime, session: AsyncSession, generation_id: uuid.UUI
     generation = await gens.get_generation(session, generation_id=generation_id)
     if generation is None or generation.status not in (Status.RUNNING, Status.CANCELLING):
         return None
-    if generation.lease is not None and await _owner_alive(rt, generation.lease):
+    old_lease = generation.lease  # read now: take_over refreshes `generation` with the new lease
+    if old_lease is not None and await _owner_alive(rt, old_lease):
         return None
-    taken = await gens.take_over(session, generation_id=generation_id, old_lease=generation.lease, new_lease=lease)
+    taken = await gens.take_over(session, generation_id=generation_id, old_lease=old_lease, new_lease=lease)
     await session.commit()
     if taken is None:
         return None
-    log.info("generation %s recovered from lease %s", generation_id, generation.lease)
+    log.info("generation %s recovered from lease %s (now %s)", generation_id, old_lease, lease)
     return GenerationRun(rt, taken, lease, resumed=True)
 
 

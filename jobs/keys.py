@@ -40,6 +40,11 @@ class Keys:
         """A worker's heartbeat record; it expires when the worker stops beating."""
         return f"{self.namespace}:worker:{worker_id}"
 
+    def worker_jobs(self, worker_id: str) -> str:
+        """The arq job ids a worker runs, by lease: outlives its heartbeat (for as long as arq's in-progress
+        key can), so that recovery can clean up the jobs of a worker killed without a goodbye."""
+        return f"{self.namespace}:worker-jobs:{worker_id}"
+
     def preview(self, token: str) -> str:
         """A short-lived preview image."""
         return f"{self.namespace}:preview:{token}"

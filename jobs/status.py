@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,7 +27,7 @@ from db.states import Status
 from jobs.keys import Keys
 from settings import Settings
 
-__all__ = ["BackendStatus", "SystemStatus", "WorkerStatus", "read_status"]
+__all__ = ["BackendStatus", "SystemStatus", "WorkerStatus", "read_status", "waiting_jobs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class SystemStatus:
     queued: int
     running: int
     oldest_queued_s: float | None
-    arq_queue_depth: int
+    arq_queue_depth: int  # jobs waiting in arq's queue: not those a worker runs (or a dead one ran)
     succeeded_last_hour: int
     failed_last_hour: int
     cancelled_last_hour: int
@@ -88,7 +89,7 @@ async def read_status(
         _workers(redis, keys, fingerprint),
         asyncio.gather(*(_backend(c) for c in clients)),
         _counts(sessions),
-        redis.zcard(keys.queue),
+        waiting_jobs(redis, keys),
     )
     return SystemStatus(
         fingerprint=fingerprint,
@@ -97,6 +98,29 @@ async def read_status(
         backends=tuple(backends),
         **counts,
     )
+
+
+# arq keeps a job in its queue (a sorted set) while it runs, marked by its in-progress key; a job
+# whose worker was killed stays there, marked, until recovery removes it. Waiting = members without
+# that mark. Running jobs were due before any job still waiting, so they are among the first by score:
+# only the first ARGV[2] are looked at (the rest count as waiting).
+_WAITING = """
+local total = redis.call('ZCARD', KEYS[1])
+local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+local busy = 0
+for i = 1, #ids do
+  if redis.call('EXISTS', ARGV[1] .. ids[i]) == 1 then
+    busy = busy + 1
+  end
+end
+return total - busy
+"""
+_WAITING_SCAN = 10_000
+
+
+async def waiting_jobs(redis: ArqRedis, keys: Keys) -> int:
+    """Jobs truly queued in arq's queue: its members that no worker has in progress."""
+    return int(await redis.register_script(_WAITING)(keys=[keys.queue], args=[in_progress_key_prefix, _WAITING_SCAN]))
 
 
 async def _workers(redis: ArqRedis, keys: Keys, fingerprint: str) -> list[WorkerStatus]:
