@@ -68,6 +68,7 @@ class Backend:
         self.failures += 1
         if self.failures >= threshold:
             self.open_until = time.monotonic() + cooldown_s
+        if self.failures == threshold:
             log.warning(
                 "backend %s unhealthy after %d failures; skipped for %.0fs", self.name, self.failures, cooldown_s
             )

@@ -358,9 +358,10 @@ class GenerationRun:
             deadlineAt=round(self._deadline, 3),
             queuePosition=None,
         )
-        await self.relay.flush()
+        # The row first: whoever reacts to the event reads the wait there too.
         if not await self.relay.write_now():
             await self._check_still_ours()
+        await self.relay.flush()
         cancel = asyncio.ensure_future(self.cancel_requested.wait())
         change = asyncio.ensure_future(self.rt.backends.wait_for_change(retry_at - now))
         try:

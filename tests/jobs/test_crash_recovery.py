@@ -89,10 +89,12 @@ async def _next_progress(sub: Any, *, min_step: int) -> None:
 async def test_worker_killed_mid_job_resumes_without_a_second_execution(
     isolated: tuple[Settings, GraphQLClient], fake: FakeHandle
 ) -> None:
+    """ComfyUI (upstream) sends the prompt's progress only to the socket of the client id that submitted
+    it: the survivor follows the prompt under that id and relays every step from then on."""
     settings, client = isolated
     fake.config.step_time = 0.1
     created = await client.query(
-        CREATE, {"input": {"prompt": "survive a crash", "width": 64, "height": 64, "steps": 30}}
+        CREATE, {"input": {"prompt": "survive a crash", "width": 64, "height": 64, "steps": 60}}
     )
     gid = created["createGeneration"]["generation"]["id"]
     prompt_id = prompt_id_for(uuid.UUID(gid), 1)
@@ -104,20 +106,33 @@ async def test_worker_killed_mid_job_resumes_without_a_second_execution(
         async with worker_process(settings):
             events = [e["generationEvents"] for e in await sub.collect(wait_s=60)]
     assert events[-1]["status"] == "SUCCEEDED"
+    assert events[-1]["error"] is None
     statuses = [e["status"] for e in events if e["kind"] == "STATUS"]
     assert statuses == ["SUCCEEDED"], "recovery takes over the running generation without new states"
     assert fake.fake.stats.executions[prompt_id] == 1, "ComfyUI must run the prompt exactly once"
     assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 2)] == 0
     images = [e for e in events if e["kind"] == "IMAGE"]
     assert len(images) == 1
+    progress = [e["progress"] for e in events if e["kind"] == "PROGRESS"]
+    assert "BACKEND_QUEUE" not in [p["phase"] for p in progress], "a running prompt is never shown as queued"
+    steps = [p["step"] for p in progress if p["phase"] == "EXECUTING" and p["step"] is not None]
+    assert steps, "the survivor relays live progress"
+    assert steps == list(range(steps[0], 61)), "every step from the first one heard after the takeover"
+    percents = [p["percent"] for p in progress]
+    assert percents == sorted(percents), "nothing drops back to 0 % after the takeover"
 
 
-async def test_comfyui_down_retries_then_fails_with_a_retryable_error(
+async def test_comfyui_down_waits_then_fails_without_using_attempts(
     make_client: Callable[..., Awaitable[GraphQLClient]], stack_settings: Settings
 ) -> None:
-    """Every attempt finds the backend unreachable: attempts are recorded, then FAILED (retryable)."""
+    """The only backend never answers: the generation waits in BACKEND_WAIT (reason, next try, deadline),
+    then FAILED with BACKEND_UNAVAILABLE after the deadline, on its first attempt."""
     settings = stack_settings.model_copy(
-        update={"namespace": f"down-{uuid.uuid4().hex[:8]}", "comfyui_urls": ("http://127.0.0.1:9",)}
+        update={
+            "namespace": f"down-{uuid.uuid4().hex[:8]}",
+            "comfyui_urls": ("http://127.0.0.1:9",),
+            "backend_wait_s": 1.5,
+        }
     )
     from jobs.worker import build_worker
 
@@ -131,7 +146,7 @@ async def test_comfyui_down_retries_then_fails_with_a_retryable_error(
         worker = build_worker(settings, handle_signals=False)
         task = asyncio.create_task(worker.async_run())
         try:
-            async with api.subscription(GENERATION_EVENTS, {"id": gid, "after": 0}) as sub:
+            async with api.subscription(WAIT_EVENTS, {"id": gid}) as sub:
                 events = [e["generationEvents"] for e in await sub.collect(wait_s=60)]
         finally:
             await worker.close()
@@ -139,8 +154,20 @@ async def test_comfyui_down_retries_then_fails_with_a_retryable_error(
                 await task
             await api.aclose()
     statuses = [(e["status"], e["attempt"]) for e in events if e["kind"] == "STATUS"]
-    assert statuses[-1] == ("FAILED", settings.max_attempts)
-    assert [s for s, _ in statuses].count("QUEUED") == settings.max_attempts  # the first plus one per retry
-    final = events[-1]["error"]
-    assert final["code"] == "BACKEND_UNAVAILABLE"
-    assert final["retryable"] is True
+    assert statuses == [("QUEUED", 1), ("RUNNING", 1), ("FAILED", 1)]
+    waits = [e for e in events if e["kind"] == "PROGRESS" and e["progress"]["phase"] == "BACKEND_WAIT"]
+    assert waits, events
+    first = waits[0]["progress"]
+    assert first["reason"] and "127.0.0.1:9" in first["reason"], first
+    assert waits[0]["at"] <= first["retryAt"] <= first["deadlineAt"]
+    final = events[-1]
+    assert final["at"] >= first["deadlineAt"]
+    assert final["error"]["code"] == "BACKEND_UNAVAILABLE"
+    assert final["error"]["retryable"] is True
+
+
+WAIT_EVENTS = """
+subscription($id: ID!) { generationEvents(id: $id, after: 0) {
+  kind at status attempt error { code message retryable } progress { phase reason retryAt deadlineAt }
+} }
+"""

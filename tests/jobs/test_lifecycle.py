@@ -250,9 +250,11 @@ async def test_transient_failure_is_retried_with_a_new_attempt(make_client: Make
     assert statuses == [("QUEUED", 1), ("RUNNING", 1), ("QUEUED", 2), ("RUNNING", 2), ("SUCCEEDED", 2)]
     retry_event = events[[e["kind"] for e in events].index("STATUS", 2)]
     assert retry_event["error"]["retryable"] is True
+    assert events[-1]["error"] is None, "an attempt's error belongs to that attempt, not to the success"
     generation = await get(client, gid)
     assert generation["attempt"] == 2
     assert generation["promptId"] == prompt_id_for(uuid.UUID(gid), 2)
+    assert generation["error"] is None
     assert len(generation["images"]) == 1
 
 
@@ -289,6 +291,38 @@ async def test_websocket_drop_mid_run_is_reconciled_from_history(make_client: Ma
     assert generation["status"] == "SUCCEEDED"
     assert generation["attempt"] == 1
     assert len(generation["images"]) == 2
+    assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 1)] == 1
+
+
+async def test_a_closed_socket_is_noticed_at_once_not_by_the_watchdog(
+    make_client: MakeClient, fake: FakeHandle, worker: SafelightWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The websocket closes mid-run and cannot reconnect; the silence watchdog is an hour. The close itself
+    makes the job ask /queue (UNTRACKED: running, no live progress), and /history concludes it."""
+    rt: Runtime = worker.ctx["runtime"]
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"comfy_watchdog_s": 3600.0}))
+    backend = rt.backends.get(fake.url)
+    assert backend is not None
+    connections = backend.socket.connections
+    real_url = backend.socket.url
+    fake.config.step_time = 0.03
+    fake.config.drop_ws_mid_run = 1
+    monkeypatch.setattr(backend.socket, "url", "ws://127.0.0.1:9/ws")  # reconnects go nowhere
+    client = await make_client()
+    try:
+        gid = await create(client, steps=20)
+        async with client.subscription(GENERATION_EVENTS, {"id": gid, "after": 0}) as sub:
+            events = [e["generationEvents"] for e in await sub.collect()]
+        reconnected = backend.socket.connections
+    finally:
+        monkeypatch.setattr(backend.socket, "url", real_url)
+        await backend.socket.wait_connected(30)  # the next test finds it as it was
+    phases = [e["progress"]["phase"] for e in events if e["kind"] == "PROGRESS"]
+    assert events[-1]["status"] == "SUCCEEDED", events[-1]
+    assert reconnected == connections, "the socket never came back during the run"
+    assert "UNTRACKED" in phases, phases
+    after = phases[phases.index("UNTRACKED") :]
+    assert "BACKEND_QUEUE" not in after and "EXECUTING" not in after, "no live phase is claimed without events"
     assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 1)] == 1
 
 
