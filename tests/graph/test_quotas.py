@@ -115,3 +115,18 @@ async def test_retries_count_in_the_rate_limit(stack_settings: Settings) -> None
     retried, created = await _in_one_minute(run)
     assert retried == {"GenerationPayload": 3, "QuotaExceededError": 2}
     assert created == {"QuotaExceededError": 1}
+
+
+async def test_the_active_limit_holds_across_two_api_states(stack_settings: Settings) -> None:
+    """Two API states (each its own engine, pool and Redis client, as two processes have) share the limit."""
+    async with (
+        schema_state(stack_settings, max_active_per_user=20) as one,
+        schema_state(stack_settings, max_active_per_user=20, namespace=one.settings.namespace) as two,
+    ):
+        first = await SchemaClient.create(one)
+        second = SchemaClient(two, first.user)
+        results = await asyncio.gather(
+            *(client.query(CREATE, {"input": SMALL}) for _ in range(30) for client in (first, second))
+        )
+        assert _kinds(results, "createGeneration") == {"GenerationPayload": 20, "QuotaExceededError": 40}
+        assert await _active(first) == 20
