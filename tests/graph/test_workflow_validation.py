@@ -138,3 +138,15 @@ async def test_operator_templates_that_do_not_fit_the_backends_are_refused(
     assert warnings == [
         "template 'broken' does not fit the backends: workflow.2.inputs.sigma: must be a number, not 'soft'"
     ]
+
+
+async def test_an_over_long_idempotency_key_is_a_field_error(state: AppState) -> None:
+    admin = await SchemaClient.create(state, admin=True)
+    document = RAW.replace("($workflow: JSON!)", "($workflow: JSON!, $key: String)").replace(
+        "(workflow: $workflow)", "(workflow: $workflow, idempotencyKey: $key)"
+    )
+    result = (await admin.query(document, {"workflow": BLUR, "key": "k" * 201}))["createWorkflowGeneration"]
+    assert result == {
+        "__typename": "ValidationError",
+        "errors": [{"field": "idempotencyKey", "message": "must be 1 to 200 characters"}],
+    }
