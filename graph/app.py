@@ -35,6 +35,7 @@ from strawberry.types.unset import UnsetType
 from db.users import user_by_token
 from graph.context import Context
 from graph.loaders import Loaders
+from graph.playground import Playground
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
 from graph.websocket import LegacyWSHandler, QueryTexts, TransportWSHandler
@@ -95,6 +96,12 @@ class SafelightGraphQL(GraphQL[Context, None]):
         self.query_texts = QueryTexts()
         self._last_data: object = None
         self._last_payload = ""
+
+    playground: Playground | None = None
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GET /graphql from a browser: the playground from the frontend build (graph/playground.py), not a CDN."""
+        return self.playground.response() if self.playground else await super().render_graphql_ide(request)
 
     def encode_json(self, data: object) -> str:
         """Compact JSON from one encoder; results' `next`/`data` messages through `frame`."""
@@ -285,6 +292,7 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
         *(Route(f"/{prefix}/{{rest:path}}", _not_found) for prefix in ("images", "thumbs", "previews", "dev")),
     ]
     dist = frontend_dir or _FRONTEND_DIST
+    graphql.playground = Playground(dist)
     if (dist / "index.html").is_file():
         routes.append(Mount("/", app=_SpaFiles(directory=dist, html=True)))
     middleware = []

@@ -7,6 +7,8 @@ import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const RESULTS = join(here, "..", "test-results");
+/** Screenshots every run writes for people to look at (gitignored): tests/browser/artifacts/. */
+export const ARTIFACTS = process.env.SAFELIGHT_ARTIFACTS ?? join(here, "..", "..", "tests", "browser", "artifacts");
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export function args() {
@@ -25,9 +27,28 @@ export async function launch() {
   });
 }
 
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * Abort every request to a host other than this machine's, as an offline (or firewalled) browser
+ * would fail them; returns the list of URLs that were attempted.
+ */
+export async function offline(context) {
+  const blocked = [];
+  await context.route(
+    (url) => !["127.0.0.1", "localhost", "[::1]"].includes(url.hostname) && url.protocol !== "data:",
+    (route) => {
+      blocked.push(route.request().url());
+      return route.abort("internetdisconnected");
+    },
+  );
+  return blocked;
+}
+
 /** A page whose localStorage already holds the API token, as if the user had entered it. */
-export async function signedInPage(browser, token, viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport });
+export async function signedInPage(browser, token, viewport = { width: 1280, height: 900 }, options = {}) {
+  const context = await browser.newContext({ viewport, ...options });
   await context.addInitScript((t) => {
     if (!window.localStorage.getItem("safelight.token")) window.localStorage.setItem("safelight.token", t);
   }, token);
@@ -76,6 +97,15 @@ export function assert(condition, message) {
 export async function screenshot(page, name) {
   mkdirSync(RESULTS, { recursive: true });
   await page.screenshot({ path: join(RESULTS, `${name}.png`), fullPage: true });
+}
+
+/** Save what the viewport shows now as ARTIFACTS/<name>-<width>x<height>.png. */
+export async function artifact(page, name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const { width, height } = page.viewportSize();
+  const file = join(ARTIFACTS, `${name}-${width}x${height}.png`);
+  await page.screenshot({ path: file });
+  console.log(`artifact: ${file}`);
 }
 
 /** Poll `fn` until it returns a truthy value or `timeout` ms pass. */

@@ -117,3 +117,8 @@ async def test_history_pagination_and_reload_reattach(api_url: str, fake: FakeHa
     fake.config.step_time = 0.15
     running = await _create(client, prompt="the needle in the haystack", steps=120)
     await run_spec("history", api_url, client.token, running["id"], str(len(done) + 1))
+
+
+async def test_graphiql_offline_runs_a_subscription(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
+    fake.config.step_time = 0.02
+    await run_spec("graphiql", api_url, await _token(make_client))
