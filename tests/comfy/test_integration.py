@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ from comfy.client import ComfyClient, HistoryEntry
 from comfy.errors import ComfyUnavailable, PromptValidationError
 from comfy.events import (
     ComfyEvent,
+    Disconnected,
     ExecutionStarted,
     Failed,
     Finished,
@@ -282,6 +284,68 @@ async def test_ws_drop_reconnects_and_reconciles_from_history() -> None:
         assert backend.socket.connections == 2
         entry = outcome or await _history(backend.client, prompt_id)
         assert entry.succeeded and entry.images
+
+
+async def test_a_dropped_socket_says_so_at_once_then_reconnects() -> None:
+    """`Disconnected` when the close happens (a worker asks /queue then), `Reconnected` when it is back."""
+    async for backend in _backend(FakeConfig(step_time=0.02, drop_ws_mid_run=1)):
+        prompt_id = str(uuid.uuid4())
+        seen: list[ComfyEvent] = []
+        async with backend.socket.subscribe(prompt_id) as events:
+            await backend.client.submit(
+                backend.workflow(steps=10), prompt_id=prompt_id, client_id=backend.socket.client_id
+            )
+            async with asyncio.timeout(TIMEOUT):
+                async for event in events:
+                    seen.append(event)
+                    if isinstance(event, Reconnected | Finished):
+                        break
+        markers = [e for e in seen if isinstance(e, Disconnected | Reconnected)]
+        assert markers == [Disconnected(), Reconnected()], seen
+        assert not backend.socket.down
+
+
+async def test_a_prompt_is_followed_under_the_client_id_it_was_submitted_with() -> None:
+    """What a worker that takes over does (upstream recording 13): the submitter's socket is gone; a socket
+    with the same client id, opened to follow the prompt, gets its node at once, then every later step."""
+    async for backend in _backend(FakeConfig(step_time=0.05)):
+        submitter = ComfySocket(backend.url, client_id=f"dead-{uuid.uuid4().hex[:8]}")
+        await submitter.start()
+        await submitter.wait_connected(TIMEOUT)
+        prompt_id = str(uuid.uuid4())
+        async with submitter.subscribe(prompt_id) as events:
+            await backend.client.submit(backend.workflow(steps=30), prompt_id=prompt_id, client_id=submitter.client_id)
+            async with asyncio.timeout(TIMEOUT):
+                async for event in events:
+                    if isinstance(event, Progress) and event.value >= 3:
+                        break
+        await submitter.close()  # the worker died
+        assert not any(isinstance(e, Progress) for e in await _drain(backend.socket, prompt_id, 0.3)), (
+            "another client id hears nothing of it"
+        )
+        follower = ComfySocket(backend.url, client_id=submitter.client_id, follows=prompt_id)
+        async with follower.subscribe(prompt_id) as events:
+            await follower.start()
+            try:
+                seen = await _until_finished(events)
+            finally:
+                await follower.close()
+        assert seen[0] == Reconnected()
+        assert isinstance(seen[1], NodeExecuting) and seen[1].prompt_id == prompt_id, seen[:3]
+        steps = [e.value for e in seen if isinstance(e, Progress)]
+        assert steps and steps == list(range(steps[0], 31)), steps
+        assert Succeeded(prompt_id) in seen
+
+
+async def _drain(socket: ComfySocket, prompt_id: str, seconds: float) -> list[ComfyEvent]:
+    """What `socket` hears of `prompt_id` for a while (a negative check: nothing is to come)."""
+    seen: list[ComfyEvent] = []
+    async with socket.subscribe(prompt_id) as events:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                async for event in events:
+                    seen.append(event)
+    return seen
 
 
 async def test_legacy_type1_previews_are_attributed() -> None:
