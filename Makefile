@@ -1,9 +1,11 @@
-# make dev    — install (if needed), build the frontend (if present), run the whole stack
+# make dev    — install (if needed), build the frontend (if changed), run the whole stack
+#               make dev PORT=8001                     the app on another port
+#               make dev DEV_ARGS="--workers 2 --fake-comfy-port 8190"   any `safelight dev` option
 # make test   — install (if needed), run every test suite CI runs
 # make check  — lint, format check, type check
 #
-# Installs are stamped with a hash of what they depend on, so repeated runs
-# skip pip / npm when nothing changed.
+# Installs and the frontend build are stamped with a hash of what they depend
+# on, so repeated runs skip pip / npm / vite when nothing changed.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -17,7 +19,15 @@ PY_STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 FRONTEND := $(wildcard frontend/package.json)
 FRONTEND_LOCK := $(firstword $(wildcard frontend/package-lock.json) $(FRONTEND))
 NPM_STAMP := frontend/node_modules/.installed-$(if $(FRONTEND),$(shell cat frontend/package.json $(FRONTEND_LOCK) | sha256sum | cut -c1-16),none)
+# What `npm run build` reads: the sources (not src/gql, which codegen writes), the html entry points,
+# public/, package*.json, the build configs and the API schema. Names are hashed with the contents.
+FRONTEND_INPUTS = $(wildcard frontend/*.html frontend/package.json frontend/package-lock.json frontend/vite.config.* \
+	frontend/codegen.ts frontend/tsconfig*.json schema.graphql) \
+	$(shell find frontend/src $(wildcard frontend/public) -path frontend/src/gql -prune -o -type f -print)
+BUILD_STAMP = frontend/dist/.built-$(shell printf '%s\n' $(FRONTEND_INPUTS) | LC_ALL=C sort | xargs sha256sum \
+	| sha256sum | cut -c1-16)
 
+PORT ?=
 DEV_ARGS ?=
 PYTEST_ARGS ?=
 
@@ -25,6 +35,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make dev    run the whole stack locally (embedded PostgreSQL/Redis, fake ComfyUI)"
+	@echo "            make dev PORT=8001; make dev DEV_ARGS=\"--fake-comfy-port 8190 --workers 2\""
 	@echo "make test   run every test suite (needs PostgreSQL and Redis: DATABASE_URL, REDIS_URL)"
 	@echo "make check  ruff check, ruff format --check, mypy"
 
@@ -43,13 +54,17 @@ $(NPM_STAMP):
 	@mkdir -p frontend/node_modules && rm -f frontend/node_modules/.installed-*
 	@touch $@
 
-frontend-build: frontend-install
+frontend-build: frontend-install $(if $(FRONTEND),$(BUILD_STAMP))
+
 ifneq ($(FRONTEND),)
+$(BUILD_STAMP): $(NPM_STAMP)
 	cd frontend && npm run build
+	@rm -f frontend/dist/.built-*
+	@touch $@
 endif
 
 dev: install frontend-build
-	$(BIN)/safelight dev $(DEV_ARGS)
+	$(BIN)/safelight dev $(if $(PORT),--port $(PORT)) $(DEV_ARGS)
 
 test: install frontend-build
 	$(BIN)/pytest $(PYTEST_ARGS)
