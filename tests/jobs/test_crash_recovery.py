@@ -122,6 +122,44 @@ async def test_worker_killed_mid_job_resumes_without_a_second_execution(
     assert percents == sorted(percents), "nothing drops back to 0 % after the takeover"
 
 
+async def test_a_pending_prompt_of_a_dead_worker_is_sent_again_under_the_survivors_client_id(
+    isolated: tuple[Settings, GraphQLClient], fake: FakeHandle
+) -> None:
+    """The dead worker's second prompt still waits in ComfyUI's queue: the survivor takes it back and submits
+    it under its own client id (same prompt id, same place), so its progress is live; it runs once."""
+    settings, client = isolated
+    fake.config.step_time = 0.1
+    created = [
+        await client.query(CREATE, {"input": {"prompt": f"crash {n}", "width": 64, "height": 64, "steps": steps}})
+        for n, steps in ((1, 40), (2, 10))
+    ]
+    running, waiting = (c["createGeneration"]["generation"]["id"] for c in created)
+    pending_prompt = prompt_id_for(uuid.UUID(waiting), 1)
+    async with (
+        client.subscription(GENERATION_EVENTS, {"id": running}) as first_sub,
+        client.subscription(GENERATION_EVENTS, {"id": waiting}) as second_sub,
+    ):
+        async with worker_process(settings) as first:
+            await _next_progress(first_sub, min_step=3)
+            while True:  # the second is in ComfyUI's queue, behind the first
+                data = await second_sub.next(30)
+                assert data is not None
+                progress = data["generationEvents"]["progress"] or {}
+                if progress.get("phase") == "BACKEND_QUEUE" and progress.get("queuePosition"):
+                    break
+            first.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(first.wait(), 10)
+        async with worker_process(settings):
+            events = [e["generationEvents"] for e in await second_sub.collect(wait_s=60)]
+            assert (await first_sub.collect(wait_s=60))[-1]["generationEvents"]["status"] == "SUCCEEDED"
+    assert events[-1]["status"] == "SUCCEEDED", events[-1]
+    assert fake.fake.stats.executions[pending_prompt] == 1
+    taken_back = [e for e in fake.fake.stats.events if e["event"] == "delete" and pending_prompt in e["deleted"]]
+    assert len(taken_back) == 1
+    steps = [e["progress"]["step"] for e in events if e["kind"] == "PROGRESS" and e["progress"]["step"]]
+    assert steps == list(range(1, 11)), "every step live, under the survivor's client id"
+
+
 async def test_comfyui_down_waits_then_fails_without_using_attempts(
     make_client: Callable[..., Awaitable[GraphQLClient]], stack_settings: Settings
 ) -> None:
