@@ -1,16 +1,19 @@
 import { ApolloProvider, useQuery } from "@apollo/client/react";
 import { useEffect, useState, useSyncExternalStore, type FormEvent } from "react";
-import { BrowserRouter, NavLink, Route, Routes } from "react-router";
+import { BrowserRouter, NavLink, Route, Routes, useLocation } from "react-router";
 import { createSafelightClient, type SafelightClient } from "./api/client";
 import type { ConnectionStore } from "./api/connection";
 import { ViewerQuery } from "./api/operations";
-import { obtainToken, TOKEN_KEY } from "./auth/token";
+import { devToken, obtainToken, rememberSignIn } from "./auth/token";
 import { DetailPage } from "./pages/DetailPage";
 import { GeneratePage } from "./pages/GeneratePage";
 import { HistoryPage } from "./pages/HistoryPage";
 import { SystemPage } from "./pages/SystemPage";
 
-type Auth = { state: "loading" } | { state: "ask"; reason: string | null } | { state: "ready"; client: SafelightClient };
+type Auth =
+  | { state: "loading" }
+  | { state: "ask"; reason: string | null; signedOut?: boolean }
+  | { state: "ready"; client: SafelightClient };
 
 export function App() {
   const [auth, setAuth] = useState<Auth>({ state: "loading" });
@@ -29,7 +32,7 @@ export function App() {
       <TokenForm
         reason={auth.reason}
         onToken={(token) => {
-          localStorage.setItem(TOKEN_KEY, token);
+          rememberSignIn(token);
           setAuth({ state: "ready", client: createSafelightClient(token) });
         }}
       />
@@ -42,7 +45,7 @@ export function App() {
         <Shell
           connection={client.connection}
           onRejected={(reason) => {
-            localStorage.removeItem(TOKEN_KEY);
+            rememberSignIn(null);
             client.dispose();
             setAuth({ state: "ask", reason });
           }}
@@ -60,8 +63,28 @@ function Splash() {
   );
 }
 
-function TokenForm({ reason, onToken }: { reason: string | null; onToken: (token: string) => void }) {
+/**
+ * Sign in with an API token. In dev mode (the API hands local browsers the dev user's token) it
+ * offers that too: signing out sticks across reloads, and signing back in is one click.
+ */
+export function TokenForm({
+  reason,
+  onToken,
+  fetcher = fetch,
+}: {
+  reason: string | null;
+  onToken: (token: string) => void;
+  fetcher?: typeof fetch;
+}) {
   const [value, setValue] = useState("");
+  const [dev, setDev] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    void devToken(fetcher).then((token) => live && setDev(token));
+    return () => {
+      live = false;
+    };
+  }, [fetcher]);
   const submit = (e: FormEvent) => {
     e.preventDefault();
     if (value.trim()) onToken(value.trim());
@@ -74,8 +97,19 @@ function TokenForm({ reason, onToken }: { reason: string | null; onToken: (token
         </h1>
         <p className="muted">Sign in with an API token. It stays in this browser.</p>
         {reason && (
-          <div className="alert alert-error" role="alert">
+          <div className={`alert ${reason === SIGNED_OUT ? "alert-info" : "alert-error"}`} role="alert">
             {reason}
+          </div>
+        )}
+        {dev && (
+          <div className="dev-signin" data-testid="dev-signin">
+            <p className="muted">
+              This server runs in dev mode: it signs local browsers in as the dev user. You stay signed out until you
+              choose.
+            </p>
+            <button type="button" className="button" onClick={() => onToken(dev)}>
+              Continue as the dev user
+            </button>
           </div>
         )}
         <label htmlFor="token">API token</label>
@@ -113,33 +147,35 @@ function Shell({ connection, onRejected }: { connection: ConnectionStore; onReje
     }
     return <Splash />;
   }
-  const signOut = () => onRejected("Signed out.");
+  const signOut = () => onRejected(SIGNED_OUT);
   return (
     <div className="app">
       <a href="#main" className="skip-link">
         Skip to content
       </a>
-      <header className="topbar">
-        <NavLink to="/" className="brand">
-          <span className="brand-mark" aria-hidden="true" />
-          Safelight
-        </NavLink>
-        <nav aria-label="Main">
-          <NavLink to="/" end>
-            Generate
+      <div className="top">
+        <header className="topbar">
+          <NavLink to="/" className="brand">
+            <span className="brand-mark" aria-hidden="true" />
+            Safelight
           </NavLink>
-          <NavLink to="/history">History</NavLink>
-          {viewer.isAdmin && <NavLink to="/system">System</NavLink>}
-        </nav>
-        <div className="user">
-          <ConnectionDot connection={connection} />
-          <span className="user-name">{viewer.name}</span>
-          <button type="button" className="button button-ghost button-small" onClick={signOut}>
-            Sign out
-          </button>
-        </div>
-      </header>
-      <ConnectionBanner connection={connection} />
+          <nav aria-label="Main">
+            <NavLink to="/" end>
+              Generate
+            </NavLink>
+            <HistoryLink />
+            {viewer.isAdmin && <NavLink to="/system">System</NavLink>}
+          </nav>
+          <div className="user">
+            <ConnectionDot connection={connection} />
+            <span className="user-name">{viewer.name}</span>
+            <button type="button" className="button button-ghost button-small" onClick={signOut}>
+              Sign out
+            </button>
+          </div>
+        </header>
+        <ConnectionBanner connection={connection} />
+      </div>
       <main id="main" className="content">
         <Routes>
           <Route path="/" element={<GeneratePage />} />
@@ -153,6 +189,23 @@ function Shell({ connection, onRejected }: { connection: ConnectionStore; onReje
         </Routes>
       </main>
     </div>
+  );
+}
+
+const SIGNED_OUT = "Signed out.";
+
+/** History is the current section on a generation's detail page too. */
+function HistoryLink() {
+  const { pathname } = useLocation();
+  const detail = pathname.startsWith("/generations/");
+  return (
+    <NavLink
+      to="/history"
+      className={({ isActive }) => (isActive || detail ? "active" : undefined)}
+      aria-current={detail ? "page" : undefined}
+    >
+      History
+    </NavLink>
   );
 }
 
@@ -172,7 +225,7 @@ export function ConnectionBanner({ connection }: { connection: ConnectionStore }
   return (
     <div className={`banner banner-${state.phase}`} role="status" data-testid="connection-banner">
       {state.phase === "reconnecting"
-        ? `Connection lost — reconnecting${state.retryInSeconds ? ` in ${state.retryInSeconds} s` : "…"} Live updates resume where they left off.`
+        ? `Connection lost — reconnecting${state.retryInSeconds ? ` in ${state.retryInSeconds} s.` : "…"} Live updates resume where they left off.`
         : `Live updates stopped: ${state.message ?? "the server refused the connection"}.`}
     </div>
   );

@@ -122,3 +122,11 @@ async def test_history_pagination_and_reload_reattach(api_url: str, fake: FakeHa
 async def test_graphiql_offline_runs_a_subscription(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
     fake.config.step_time = 0.02
     await run_spec("graphiql", api_url, await _token(make_client))
+
+
+async def test_pages_at_desktop_and_phone_sizes(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
+    """Screenshots of every page to tests/browser/artifacts/, and the layout checks of screens.mjs."""
+    fake.config.step_time = 0.08
+    client = await make_client(admin=True)
+    assert client.token is not None
+    await run_spec("screens", api_url, client.token)

@@ -7,6 +7,7 @@ export function ConfirmButton({
   confirmLabel,
   onConfirm,
   className = "button",
+  tone = "danger",
   disabled,
 }: {
   label: string;
@@ -14,6 +15,8 @@ export function ConfirmButton({
   confirmLabel: string;
   onConfirm: () => void;
   className?: string;
+  /** "danger" for what can't be undone (delete), "neutral" for a question such as "Run again?". */
+  tone?: "danger" | "neutral";
   disabled?: boolean;
 }) {
   const [asking, setAsking] = useState(false);
@@ -38,20 +41,22 @@ export function ConfirmButton({
       }}
     >
       <span className="confirm-question">{question}</span>
-      <button
-        ref={confirmRef}
-        type="button"
-        className="button button-danger button-small"
-        onClick={() => {
-          setAsking(false);
-          onConfirm();
-        }}
-      >
-        {confirmLabel}
-      </button>
-      <button type="button" className="button button-ghost button-small" onClick={() => setAsking(false)}>
-        Keep
-      </button>
+      <span className="confirm-buttons">
+        <button
+          ref={confirmRef}
+          type="button"
+          className={`button ${tone === "danger" ? "button-danger" : "button-confirm"} button-small`}
+          onClick={() => {
+            setAsking(false);
+            onConfirm();
+          }}
+        >
+          {confirmLabel}
+        </button>
+        <button type="button" className="button button-ghost button-small" onClick={() => setAsking(false)}>
+          Keep
+        </button>
+      </span>
     </span>
   );
 }

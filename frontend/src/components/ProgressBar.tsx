@@ -1,8 +1,12 @@
 import type { LiveGeneration } from "../generation/reducer";
-import { describePhase, estimateRemaining, formatDuration, percentOf } from "./format";
+import { describePhase, estimateRemaining, formatDuration, isStalled, percentOf, type ProgressView } from "./format";
 import { useNow } from "./useNow";
 
-/** Phase line, bar, elapsed time and an estimate of what's left. */
+/**
+ * Phase line, bar, elapsed time and an estimate of what's left. While the backend is stalled
+ * (waiting to retry, or for a backend to come back) the phase counts down to the next try, the
+ * reason shows under it, and there is no estimate (it would only grow).
+ */
 export function ProgressBar({ live, compact = false }: { live: LiveGeneration; compact?: boolean }) {
   const now = useNow(!live.terminal);
   const percent = percentOf(live);
@@ -10,13 +14,17 @@ export function ProgressBar({ live, compact = false }: { live: LiveGeneration; c
   const end = live.terminal ? (live.finishedAt ?? now) : now;
   const elapsed = from === null ? null : end - from;
   const running = live.startedAt === null ? null : end - live.startedAt;
-  const remaining = live.terminal ? null : estimateRemaining(percent, running);
-  const phase = describePhase(live);
-  const tone = live.status === "FAILED" ? "failed" : live.status === "CANCELLED" ? "cancelled" : "active";
+  const stalled = !live.terminal && isStalled(live.progress);
+  const progress: ProgressView | null = live.progress;
+  const untracked = progress?.phase === "UNTRACKED";
+  const remaining = live.terminal || stalled || untracked ? null : estimateRemaining(percent, running);
+  const phase = describePhase(live, now);
+  const reason = live.terminal ? null : stallReason(live);
+  const tone = live.status === "FAILED" ? "failed" : live.status === "CANCELLED" ? "cancelled" : stalled ? "stalled" : "active";
   return (
     <div className={`progress progress-${tone}${compact ? " progress-compact" : ""}`}>
       <div className="progress-line">
-        <span className="progress-phase" data-testid="phase">
+        <span className="progress-phase" data-testid="phase" title={phase}>
           {phase}
         </span>
         <span className="progress-percent">{Math.round(percent)}%</span>
@@ -32,6 +40,11 @@ export function ProgressBar({ live, compact = false }: { live: LiveGeneration; c
       >
         <div className="progress-fill" style={{ width: `${percent}%` }} />
       </div>
+      {reason && (
+        <p className="progress-reason" data-testid="stall-reason" title={reason}>
+          {reason}
+        </p>
+      )}
       {!compact && (
         <div className="progress-times">
           <span>
@@ -46,4 +59,13 @@ export function ProgressBar({ live, compact = false }: { live: LiveGeneration; c
       )}
     </div>
   );
+}
+
+/** Why a live generation is not moving: the progress's reason, else the error that caused a retry. */
+export function stallReason(live: Pick<LiveGeneration, "progress" | "error" | "status">): string | null {
+  const progress: ProgressView | null = live.progress;
+  if (progress?.reason) return progress.reason;
+  if (progress?.phase === "RETRY_WAIT" && live.error) return `Retrying after: ${live.error.message}`;
+  if (progress?.phase === "UNTRACKED") return "The backend runs it, but its live progress can't be followed; the result is checked when it ends.";
+  return null;
 }

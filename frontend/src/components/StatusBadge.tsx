@@ -1,7 +1,12 @@
 import type { Status } from "../gql/graphql";
-import { STATUS_LABEL } from "./format";
+import { statusLabel, type ProgressView } from "./format";
 
-export function StatusBadge({ status }: { status: Status | null }) {
-  if (!status) return <span className="badge badge-pending">…</span>;
-  return <span className={`badge badge-${status.toLowerCase()}`}>{STATUS_LABEL[status]}</span>;
+/** The status, refined by the phase: "Queued on backend" while ComfyUI queues the prompt, "Waiting for backend" while stalled. */
+export function StatusBadge({ status, progress = null }: { status: Status | null; progress?: ProgressView | null }) {
+  const { label, tone } = statusLabel({ status, progress });
+  return (
+    <span className={`badge badge-${tone}`} data-testid="status-badge">
+      {label}
+    </span>
+  );
 }

@@ -17,18 +17,20 @@ export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDism
       <header className="panel-header">
         <h2
           id="live-title"
+          className="focus-target"
           tabIndex={-1}
           ref={(el) => {
-            // After a submit, bring the panel into view (it sits above the form on narrow screens).
+            // After a submit, move focus here for screen readers (no visible ring: it's not a control)
+            // and bring the panel into view below the sticky top bar (it sits above the form on phones).
             if (el && focus) {
               el.focus({ preventScroll: true });
-              el.scrollIntoView?.({ block: "nearest" });
+              el.closest("section")?.scrollIntoView?.({ block: "nearest" });
             }
           }}
         >
           Current generation
         </h2>
-        <StatusBadge status={live.status} />
+        <StatusBadge status={live.status} progress={live.progress} />
       </header>
       {live.deleted ? (
         <p className="muted">This generation was deleted.</p>
@@ -39,7 +41,7 @@ export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDism
             {live.status ? `Generation ${STATUS_LABEL[live.status].toLowerCase()}` : ""}
           </p>
           <ProgressBar live={live} />
-          {live.error && (
+          {live.error && live.terminal && (
             <div className="alert alert-error" role="alert">
               <strong>{live.error.message}</strong>
               {live.error.node && <span> — at node {live.error.node}</span>}

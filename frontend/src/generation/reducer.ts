@@ -100,7 +100,7 @@ export function applyEvent(state: LiveGeneration, event: GenerationEventInput): 
     case "PREVIEW":
       if (state.terminal || event.seq < state.lastSeq) return state;
       if (event.kind === "PREVIEW") return event.previewUrl ? { ...state, previewUrl: event.previewUrl } : state;
-      return event.progress ? { ...state, progress: event.progress } : state;
+      return event.progress ? { ...state, progress: forward(state.progress, event.progress) } : state;
     case "STATUS":
     case "IMAGE": {
       if (event.seq <= state.lastSeq) return state;
@@ -113,20 +113,44 @@ export function applyEvent(state: LiveGeneration, event: GenerationEventInput): 
   }
 }
 
+/**
+ * Progress within one attempt never goes back: an event with a lower percent (a late event, or a
+ * backend that restarted the prompt) keeps the highest percent seen, with the new phase and details.
+ * A new attempt (STATUS QUEUED with a higher attempt) resets it in `applyStatus`.
+ */
+function forward(previous: ProgressFieldsFragment | null, next: ProgressFieldsFragment): ProgressFieldsFragment {
+  if (!previous || next.phase === "RETRY_WAIT" || next.percent >= previous.percent) return next;
+  return { ...next, percent: previous.percent };
+}
+
+function retryWait(previous: ProgressFieldsFragment | null): ProgressFieldsFragment {
+  return {
+    ...(previous ?? { emittedAt: null }),
+    phase: "RETRY_WAIT",
+    percent: 0,
+    node: null,
+    nodeClass: null,
+    step: null,
+    maxSteps: null,
+    queuePosition: null,
+  };
+}
+
 function applyStatus(state: LiveGeneration, event: GenerationEventInput): LiveGeneration {
   const status = event.status ?? state.status;
   const at = event.at * 1000;
   const attempt = event.attempt ?? state.attempt;
   if (attempt > state.attempt && status === "QUEUED") {
-    // A retry: a new attempt starts from scratch.
+    // A retry: a new attempt starts from scratch, waiting to retry as the record says after a reload;
+    // the error that caused it stays, as the reason (the record keeps it too).
     return {
       ...state,
       status,
       attempt,
-      progress: null,
+      progress: retryWait(state.progress),
       images: [],
       previewUrl: null,
-      error: null,
+      error: event.error ?? null,
       terminal: false,
       startedAt: null,
       finishedAt: null,

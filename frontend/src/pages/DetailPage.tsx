@@ -78,10 +78,10 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
           </p>
           <h1 className="detail-title">{g.prompt}</h1>
         </div>
-        <StatusBadge status={status} />
+        <StatusBadge status={status} progress={live.terminal ? null : live.progress} />
       </header>
       {!live.terminal && <ProgressBar live={live} />}
-      {error && (
+      {error && live.terminal && (
         <div className="alert alert-error" role="alert" data-testid="detail-error">
           <strong>{error.message}</strong>
           <dl className="inline-dl">
@@ -98,7 +98,7 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
           </dl>
         </div>
       )}
-      <div className="actions">
+      <div className="actions detail-actions">
         <button type="button" className="button button-primary" onClick={useAgain} disabled={!template}>
           Use these settings again
         </button>
@@ -113,7 +113,13 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
           </>
         )}
         {(status === "FAILED" || status === "CANCELLED") && (
-          <ConfirmButton label="Retry" question="Run again?" confirmLabel="Retry" onConfirm={() => void actions.retry()} />
+          <ConfirmButton
+            label="Retry"
+            question="Run again?"
+            confirmLabel="Retry"
+            tone="neutral"
+            onConfirm={() => void actions.retry()}
+          />
         )}
         <ConfirmButton
           label="Delete"

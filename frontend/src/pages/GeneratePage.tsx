@@ -31,7 +31,7 @@ export function GeneratePage() {
         {current ? (
           <LivePanel key={current} id={current} focus={submitted} onDismiss={() => select(null)} />
         ) : (
-          <section className="panel live-panel live-empty">
+          <section className="panel live-panel live-empty" data-testid="live-empty">
             <h2>Nothing developing yet</h2>
             <p className="muted">
               Describe an image and press Generate. Progress, previews and results appear here as they arrive.

@@ -174,7 +174,7 @@ function GenerationCard({ generation }: { generation: GenerationFieldsFragment }
       </Link>
       <div className="card-body">
         <div className="card-top">
-          <StatusBadge status={status} />
+          <StatusBadge status={status} progress={live.terminal ? null : live.progress} />
           <time dateTime={generation.createdAt} className="muted">
             {relativeTime(Date.parse(generation.createdAt), now)}
           </time>
@@ -190,6 +190,7 @@ function GenerationCard({ generation }: { generation: GenerationFieldsFragment }
               label="Retry"
               question="Run again?"
               confirmLabel="Retry"
+              tone="neutral"
               className="button button-small"
               onConfirm={() => void actions.retry()}
             />

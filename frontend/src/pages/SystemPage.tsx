@@ -1,6 +1,6 @@
 import { useQuery, useSubscription } from "@apollo/client/react";
 import { SystemStatusQuery, SystemStatusSubscription } from "../api/operations";
-import { formatDuration } from "../components/format";
+import { formatDuration, readableBackendError } from "../components/format";
 import { useNow } from "../components/useNow";
 
 const gb = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GB`;
@@ -32,6 +32,7 @@ export function SystemPage() {
   ];
   return (
     <div className="system">
+      <h1 className="page-title">System</h1>
       <p className="muted">
         Live, updated every 2 seconds. API settings fingerprint <code>{status.fingerprint}</code>
       </p>
@@ -96,7 +97,11 @@ export function SystemPage() {
                   {b.healthy ? "healthy" : "down"}
                 </span>
               </div>
-              {b.error && <p className="field-error">{b.error}</p>}
+              {b.error && (
+                <p className="field-error backend-error" title={b.error} data-testid="backend-error">
+                  {readableBackendError(b.error)}
+                </p>
+              )}
               <p className="muted">
                 {b.running} running · {b.pending} pending{b.comfyuiVersion && ` · ComfyUI ${b.comfyuiVersion}`}
               </p>
