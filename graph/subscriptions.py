@@ -19,23 +19,27 @@ again with backoff (`patiently`) for up to `DB_OUTAGE_S`, instead of ending the 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import random
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import strawberry
 
 from db import generations as gens
 from db.events import EventKind as DbEventKind
-from db.events import events_after
+from db.events import EventPosition, database_now, events_after, owner_events_after
 from db.models import Generation as GenerationRow
 from db.models import GenerationEvent as EventRow
 from db.models import User
 from db.reachability import database_unreachable
 from db.states import Status as DbStatus
-from graph.context import Context
+from graph.context import BadRequest, Context
 from graph.execution import share_results
 from graph.fanout import QUIET
 from graph.queries import parse_id
@@ -93,6 +97,7 @@ def _convert(event: BusEvent, *, base_url: str) -> GenerationEvent:
         at=event.at,
         terminal=False,
     )
+    out.cursor = encode_event_cursor(event)
     kind = event.kind
     if kind is DbEventKind.STATUS:
         status = DbStatus(payload["status"])
@@ -193,6 +198,148 @@ class _Stream:
         return [self._emit(item)]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Event times come from PostgreSQL's clock at each statement's start, so an event may commit a little
+# after a later-stamped one: a catch-up reads again this far behind what it has seen (deduplicated).
+FEED_OVERLAP = timedelta(seconds=10)
+_FEED_PAGE = 1000
+_FEED_SEEN_MAX = 10_000  # generations whose last delivered seq a feed remembers
+
+
+def encode_event_cursor(event: BusEvent) -> str | None:
+    """The opaque cursor of a durable event: its place (time, generation, seq) in the event log."""
+    if not event.durable:
+        return None
+    micros = round(event.at * 1_000_000)  # exact: `at` is the stored microsecond time as a float
+    raw = f"{micros}|{event.generation_id}|{event.seq}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_event_cursor(cursor: str) -> EventPosition:
+    """Raise BadRequest for anything that is not a cursor we issued."""
+    try:
+        if len(cursor) > 200:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, gid, seq = raw.split("|")
+        return _EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(gid), int(seq)
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:
+        raise BadRequest(f"malformed cursor {cursor[:80]!r}") from exc
+
+
+class _Feed:
+    """The ordered, deduplicated events of all of one owner's generations (None: everyone's).
+
+    It remembers the last durable seq it delivered per generation: a durable event at or below it is
+    a duplicate, one beyond the next is a gap (read back from the log), and an ephemeral one older than
+    it is stale. A generation first seen with seq > 1 after the feed's start has its earlier events
+    read back too. `GAP` and `QUIET` read everything after the feed's position (less `FEED_OVERLAP`).
+    """
+
+    def __init__(self, context: Context, owner: uuid.UUID | None) -> None:
+        self.context = context
+        self.owner = owner
+        self.namespace = context.state.settings.namespace
+        self.floor: EventPosition | None = None  # nothing at or before it is delivered
+        self.position: datetime | None = None  # the latest delivered (or read) event time
+        self.seen: OrderedDict[uuid.UUID, int] = OrderedDict()
+
+    async def open(self, after: EventPosition | None) -> list[GenerationEvent]:
+        if after is None:
+            # From now on, by the database's clock (the one event times come from).
+            now = await patiently(self._now)
+            self.floor = (now, _MAX_UUID, 0)
+            self.position = now
+            return []
+        self.floor = after
+        self.position = after[0]
+        return await self._read_from(after)
+
+    async def _now(self) -> datetime:
+        async with self.context.state.sessions() as session:
+            return await database_now(session)
+
+    async def accept(self, item: BusEvent | object) -> list[GenerationEvent]:
+        if not isinstance(item, BusEvent):  # GAP or QUIET: read what the bus may have lost
+            return await self.catch_up()
+        if not item.durable:
+            if item.kind is not DbEventKind.DELETED and item.seq < self.seen.get(item.generation_id, 0):
+                return []  # older than what was delivered (a late progress)
+            if item.kind is DbEventKind.DELETED:
+                self.seen.pop(item.generation_id, None)
+            return [to_event(item, base_url=self.context.base_url)]
+        last = self.seen.get(item.generation_id)
+        if last is not None and item.seq <= last:
+            return []
+        if (last is not None and item.seq > last + 1) or (last is None and item.seq > 1):
+            # A durable event went missing (or may have, for a generation first seen here).
+            return await self._read_generation(item)
+        return self._deliver([item], live=item)
+
+    async def catch_up(self) -> list[GenerationEvent]:
+        assert self.floor is not None and self.position is not None
+        since = self.position - FEED_OVERLAP
+        return await self._read_from((since, _MIN_UUID, 0))
+
+    async def _read_from(self, start: EventPosition) -> list[GenerationEvent]:
+        out: list[GenerationEvent] = []
+        while True:
+            rows = await patiently(functools.partial(self._page, start))
+            out += self._deliver([BusEvent.from_row(row, owner_id=owner) for row, owner in rows])
+            if len(rows) < _FEED_PAGE:
+                return out
+            last = rows[-1][0]
+            start = (last.created_at, last.generation_id, last.seq)
+
+    async def _page(self, start: EventPosition) -> list[tuple[EventRow, uuid.UUID]]:
+        async with self.context.state.sessions() as session:
+            return await owner_events_after(
+                session, namespace=self.namespace, owner_id=self.owner, after=start, limit=_FEED_PAGE
+            )
+
+    async def _read_generation(self, item: BusEvent) -> list[GenerationEvent]:
+        """The durable events of `item`'s generation after the last delivered one, up to and with `item`."""
+        gid = item.generation_id
+        after_seq = self.seen.get(gid, 0)
+
+        async def read() -> Sequence[EventRow]:
+            async with self.context.state.sessions() as session:
+                return await events_after(session, generation_id=gid, after_seq=after_seq, limit=_FEED_PAGE)
+
+        rows = await patiently(read)
+        events = [BusEvent.from_row(row, owner_id=item.owner_id) for row in rows if row.seq <= item.seq]
+        if not any(event.seq == item.seq for event in events):
+            events.append(item)  # not readable (deleted meanwhile): as it came
+        return self._deliver(events, live=item)
+
+    def _deliver(self, events: list[BusEvent], *, live: BusEvent | None = None) -> list[GenerationEvent]:
+        """Deliver what is new of `events`. Those read from the log must also be after the feed's
+        floor; a live one is new whatever its time (stamped before the feed began, committed after)."""
+        out = []
+        floor = self.floor
+        for event in events:
+            gid = event.generation_id
+            last = self.seen.get(gid, 0)
+            if event.seq <= last:
+                continue
+            at = _EPOCH + timedelta(microseconds=round(event.at * 1_000_000))
+            is_live = live is not None and gid == live.generation_id and event.seq == live.seq
+            if not is_live and floor is not None and (at, gid, event.seq) <= floor:
+                continue  # before this feed began (or at the client's cursor)
+            self.seen[gid] = event.seq
+            self.seen.move_to_end(gid)
+            if len(self.seen) > _FEED_SEEN_MAX:
+                self.seen.popitem(last=False)
+            if self.position is None or at > self.position:
+                self.position = at
+            out.append(to_event(event, base_url=self.context.base_url))
+        return out
+
+
+_MIN_UUID = uuid.UUID(int=0)
+_MAX_UUID = uuid.UUID(int=(1 << 128) - 1)
+
+
 async def _open(
     info: strawberry.Info[Context, None], viewer: User, id: strawberry.ID, gid: uuid.UUID, after: int | None
 ) -> tuple[_Stream, list[GenerationEvent]]:
@@ -249,17 +396,29 @@ class Subscription:
             info.context.release(listener)
 
     @strawberry.subscription(
-        description="Live events of all the viewer's generations (admins: everyone's). Never completes."
+        description=(
+            "Live events of all the viewer's generations (admins: everyone's). Never completes. With `after` "
+            "(the `cursor` of a durable event received before), every durable event after it is replayed "
+            "first: a client that reconnects misses nothing. Durable events lost on the way (the event bus "
+            "restarted, a publish failed) are read back from the log."
+        )
     )
-    async def my_generation_events(self, info: strawberry.Info[Context, None]) -> AsyncGenerator[GenerationEvent, None]:
+    async def my_generation_events(
+        self, info: strawberry.Info[Context, None], after: str | None = None
+    ) -> AsyncGenerator[GenerationEvent, None]:
         viewer = info.context.viewer
-        listener = info.context.listen(None if viewer.is_admin else viewer.id)
+        owner = None if viewer.is_admin else viewer.id
+        start = None if after is None else decode_event_cursor(after)
+        listener = info.context.listen(owner, quiet_after_s=QUIET_CHECK_S * random.uniform(0.75, 1.25))
         try:
+            feed = _Feed(info.context, owner)
+            events = await feed.open(start)
+            while events:
+                yield events.pop(0)
             while True:
-                item = await listener.get()
-                if isinstance(item, BusEvent):
-                    yield to_event(item, base_url=info.context.base_url)
-                del item  # an idle subscription keeps no event alive
+                events = await feed.accept(await listener.get())
+                while events:
+                    yield events.pop(0)  # popped: an idle subscription keeps no event alive
         finally:
             info.context.release(listener)
 

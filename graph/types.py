@@ -299,3 +299,6 @@ class GenerationEvent:
     image: Image | None = None
     preview_url: str | None = strawberry.field(default=None, description="Short-lived preview image URL.")
     generation: Generation | None = strawberry.field(default=None, description="Full state, on SNAPSHOT.")
+    cursor: str | None = strawberry.field(
+        default=None, description="On durable events: pass as `after` to myGenerationEvents to resume after it."
+    )
