@@ -1,6 +1,7 @@
-// The websocket drops mid-run: a banner says so, the app resubscribes with `after: <last seq>`, and
-// the generation still completes with every image exactly once.
-import { args, assert, run, signedInPage, until } from "./lib.mjs";
+// The websocket drops mid-run: a banner says so (and stays in view, however far the page is scrolled,
+// while the server can't be reached), the app resubscribes with `after: <last seq>`, and the
+// generation still completes with every image exactly once.
+import { args, artifact, assert, run, signedInPage, until } from "./lib.mjs";
 
 const { base, token } = args();
 
@@ -9,7 +10,12 @@ await run("reconnect", async ({ browser, step, setPage }) => {
   setPage(page);
   const subscribes = [];
   const sockets = [];
+  let down = false; // while true, new sockets are closed at once, as if the API were unreachable
   await page.routeWebSocket(/\/graphql$/, (ws) => {
+    if (down) {
+      void ws.close({ code: 1012, reason: "test: still down" });
+      return;
+    }
     const server = ws.connectToServer();
     sockets.push({ ws, server });
     ws.onMessage((message) => {
@@ -30,11 +36,24 @@ await run("reconnect", async ({ browser, step, setPage }) => {
   });
 
   await step("drop the socket", async () => {
+    down = true;
     for (const { ws, server } of sockets.splice(0)) {
       await server.close({ code: 1012, reason: "test drop" }).catch(() => {});
       await ws.close({ code: 1012, reason: "test drop" }).catch(() => {});
     }
     await page.getByTestId("connection-banner").waitFor({ timeout: 5000 });
+  });
+
+  await step("the banner stays in view while the connection is down", async () => {
+    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    await until(() => page.evaluate(() => window.scrollY > 100), { message: "the page scrolled" });
+    const banner = page.getByTestId("connection-banner");
+    const box = await banner.evaluate((el) => el.getBoundingClientRect().toJSON());
+    assert(box.top >= 0 && box.bottom <= page.viewportSize().height, `banner out of view: ${JSON.stringify(box)}`);
+    const text = (await banner.textContent()) ?? "";
+    assert(/^Connection lost — reconnecting(?: in \d+ s\.|…) Live updates resume where they left off\.$/.test(text), `banner text: ${text}`);
+    await artifact(page, "connection-lost");
+    down = false;
   });
 
   await step("resume and finish", async () => {
