@@ -50,7 +50,7 @@ $(PY_STAMP):
 frontend-install: $(if $(FRONTEND),$(NPM_STAMP))
 
 $(NPM_STAMP):
-	cd frontend && if [ -f package-lock.json ]; then npm ci; else npm install; fi
+	cd frontend && if [ -f package-lock.json ]; then npm ci --engine-strict; else npm install --engine-strict; fi
 	@mkdir -p frontend/node_modules && rm -f frontend/node_modules/.installed-*
 	@touch $@
 
