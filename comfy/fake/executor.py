@@ -6,7 +6,8 @@ Targeting, as recorded (tests/recordings):
   only (nowhere without a client_id), except `execution_interrupted`, which is broadcast then.
 - upstream (0.3.64): `progress` and previews go where `progress_state` goes. A client that announced
   `supports_preview_metadata` gets a type-4 frame before each `progress`, one that did not a type-1 frame
-  after it; without a client_id every socket gets type-1 frames (18, 04, 12).
+  after it (03, 18); without a client_id every socket gets type-1 frames (upstream's progress hook asks
+  whether client `None` supports preview metadata: no; no recording has that case).
 - packaging (0.12.1): `progress` reaches every socket (09); type-4 frames go to clients that announced the
   flag, and nothing to those that did not (04).
 History `status.messages` are `[event, data]` pairs upstream (16) and strings in the packaging.
