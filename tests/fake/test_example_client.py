@@ -10,9 +10,11 @@ import urllib.request
 import uuid
 from typing import Any
 
+import pytest
 from websockets.sync.client import connect
 
 from comfy.fake.server import FakeHandle
+from tests.fake.recordings import BUILDS
 from tests.fake.test_validation import txt2img
 
 
@@ -63,6 +65,7 @@ def _run_example(server_address: str, prompt: dict[str, Any]) -> dict[str, list[
     return output_images
 
 
+@pytest.mark.parametrize("dialect", BUILDS)
 async def test_websockets_api_example(comfy: FakeHandle) -> None:
     address = comfy.url.removeprefix("http://")
     images = await asyncio.to_thread(_run_example, address, txt2img(**{"5__batch_size": 2}))
