@@ -118,6 +118,8 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
+    # uvicorn's line per HTTP request (every preview and thumbnail too); on as well at log level DEBUG.
+    access_log: bool = False
 
     @field_validator("comfyui_urls", "cors_origins", "raw_node_classes", mode="before")
     @classmethod
