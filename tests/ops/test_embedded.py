@@ -12,6 +12,21 @@ import redis
 
 from safelight.embedded import EmbeddedPostgres, EmbeddedRedis
 from safelight.procs import free_port
+from tests.ops.reaper import Reaper
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers_on_failure(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A test that fails between a server's start and stop leaves nothing running (nor its backends).
+
+    `server_dir` is set up before `reaper`, so the reaper stops the servers before the directory goes.
+    """
+    dirs = [tmp_path]
+    if "server_dir" in request.fixturenames:
+        dirs.append(request.getfixturevalue("server_dir"))
+    reaper: Reaper = request.getfixturevalue("reaper")
+    for directory in dirs:
+        reaper.own(directory)
 
 
 async def _query(url: str, sql: str) -> list[asyncpg.Record]:
