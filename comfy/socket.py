@@ -177,6 +177,7 @@ class ComfySocket:
         self._task: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
         self._closing = False
+        self._retry_now: asyncio.Event | None = None  # set by `retry_now` during a backoff pause
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -255,6 +256,11 @@ class ComfySocket:
 
         return remove
 
+    def retry_now(self) -> None:
+        """Cut the backoff pause short: the backend answers HTTP again, its websocket should too."""
+        if self._retry_now is not None:
+            self._retry_now.set()
+
     def mark_running(self, prompt_id: str) -> None:
         """`prompt_id` is the one running on this backend (its consumer asked `/queue`).
 
@@ -307,7 +313,11 @@ class ComfySocket:
             opened_at = None
             delay = random.uniform(0, min(self.backoff_max, self.backoff_initial * (2**attempt)))
             attempt = min(attempt + 1, 30)
-            await asyncio.sleep(delay)
+            self._retry_now = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._retry_now.wait()
+            self._retry_now = None
 
     def _on_open(self, ws: ClientConnection) -> None:
         self._ws = ws

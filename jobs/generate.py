@@ -373,6 +373,13 @@ class GenerationRun:
             # Unreachable, a prompt it may hold cannot be removed; a restarted ComfyUI has lost it.
             raise Cancelled
 
+    def _answered(self, backend: Backend) -> None:
+        """`backend` answered over HTTP: an outage is over (the next wait has a deadline of its own), and a
+        websocket still pausing between reconnects tries at once."""
+        self._reached = True
+        if backend.socket.down:
+            backend.socket.retry_now()
+
     def _prepare(self) -> dict[str, Any]:
         """The API-format workflow, rebuilt from the stored parameters by the shared validation."""
         prefix = f"safelight/{self.id.hex[:12]}"
@@ -397,7 +404,7 @@ class GenerationRun:
             if self.maybe_submitted:
                 # Never twice: a prompt ComfyUI still has (or has run) is followed, not sent again.
                 entry = await client.history(self.prompt_id)
-                self._reached = True
+                self._answered(backend)
                 if entry is not None:
                     self.submitted = True
                     await self._conclude(client, entry, outputs=None)
@@ -489,7 +496,7 @@ class GenerationRun:
         except ComfyUnavailable:
             self.rt.backends.record(backend, ok=False)
             raise
-        self._reached = True
+        self._answered(backend)
         self.rt.backends.record(backend, ok=True)
         backend.last_checkpoint = self.generation.params.get("checkpoint")
         self.submitted = True
@@ -604,7 +611,7 @@ class GenerationRun:
         """No event for a while (or a gap): ask the backend where the prompt is; whether it has started."""
         client = backend.client
         queue = await client.queue()
-        self._reached = True
+        self._answered(backend)
         position = queue.position(self.prompt_id)
         if position is not None:
             if position == 0:

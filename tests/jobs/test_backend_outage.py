@@ -168,16 +168,15 @@ async def test_comfyui_restart_mid_run_waits_visibly_then_succeeds(
     assert "unreachable" in progress["reason"], progress
     assert wait["at"] <= progress["retryAt"] <= progress["deadlineAt"]
     assert progress["deadlineAt"] >= wait["at"] + outage_s + 100, "the configured wait, not an attempt's delay"
-    assert during["status"] == "RUNNING" and during["progress"] == {
-        "phase": "BACKEND_WAIT",
-        "reason": progress["reason"],
-    }
+    assert during["status"] == "RUNNING" and during["progress"]["phase"] == "BACKEND_WAIT", during
+    assert "unreachable" in during["progress"]["reason"], "the row says why, as the event did"
     events = seen + rest
     assert events[-1]["status"] == "SUCCEEDED" and events[-1]["error"] is None, events[-1]
     assert final == {"status": "SUCCEEDED", "attempt": 2, "error": None, "progress": {"phase": "DONE", "reason": None}}
     # The restarted ComfyUI had lost the prompt: one new attempt ran it, once; the wait used none.
     assert stats["executions"] == {prompt_id_for(uuid.UUID(gid), 2): 1}
-    waits = [e["progress"] for e in events if _waiting(e)]
+    retried = next(i for i, e in enumerate(events) if e["kind"] == "STATUS" and e["attempt"] == 2)
+    waits = [e["progress"] for e in events[:retried] if _waiting(e)]
     assert {p["deadlineAt"] for p in waits} == {progress["deadlineAt"]}, "one outage, one deadline"
     assert [p["retryAt"] for p in waits] == sorted(p["retryAt"] for p in waits)
 
