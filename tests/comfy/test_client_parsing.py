@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from comfy.catalog import Catalog
-from comfy.client import ComfyClient, HistoryEntry, HistoryMessage, QueueItem, QueueSnapshot
-from comfy.errors import ComfyProtocolError, ComfyUnavailable, NodeError, PromptValidationError
+from comfy.client import ComfyClient, HistoryEntry, HistoryMessage, QueueItem, QueueSnapshot, without_credentials
+from comfy.errors import ComfyProtocolError, ComfyUnavailable, ComfyUnreachable, NodeError, PromptValidationError
 from comfy.events import OutputImage
 
 from .conftest import http_answers, load_recording
@@ -210,9 +210,25 @@ async def test_submit_500_and_connection_errors_are_transient() -> None:
         with pytest.raises(ComfyUnavailable) as info:
             await c.submit({}, prompt_id="p", client_id="c")
     assert info.value.retryable
+    with pytest.raises(ComfyUnavailable) as answered:
+        async with _client({"GET /queue": (503, b"")}) as c:
+            await c.queue()
+    assert not isinstance(answered.value, ComfyUnreachable), "it answered: an attempt's failure, not an outage"
     async with ComfyClient("http://127.0.0.1:9", timeout=2) as client:
-        with pytest.raises(ComfyUnavailable):
+        with pytest.raises(ComfyUnreachable) as info:
             await client.queue()
+    assert info.value.sent is False, "no connection: the request cannot have arrived"
+
+
+async def test_errors_name_the_backend_without_its_credentials() -> None:
+    async with ComfyClient("http://admin:s3cret@127.0.0.1:9/comfy", timeout=2) as client:
+        assert client.display_url == "http://127.0.0.1:9/comfy"
+        with pytest.raises(ComfyUnreachable) as info:
+            await client.submit({}, prompt_id="p", client_id="c")
+    assert "s3cret" not in str(info.value) and "admin" not in str(info.value)
+    assert "127.0.0.1:9/comfy/prompt" in str(info.value)
+    assert without_credentials("https://u:p@[::1]:8188/x") == "https://[::1]:8188/x"
+    assert without_credentials("http://host:8188") == "http://host:8188"
 
 
 async def test_view_404_is_a_protocol_error() -> None:

@@ -206,3 +206,24 @@ async def test_no_backend_until_the_deadline_fails_with_backend_unavailable(
     assert last["at"] >= deadline, "not before the deadline"
     assert [e["status"] for e in events if e["kind"] == "STATUS"][-1:] == ["FAILED"]
     assert not any(e["status"] == "QUEUED" for e in rest if e["kind"] == "STATUS"), "no attempt was used"
+
+
+CANCEL = "mutation($id: ID!) { cancelGeneration(id: $id) { __typename } }"
+
+
+async def test_a_generation_waiting_for_a_backend_can_be_cancelled(
+    stack_settings: Settings, make_client: Callable[..., Awaitable[GraphQLClient]], comfy: FakeProcess
+) -> None:
+    seen: list[dict[str, Any]] = []
+    async with stack(stack_settings, make_client, comfy.url, backend_wait_s=600, comfy_watchdog_s=3600) as api:
+        created = await api.query(CREATE, {"input": {"prompt": "never mind", "width": 64, "height": 64, "steps": 60}})
+        gid = created["createGeneration"]["generation"]["id"]
+        async with api.subscription(EVENTS, {"id": gid}) as sub:
+            await _until(sub, seen, _executing(2))
+            await comfy.kill()
+            await _until(sub, seen, _waiting)
+            assert (await api.query(CANCEL, {"id": gid}))["cancelGeneration"]["__typename"] == "GenerationPayload"
+            rest = [e["generationEvents"] for e in await sub.collect(wait_s=60)]
+    statuses = [e["status"] for e in rest if e["kind"] == "STATUS"]
+    assert statuses == ["CANCELLING", "CANCELLED"], rest
+    assert rest[-1]["error"] is None
