@@ -27,6 +27,7 @@ export const GenerationFields = graphql(`
       message
       retryable
       node
+      input
     }
     images {
       ...ImageFields
@@ -44,6 +45,9 @@ export const ProgressFields = graphql(`
     maxSteps
     queuePosition
     emittedAt
+    reason
+    retryAt
+    deadlineAt
   }
 `);
 
@@ -257,6 +261,7 @@ export const EventFields = graphql(`
       message
       retryable
       node
+      input
     }
     progress {
       ...ProgressFields

@@ -24,4 +24,15 @@ describe("ConfirmButton", () => {
     await user.keyboard("{Enter}");
     expect(onConfirm).toHaveBeenCalledOnce();
   });
+
+  it("asks a neutral question without the danger style, its buttons side by side", async () => {
+    const user = userEvent.setup();
+    render(<ConfirmButton label="Retry" question="Run again?" confirmLabel="Retry" tone="neutral" onConfirm={() => {}} />);
+    await user.click(screen.getByRole("button", { name: "Retry" }));
+    const confirm = screen.getByRole("button", { name: "Retry" });
+    expect(confirm).not.toHaveClass("button-danger");
+    expect(confirm).toHaveClass("button-confirm");
+    expect(confirm.parentElement).toHaveClass("confirm-buttons");
+    expect(screen.getByRole("button", { name: "Keep" }).parentElement).toBe(confirm.parentElement);
+  });
 });

@@ -10,7 +10,9 @@ describe("ConnectionBanner", () => {
     act(() => store.connected());
     expect(screen.queryByRole("status")).toBeNull();
     act(() => store.lost(2));
-    expect(screen.getByRole("status")).toHaveTextContent("Connection lost — reconnecting in 2 s");
+    expect(screen.getByRole("status")).toHaveTextContent(
+      /^Connection lost — reconnecting in 2 s\. Live updates resume where they left off\.$/,
+    );
     act(() => store.connecting());
     expect(screen.getByRole("status")).toBeInTheDocument();
     act(() => store.connected());

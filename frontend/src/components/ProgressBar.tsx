@@ -19,7 +19,7 @@ export function ProgressBar({ live, compact = false }: { live: LiveGeneration; c
   const untracked = progress?.phase === "UNTRACKED";
   const remaining = live.terminal || stalled || untracked ? null : estimateRemaining(percent, running);
   const phase = describePhase(live, now);
-  const reason = live.terminal ? null : stallReason(live);
+  const reason = live.terminal ? null : stallReason(live, now);
   const tone = live.status === "FAILED" ? "failed" : live.status === "CANCELLED" ? "cancelled" : stalled ? "stalled" : "active";
   return (
     <div className={`progress progress-${tone}${compact ? " progress-compact" : ""}`}>
@@ -61,10 +61,17 @@ export function ProgressBar({ live, compact = false }: { live: LiveGeneration; c
   );
 }
 
-/** Why a live generation is not moving: the progress's reason, else the error that caused a retry. */
-export function stallReason(live: Pick<LiveGeneration, "progress" | "error" | "status">): string | null {
+/**
+ * Why a live generation is not moving: the progress's reason (with when waiting for a backend gives
+ * up), else the error that caused a retry.
+ */
+export function stallReason(live: Pick<LiveGeneration, "progress" | "error" | "status">, now = Date.now()): string | null {
   const progress: ProgressView | null = live.progress;
-  if (progress?.reason) return progress.reason;
+  if (progress?.reason) {
+    const left = progress.phase === "BACKEND_WAIT" && progress.deadlineAt != null ? progress.deadlineAt * 1000 - now : null;
+    const reason = progress.reason.replace(/\.$/, "");
+    return left !== null && left > 0 ? `${reason}. Gives up in ${formatDuration(left)}.` : progress.reason;
+  }
   if (progress?.phase === "RETRY_WAIT" && live.error) return `Retrying after: ${live.error.message}`;
   if (progress?.phase === "UNTRACKED") return "The backend runs it, but its live progress can't be followed; the result is checked when it ends.";
   return null;

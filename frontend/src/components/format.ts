@@ -40,16 +40,10 @@ export function relativeTime(ms: number, now: number): string {
   return new Date(ms).toLocaleDateString(undefined, { dateStyle: "medium" });
 }
 
-/** Phases this app knows, including those a newer API may send before the schema here is regenerated. */
-export type AnyPhase = Phase | "BACKEND_WAIT" | "UNTRACKED";
+type AnyPhase = Phase;
 
-/** Progress as rendered: the fragment's fields, plus the stall fields (reason, next try, deadline). */
-export type ProgressView = Omit<ProgressFieldsFragment, "phase"> & {
-  phase: AnyPhase;
-  reason?: string | null;
-  retryAt?: number | null;
-  deadlineAt?: number | null;
-};
+/** Progress as rendered, stall fields included (reason, next try, deadline). */
+export type ProgressView = ProgressFieldsFragment;
 
 type LiveView = { status: Status | null; progress: ProgressView | null };
 
@@ -157,7 +151,7 @@ export function readableBackendError(raw: string): string {
     [/RemoteProtocolError|Server disconnected|ReadError|connection reset|broken pipe/i,
       "The connection was closed before ComfyUI answered."],
     [/SSL|certificate/i, "The TLS connection failed (certificate or protocol)."],
-    [/No route to host|Network is unreachable|unreachable/i, "The host is unreachable from here."],
+    [/No route to host|Network is unreachable|EHOSTUNREACH|ENETUNREACH/i, "The host is unreachable from here."],
     [/ConnectError/i, "Could not connect to the backend."],
   ];
   for (const [pattern, message] of rules) if (pattern.test(text)) return message;

@@ -44,7 +44,13 @@ export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDism
           {live.error && live.terminal && (
             <div className="alert alert-error" role="alert">
               <strong>{live.error.message}</strong>
-              {live.error.node && <span> — at node {live.error.node}</span>}
+              {live.error.node && (
+                <span>
+                  {" "}
+                  — at node {live.error.node}
+                  {live.error.input && <>, input {live.error.input}</>}
+                </span>
+              )}
               <span className="muted"> ({live.error.code})</span>
             </div>
           )}

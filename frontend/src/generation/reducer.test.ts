@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { GenerationFieldsFragment } from "../gql/graphql";
 import { generationFixture, imageFixture, progressFixture } from "../test/fixtures";
+import { percentOf } from "../components/format";
 import { applyEvent, initialGeneration, type GenerationEventInput, type LiveGeneration } from "./reducer";
 
 const image = imageFixture;
@@ -80,7 +81,7 @@ describe("applyEvent", () => {
   });
 
   it("keeps the error of a failed run", () => {
-    const error = { code: "execution_error", message: "boom", retryable: false, node: "3 (KSampler)" };
+    const error = { code: "execution_error", message: "boom", retryable: false, node: "3 (KSampler)", input: null };
     const failed = applyEvent(
       initialGeneration("g1", generation()),
       event({ kind: "STATUS", seq: 4, status: "FAILED", terminal: true, error }),
@@ -96,6 +97,41 @@ describe("applyEvent", () => {
     expect(retried.images).toEqual([]);
     expect(retried.attempt).toBe(2);
     expect(retried.finishedAt).toBeNull();
+  });
+
+  it("never moves progress back within an attempt, and keeps the new phase", () => {
+    const start = initialGeneration("g1", generation({ lastSeq: 3 }));
+    const state = fold(start, [
+      event({ kind: "PROGRESS", seq: 3, progress: progress(35, 7) }),
+      event({ kind: "PROGRESS", seq: 3, progress: { ...progress(0), phase: "BACKEND_WAIT", reason: "Backend fake-1 is unreachable" } }),
+    ]);
+    expect(state.progress?.percent).toBe(35);
+    expect(state.progress?.phase).toBe("BACKEND_WAIT");
+    expect(state.progress?.reason).toBe("Backend fake-1 is unreachable");
+    const resumed = applyEvent(state, event({ kind: "PROGRESS", seq: 3, progress: progress(40, 8) }));
+    expect(resumed.progress?.percent).toBe(40);
+  });
+
+  it("shows a retry the same live as after a reload: waiting to retry at 0 %, with the reason", () => {
+    const error = { code: "BACKEND_UNAVAILABLE", message: "connection refused", retryable: true, node: null, input: null };
+    // Live: attempt 1 reached 15 %, then failed and was queued again as attempt 2.
+    const running = initialGeneration("g1", generation({ lastSeq: 3, progress: progress(15) }));
+    const live = applyEvent(running, event({ kind: "STATUS", seq: 4, status: "QUEUED", attempt: 2, error }));
+    // Reload: the record still holds the first attempt's 15 %, in phase RETRY_WAIT.
+    const record = generation({
+      status: "QUEUED",
+      attempt: 2,
+      lastSeq: 4,
+      error,
+      progress: { ...progress(15), phase: "RETRY_WAIT", node: null, nodeClass: null, step: null, maxSteps: null },
+    });
+    const reloaded = initialGeneration("g1", record);
+    expect(percentOf(live)).toBe(0);
+    expect(percentOf(reloaded)).toBe(0);
+    expect(live.progress?.phase).toBe("RETRY_WAIT");
+    expect(reloaded.progress?.phase).toBe("RETRY_WAIT");
+    expect(live.error).toEqual(error);
+    expect(reloaded.error).toEqual(error);
   });
 
   it("marks a deleted generation terminal", () => {

@@ -125,7 +125,10 @@ function forward(previous: ProgressFieldsFragment | null, next: ProgressFieldsFr
 
 function retryWait(previous: ProgressFieldsFragment | null): ProgressFieldsFragment {
   return {
-    ...(previous ?? { emittedAt: null }),
+    emittedAt: previous?.emittedAt ?? null,
+    reason: null,
+    retryAt: null,
+    deadlineAt: null,
     phase: "RETRY_WAIT",
     percent: 0,
     node: null,

@@ -93,6 +93,12 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
                 <dd>{error.node}</dd>
               </>
             )}
+            {error.input && (
+              <>
+                <dt>Input</dt>
+                <dd>{error.input}</dd>
+              </>
+            )}
             <dt>Retryable</dt>
             <dd>{error.retryable ? "yes" : "no"}</dd>
           </dl>

@@ -69,6 +69,9 @@ export const generationFixture = (over: Partial<GenerationFieldsFragment> = {}):
     maxSteps: null,
     queuePosition: 0,
     emittedAt: null,
+  reason: null,
+  retryAt: null,
+  deadlineAt: null,
   },
   error: null,
   images: [],
@@ -85,6 +88,9 @@ export const progressFixture = (percent: number, step = 1) => ({
   maxSteps: 10,
   queuePosition: null,
   emittedAt: null,
+  reason: null,
+  retryAt: null,
+  deadlineAt: null,
 });
 
 export const imageFixture = (index: number) => ({
