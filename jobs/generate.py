@@ -816,6 +816,7 @@ class GenerationRun:
                 self.rt.redis, self.rt.keys, generation_id=self.id, attempt=attempt + 1, defer_s=delay
             )
             # After the QUEUED event: when the next attempt starts and why (the row says it too).
+            self.relay.seq = change.event.seq
             await self.relay.announce(
                 phase=Phase.RETRY_WAIT.value, reason=why, retryAt=round(retry_at, 3), queuePosition=None
             )

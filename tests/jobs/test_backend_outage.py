@@ -176,6 +176,8 @@ async def test_comfyui_restart_mid_run_waits_visibly_then_succeeds(
     # The restarted ComfyUI had lost the prompt: one new attempt ran it, once; the wait used none.
     assert stats["executions"] == {prompt_id_for(uuid.UUID(gid), 2): 1}
     retried = next(i for i, e in enumerate(events) if e["kind"] == "STATUS" and e["attempt"] == 2)
+    retry = next(e for e in events[retried:] if e["kind"] == "PROGRESS")["progress"]
+    assert retry["phase"] == "RETRY_WAIT" and "vanished" in retry["reason"] and retry["retryAt"], retry
     waits = [e["progress"] for e in events[:retried] if _waiting(e)]
     assert {p["deadlineAt"] for p in waits} == {progress["deadlineAt"]}, "one outage, one deadline"
     assert [p["retryAt"] for p in waits] == sorted(p["retryAt"] for p in waits)
