@@ -1,4 +1,4 @@
-"""Processes an ops test starts, stopped whatever the test's outcome (the `reaper` fixture)."""
+"""Processes an ops test starts: stopped whatever the test's outcome (`reaper`), their output read as it comes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 # The environment variable that marks every process a test starts (see Reaper).
 REAP_MARK = "SAFELIGHT_TEST_REAP"
@@ -96,3 +99,52 @@ class Reaper:
             while self.marked() and time.monotonic() < deadline:
                 time.sleep(0.05)
         return leaked
+
+
+class Output:
+    """A process's combined output, read by a thread as it comes, so a test can wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.proc = proc
+        self.lines: list[str] = []
+        self._seen = 0
+        self._done = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        with contextlib.suppress(ValueError, OSError):  # the reaper closes the pipe after a failure
+            for line in stream:
+                with self._cond:
+                    self.lines.append(line)
+                    self._cond.notify_all()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        """The next line (after the last one waited for) that contains `text`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for index in range(self._seen, len(self.lines)):
+                    if text in self.lines[index]:
+                        self._seen = index + 1
+                        return self.lines[index]
+                remaining = deadline - time.monotonic()
+                if self._done or remaining <= 0:
+                    why = "the process exited" if self._done else f"{timeout:.0f}s passed"
+                    pytest.fail(f"{why} before a line with {text!r}:\n{''.join(self.lines)}")
+                self._cond.wait(remaining)
+
+    def finish(self, timeout: float = 60.0) -> str:
+        self.proc.wait(timeout=timeout)
+        self._thread.join(timeout=timeout)
+        return self.text

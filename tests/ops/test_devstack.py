@@ -6,7 +6,6 @@ tree (embedded servers included) when the test fails half-way.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -14,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +23,7 @@ import pytest
 from safelight.devstack import AlreadyRunning, DevLock, http_ok, restart_delay, write_atomically
 from safelight.embedded import EmbeddedPostgres, EmbeddedRedis
 from safelight.procs import cmdline, free_port, port_is_open
-from tests.ops.reaper import Reaper
+from tests.ops.reaper import Output, Reaper
 
 STANDIN = Path(__file__).with_name("standin_stack.py")
 STANDIN_DEV = Path(__file__).with_name("standin_dev.py")
@@ -58,61 +56,12 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0, output: _Output | None = None) -> None:
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30.0, output: Output | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}" + (f":\n{output.text}" if output else ""))
         time.sleep(0.05)
-
-
-class _Output:
-    """A process's combined output, read by a thread as it comes, so a test can wait for a line."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        self.proc = proc
-        self.lines: list[str] = []
-        self._seen = 0
-        self._done = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: Any) -> None:
-        with contextlib.suppress(ValueError, OSError):  # the reaper closes the pipe after a failure
-            for line in stream:
-                with self._cond:
-                    self.lines.append(line)
-                    self._cond.notify_all()
-        with self._cond:
-            self._done = True
-            self._cond.notify_all()
-
-    @property
-    def text(self) -> str:
-        with self._cond:
-            return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
-        """The next line (after the last one waited for) that contains `text`."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for index in range(self._seen, len(self.lines)):
-                    if text in self.lines[index]:
-                        self._seen = index + 1
-                        return self.lines[index]
-                remaining = deadline - time.monotonic()
-                if self._done or remaining <= 0:
-                    why = "the process exited" if self._done else f"{timeout:.0f}s passed"
-                    pytest.fail(f"{why} before a line with {text!r}:\n{''.join(self.lines)}")
-                self._cond.wait(remaining)
-
-    def finish(self, timeout: float = 60.0) -> str:
-        self.proc.wait(timeout=timeout)
-        self._thread.join(timeout=timeout)
-        return self.text
 
 
 def test_restart_delay_doubles_while_a_process_keeps_dying_and_is_capped() -> None:
@@ -205,7 +154,7 @@ def test_dev_refuses_busy_fake_comfy_port_with_the_make_form_of_its_option(tmp_p
     assert '` or `make dev DEV_ARGS="--fake-comfy-port ' in line
 
 
-def _start_standin(state: Path, mode: str, reaper: Reaper) -> tuple[_Output, dict[str, int]]:
+def _start_standin(state: Path, mode: str, reaper: Reaper) -> tuple[Output, dict[str, int]]:
     state.mkdir()
     proc = reaper.popen(
         [sys.executable, str(STANDIN), str(state), mode],
@@ -213,7 +162,7 @@ def _start_standin(state: Path, mode: str, reaper: Reaper) -> tuple[_Output, dic
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = _Output(proc)
+    output = Output(proc)
     output.wait_for("READY", timeout=30)
     return output, json.loads((state / "pids.json").read_text())
 
@@ -322,7 +271,7 @@ def _record_pids(state: Path, name: str) -> list[int]:
     return [int(p.stem.rsplit("-", 1)[1]) for p in state.glob(f"{name}-*.json")]
 
 
-def _start_dev(state: Path, tmp_path: Path, reaper: Reaper, *args: str, workers: int) -> _Output:
+def _start_dev(state: Path, tmp_path: Path, reaper: Reaper, *args: str, workers: int) -> Output:
     """`safelight dev` over stand-ins, up (banner printed) with `workers` workers started."""
     reaper.own(state)
     proc = reaper.popen(
@@ -333,13 +282,13 @@ def _start_dev(state: Path, tmp_path: Path, reaper: Reaper, *args: str, workers:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = _Output(proc)
+    output = Output(proc)
     output.wait_for("Press Ctrl-C to stop.", timeout=120)
     _wait(lambda: len(_records(state, "worker")) >= workers, f"{workers} workers", output=output)
     return output
 
 
-def _stop_dev(output: _Output) -> tuple[int, str]:
+def _stop_dev(output: Output) -> tuple[int, str]:
     output.proc.send_signal(signal.SIGTERM)
     out = output.finish(timeout=60)
     assert output.proc.returncode is not None
@@ -445,7 +394,7 @@ def test_dev_uses_configured_services(tmp_path: Path, server_dir: Path, reaper: 
             stderr=subprocess.STDOUT,
             text=True,
         )
-        output = _Output(proc)
+        output = Output(proc)
         output.wait_for("Press Ctrl-C to stop.", timeout=120)
         _wait(lambda: len(_records(state, "worker")) >= 1, "the worker", output=output)
         proc.send_signal(signal.SIGINT)
