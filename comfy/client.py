@@ -302,10 +302,16 @@ class ComfyClient:
             response = await self._http.request(method, path, json=json, params=params)
         except httpx.TimeoutException as exc:
             sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            raise ComfyUnreachable(f"{method} {self.display_url}{path} timed out", sent=sent) from exc
+            raise ComfyUnreachable(
+                f"{method} {self.display_url}{path} timed out", sent=sent, why="no answer in time"
+            ) from exc
         except httpx.TransportError as exc:
             sent = not isinstance(exc, httpx.ConnectError)
-            raise ComfyUnreachable(f"{method} {self.display_url}{path} failed: {_describe(exc)}", sent=sent) from exc
+            raise ComfyUnreachable(
+                f"{method} {self.display_url}{path} failed: {_describe(exc)}",
+                sent=sent,
+                why="connection lost" if sent else "cannot connect",
+            ) from exc
         status = response.status_code
         if status in ok:
             return response

@@ -40,12 +40,13 @@ class ComfyUnreachable(ComfyUnavailable):
     as opposed to answering 5xx. Waiting for it to come back is not a failed attempt.
 
     `sent` is False when the request cannot have reached the backend (no connection was made), so a
-    submit that failed this way certainly queued nothing.
+    submit that failed this way certainly queued nothing. `why` says it in a few words, for people.
     """
 
-    def __init__(self, message: str, *, sent: bool = True) -> None:
+    def __init__(self, message: str, *, sent: bool = True, why: str = "no answer") -> None:
         super().__init__(message)
         self.sent = sent
+        self.why = why
 
 
 class ComfyProtocolError(ComfyError):

@@ -117,7 +117,7 @@ class PromptEvents:
             raise StopAsyncIteration
         if item is _SOCKET_CLOSED:
             self._queue.put_nowait(_SOCKET_CLOSED)
-            raise ComfyUnreachable("the ComfyUI websocket was closed")
+            raise ComfyUnreachable("the ComfyUI websocket was closed", why="websocket closed")
         event: ComfyEvent = item
         return event
 
@@ -222,7 +222,9 @@ class ComfySocket:
             async with asyncio.timeout(timeout):
                 await self.connected.wait()
         except TimeoutError:
-            raise ComfyUnreachable(f"no websocket to {self.display_url} after {timeout} s") from None
+            raise ComfyUnreachable(
+                f"no websocket to {self.display_url} after {timeout} s", sent=False, why="no websocket"
+            ) from None
 
     async def drop(self) -> None:
         """Close the current connection as if the network failed; the socket reconnects."""

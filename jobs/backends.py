@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from comfy.client import ComfyClient, without_credentials
 from comfy.socket import ComfySocket
@@ -49,8 +50,9 @@ class Backend:
 
     @property
     def name(self) -> str:
-        """The backend for people to read: its URL without credentials."""
-        return without_credentials(self.url)
+        """The backend for people to read: host, port and path, without scheme or credentials."""
+        parts = urlsplit(without_credentials(self.url))
+        return f"{parts.netloc}{parts.path}" or self.url
 
     @property
     def healthy(self) -> bool:
@@ -130,7 +132,12 @@ class BackendPool:
         """
         candidates = [b for b in self._backends.values() if b.healthy]
         if not candidates:
-            raise NoBackend("no healthy ComfyUI backend")
+            if not self._backends:
+                raise NoBackend("No ComfyUI backend is configured")
+            names = ", ".join(b.name for b in self._backends.values())
+            raise NoBackend(
+                f"Backend {names} is unreachable" if len(self._backends) == 1 else f"Backends {names} are unreachable"
+            )
         least = min(b.in_flight for b in candidates)
         idle = [b for b in candidates if b.in_flight == least]
         by_checkpoint: dict[str, Backend] = {}

@@ -314,7 +314,8 @@ class GenerationRun:
                 if backend is None:
                     raise
                 self.rt.backends.record(backend, ok=False)
-                reason = f"Backend {backend.name} is unreachable: {exc}"
+                reason = f"Backend {backend.name} is unreachable ({exc.why})"
+                log.info("generation %s: %s", self.id, exc)
             await self._wait_for_backend(reason)
 
     def _pick(self) -> Backend:
@@ -341,7 +342,7 @@ class GenerationRun:
             waited = self.rt.settings.backend_wait_s
             raise Permanent(
                 "BACKEND_UNAVAILABLE",
-                f"No ComfyUI backend could be reached for {waited:.0f} s ({reason})",
+                f"No ComfyUI backend could be reached for {waited:.0f} s. Last: {reason}",
                 retryable=True,
             )
         settings = self.rt.settings
