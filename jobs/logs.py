@@ -23,6 +23,15 @@ class _GenerationFilter(logging.Filter):
         return True
 
 
+class _UvicornNameFilter(logging.Filter):
+    """uvicorn logs its start, stop and every other message as "uvicorn.error": name it "uvicorn" for operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.error":
+            record.name = "uvicorn"
+        return True
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -40,6 +49,7 @@ class _JsonFormatter(logging.Formatter):
 def configure_logging(level: str, *, json_lines: bool = False) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_GenerationFilter())
+    handler.addFilter(_UvicornNameFilter())
     if json_lines:
         handler.setFormatter(_JsonFormatter())
     else:

@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 
 from graph.serve import uvicorn_options
+from jobs.logs import configure_logging
 from safelight.procs import free_port
 from settings import load_settings
 
@@ -83,3 +84,19 @@ def test_access_log_only_when_asked_for(
         assert any("GET /thumbs/256/" in line for line in lines), lines
     else:
         assert lines == []
+
+
+def test_uvicorn_lines_are_not_labelled_error(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("INFO")
+        logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application")
+    finally:
+        root.handlers[:], root.level = saved
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "INFO uvicorn [-] Started server process [42]",
+        "ERROR uvicorn [-] Exception in ASGI application",
+    ]
