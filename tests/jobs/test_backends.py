@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
+from comfy.fake.server import FakeHandle
 from jobs.backends import BackendPool, NoBackend
 
 URLS = ("http://127.0.0.1:9/a", "http://127.0.0.1:9/b", "http://127.0.0.1:9/c")
@@ -52,3 +55,34 @@ async def test_no_healthy_backend(pool: BackendPool) -> None:
         backend.failed(threshold=1, cooldown_s=60)
     with pytest.raises(NoBackend):
         pool.choices()
+
+
+async def test_names_and_reasons_carry_no_credentials() -> None:
+    pool = BackendPool(client_id="test", timeout_s=1.0)
+    with pytest.raises(NoBackend, match="No ComfyUI backend is configured"):
+        pool.choices()
+    await pool.reconcile(["http://admin:s3cret@127.0.0.1:9/comfy"])
+    try:
+        (backend,) = list(pool)
+        assert backend.name == "127.0.0.1:9/comfy"
+        backend.failed(threshold=1, cooldown_s=60)
+        with pytest.raises(NoBackend) as info:
+            pool.choices()
+        assert str(info.value) == "Backend 127.0.0.1:9/comfy is unreachable"
+    finally:
+        await pool.close()
+
+
+async def test_a_backend_whose_socket_opens_is_healthy_again_and_wakes_waiters(fake: FakeHandle) -> None:
+    """A waiting job wakes when a websocket opens, not at its next timer; the circuit closes."""
+    pool = BackendPool(client_id=f"test-{uuid.uuid4().hex[:8]}", timeout_s=1.0)
+    try:
+        await pool.reconcile([fake.url])  # the socket starts connecting; nothing has opened yet
+        (backend,) = list(pool)
+        backend.failed(threshold=1, cooldown_s=600)
+        assert not backend.healthy
+        await asyncio.wait_for(pool.wait_for_change(600), 10)
+        assert backend.socket.connected.is_set()
+        assert backend.healthy
+    finally:
+        await pool.close()
