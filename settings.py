@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_NAMESPACE", "ConfigError", "Settings", "load_settings"]
+__all__ = ["DEFAULT_NAMESPACE", "ConfigError", "Settings", "load_settings", "redact_userinfo"]
 
 DEFAULT_NAMESPACE = "safelight"
 
-_SECRET_FIELDS = frozenset({"database_url", "redis_url", "dev_token", "s3_secret_key"})
+_SECRET_FIELDS = frozenset({"database_url", "redis_url", "dev_token", "s3_secret_key", "metrics_token"})
 
 
 class ConfigError(Exception):
@@ -97,6 +98,27 @@ class Settings(BaseSettings):
     max_steps: int = Field(default=150, ge=1)
     max_prompt_length: int = Field(default=4000, ge=1)
     graphql_max_depth: int = Field(default=12, ge=2)
+
+    # What one request may cost the API (graph/guards.py, graph/payloads.py, graph/documents.py).
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_json_depth: int = Field(default=32, ge=4, le=500)
+    graphql_max_query_chars: int = Field(default=50_000, ge=1000)
+    graphql_max_tokens: int = Field(default=5_000, ge=100)
+    graphql_max_aliases: int = Field(default=30, ge=0)
+    graphql_max_cost: int = Field(default=10_000, ge=100)
+    graphql_cache_chars: int = Field(default=1_000_000, ge=0)  # query text kept parsed, all entries together
+    graphql_introspection: bool = True
+    graphiql: bool = True
+    # Websockets per API process: all, not yet authenticated, and from one client address.
+    ws_init_timeout_s: float = Field(default=10.0, gt=0)
+    ws_max_connections: int = Field(default=10_000, ge=1)
+    ws_max_unauthenticated: int = Field(default=1_000, ge=1)
+    ws_max_per_client: int = Field(default=1_000, ge=1)
+    ws_max_unauthenticated_per_client: int = Field(default=50, ge=1)
+    ws_max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    token_cache_size: int = Field(default=10_000, ge=0)
+    # /metrics: with a token, it asks for `Authorization: Bearer <token>`; without, it answers loopback only.
+    metrics_token: SecretStr | None = None
 
     # Node classes an admin's raw workflow may use (SPEC §4); templates are not limited by this.
     raw_node_classes: Annotated[tuple[str, ...], NoDecode] = (
@@ -226,6 +248,14 @@ def _redact(value: Any) -> str:
         return text
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@")
+
+
+def redact_userinfo(text: str) -> str:
+    """`text` with every URL's `user:password@` replaced by `***@` (for logs and messages)."""
+    return _USERINFO.sub(r"\1***@", text) if "@" in text else text
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Image
 
-__all__ = ["add_image", "images_for_generations"]
+__all__ = ["add_image", "image_at", "images_for_generations"]
 
 
 async def add_image(
@@ -59,3 +59,9 @@ async def images_for_generations(
     for image in (await session.execute(stmt)).scalars():
         out[image.generation_id].append(image)
     return out
+
+
+async def image_at(session: AsyncSession, *, generation_id: uuid.UUID, index: int) -> Image | None:
+    """One output image of a generation, by its index (what an image URL names); None once deleted."""
+    stmt = select(Image).where(Image.generation_id == generation_id, Image.index == index)
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from cross_web import HTTPException as GraphQLHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -32,14 +36,18 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
-from db.users import user_by_token
+from db.images import image_at
+from graph.auth import Auth
 from graph.context import Context
+from graph.documents import DocumentLimits
+from graph.guards import LOOPBACK_HOSTS, BodyLimit, ConnectionCaps, DevHostGuard, SecurityHeaders, allowed_origin
 from graph.loaders import Loaders
+from graph.payloads import BadPayload, decode
 from graph.playground import Playground
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
 from graph.websocket import LegacyWSHandler, QueryTexts, TransportWSHandler
-from jobs.storage import THUMBNAIL_SIZES, is_content_hash
+from jobs.storage import THUMBNAIL_SIZES, sniff_mime
 from settings import Settings, load_settings
 
 __all__ = ["create_app"]
@@ -47,34 +55,8 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 _FRONTEND_DIST = Path(__file__).resolve().parent.parent / "frontend" / "dist"
-_IMMUTABLE = "public, max-age=31536000, immutable"
-_TOKEN_CACHE_S = 30.0
-
-
-class _Auth:
-    """Bearer tokens → users, cached briefly so a burst of requests costs one query."""
-
-    def __init__(self, state: AppState) -> None:
-        self._state = state
-        self._cache: dict[str, tuple[float, Any]] = {}
-
-    async def viewer(self, token: str | None) -> Any:
-        settings = self._state.settings
-        if not token:
-            if settings.dev_mode and settings.dev_token is not None:
-                token = settings.dev_token.get_secret_value()  # local development: the dev user
-            else:
-                return None
-        hit = self._cache.get(token)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < _TOKEN_CACHE_S:
-            return hit[1]
-        async with self._state.sessions() as session:
-            user = await user_by_token(session, token=token)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[token] = (now, user)
-        return user
+# Private: an image URL stops answering when its generation is deleted, and no shared cache may keep it.
+_IMMUTABLE = "private, max-age=31536000, immutable"
 
 
 def _bearer(value: str | None) -> str | None:
@@ -91,9 +73,18 @@ class SafelightGraphQL(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.query_texts = QueryTexts()
+        self.max_json_depth = settings.max_json_depth
+        self.connection_init_wait_timeout = timedelta(seconds=settings.ws_init_timeout_s)
+        self.caps = ConnectionCaps(
+            max_total=settings.ws_max_connections,
+            max_unauthenticated=settings.ws_max_unauthenticated,
+            max_per_client=settings.ws_max_per_client,
+            max_unauthenticated_per_client=settings.ws_max_unauthenticated_per_client,
+        )
+        self.origins = (*settings.cors_origins, *((settings.public_url,) if settings.public_url else ()))
         self._last_data: object = None
         self._last_payload = ""
 
@@ -102,6 +93,17 @@ class SafelightGraphQL(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         """GET /graphql from a browser: the playground from the frontend build (graph/playground.py), not a CDN."""
         return self.playground.response() if self.playground else await super().render_graphql_ide(request)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Strict JSON (graph/payloads.py): a websocket message that breaks a rule is an invalid message."""
+        return decode(data, max_depth=self.max_json_depth)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """A request body that breaks a rule is a 400 that says which."""
+        try:
+            return self.decode_json(data)
+        except BadPayload as error:
+            raise GraphQLHTTPException(400, error.reason) from None
 
     def encode_json(self, data: object) -> str:
         """Compact JSON from one encoder; results' `next`/`data` messages through `frame`."""
@@ -127,7 +129,9 @@ class SafelightGraphQL(GraphQL[Context, None]):
         state: AppState = request.app.state.safelight
         context = Context(state=state, request=request, response=response, loaders=Loaders.create(state.sessions))
         if isinstance(request, Request):
-            context.viewer_row = await request.app.state.auth.viewer(_bearer(request.headers.get("authorization")))
+            context.viewer_row = await request.app.state.auth.viewer(
+                _bearer(request.headers.get("authorization")), local=_is_local(request.scope)
+            )
         else:
             request.scope["safelight.contexts"].append(context)
         return context
@@ -136,46 +140,94 @@ class SafelightGraphQL(GraphQL[Context, None]):
         if scope["type"] != "websocket":
             await super().__call__(scope, receive, send)
             return
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            # Refused before the handshake completes: the client sees HTTP 403, nothing is kept.
+            if (await receive())["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1008, "reason": refusal})
+            log.info("websocket refused: %s (%s)", refusal, _client(scope))
+            return
         contexts: list[Context] = []
         scope["safelight.contexts"] = contexts
+        admitted = scope["safelight.admitted"] = [_client(scope), False]  # [address, authenticated]
         try:
             await super().__call__(scope, receive, send)
         finally:
+            self.caps.release(admitted[0], authenticated=bool(admitted[1]))
             # The connection is gone: whatever its operations still hold is released now.
             for context in contexts:
                 for listener in list(context.listeners):
                     context.release(listener)
 
+    def _refusal(self, scope: Scope) -> str | None:
+        """Why a websocket is refused before it is accepted: a foreign Origin, or a connection cap."""
+        headers = Headers(scope=scope)
+        if not allowed_origin(headers.get("origin"), host=headers.get("host"), allowed=self.origins):
+            return "origin not allowed"
+        return self.caps.admit(_client(scope))
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         params = context.connection_params or {}
         raw = params.get("authorization") or params.get("Authorization") or params.get("token")
-        token = _bearer(str(raw)) if raw and " " in str(raw) else (str(raw) if raw else None)
-        viewer = await context.request.app.state.auth.viewer(token)
+        raw = raw if isinstance(raw, str) else None
+        token = _bearer(raw) if raw and " " in raw else raw
+        scope = context.request.scope
+        viewer = await context.request.app.state.auth.viewer(token, local=_is_local(scope))
         if viewer is None:
             raise ConnectionRejectionError({"message": "a valid API token is required in connection_init"})
         context.viewer_row = viewer
         context.connection_params = None  # read once; not kept for the connection's life
+        admitted = scope.get("safelight.admitted")
+        if admitted is not None and not admitted[1]:
+            admitted[1] = True
+            self.caps.authenticated(admitted[0])
         return None
 
 
-async def _image(request: Request) -> Response:
-    content_hash = request.path_params["content_hash"]
-    if not is_content_hash(content_hash):
-        return PlainTextResponse("not found", status_code=404)
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def _is_local(scope: Scope) -> bool:
+    """A loopback client: in dev mode, only such a client is the dev user without a token."""
+    return _client(scope) in LOOPBACK_HOSTS
+
+
+async def _stored_image(request: Request) -> tuple[AppState, str, str] | None:
+    """(state, content hash, mime) of the image a URL names by generation and index; None if there is none."""
+    try:
+        generation_id = uuid.UUID(request.path_params["generation_id"])
+    except ValueError:
+        return None
+    index = request.path_params["index"]
+    if not 0 <= index < 10_000:
+        return None
     state: AppState = request.app.state.safelight
+    async with state.sessions() as session:
+        row = await image_at(session, generation_id=generation_id, index=index)
+    return None if row is None else (state, row.content_hash, row.mime)
+
+
+async def _image(request: Request) -> Response:
+    found = await _stored_image(request)
+    if found is None:
+        return PlainTextResponse("not found", status_code=404)
+    state, content_hash, mime = found
     path = state.store.path_for(content_hash)
     if not await asyncio.to_thread(path.is_file):
         return PlainTextResponse("not found", status_code=404)
-    return FileResponse(path, media_type="image/png", headers={"Cache-Control": _IMMUTABLE})
+    return FileResponse(path, media_type=mime, headers={"Cache-Control": _IMMUTABLE})
 
 
 async def _thumbnail(request: Request) -> Response:
-    content_hash = request.path_params["content_hash"]
-    size = request.path_params["size"]
-    if not is_content_hash(content_hash) or size not in THUMBNAIL_SIZES:
+    if request.path_params["size"] not in THUMBNAIL_SIZES:
         return PlainTextResponse("not found", status_code=404)
-    state: AppState = request.app.state.safelight
-    path = await state.store.thumbnail(content_hash, size)
+    found = await _stored_image(request)
+    if found is None:
+        return PlainTextResponse("not found", status_code=404)
+    state, content_hash, _ = found
+    path = await state.store.thumbnail(content_hash, request.path_params["size"])
     if path is None:
         return PlainTextResponse("not found", status_code=404)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": _IMMUTABLE})
@@ -189,7 +241,7 @@ async def _preview(request: Request) -> Response:
     data = await state.redis.get(state.keys.preview(token))
     if data is None:
         return PlainTextResponse("expired", status_code=404)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+    return Response(data, media_type=sniff_mime(data), headers={"Cache-Control": "private, max-age=300"})
 
 
 async def _not_found(request: Request) -> Response:
@@ -221,6 +273,15 @@ async def _readyz(request: Request) -> Response:
 
 
 async def _metrics(request: Request) -> Response:
+    """With SAFELIGHT_METRICS_TOKEN, for its bearer; without, for loopback clients only."""
+    state: AppState = request.app.state.safelight
+    expected = state.settings.metrics_token
+    if expected is not None:
+        given = _bearer(request.headers.get("authorization")) or ""
+        if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
+            return PlainTextResponse("metrics need the metrics token", status_code=401)
+    elif not _is_local(request.scope):
+        return PlainTextResponse("not found", status_code=404)
     registry: CollectorRegistry = request.app.state.metrics
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -229,8 +290,8 @@ async def _dev_token(request: Request) -> Response:
     """Dev mode only: hand the local user's token to the browser, so nobody copies it by hand."""
     state: AppState = request.app.state.safelight
     settings = state.settings
-    client = request.client.host if request.client else ""
-    if not settings.dev_mode or settings.dev_token is None or client not in ("127.0.0.1", "::1", "localhost"):
+    # The Host of every dev-mode request is checked too (graph/guards.py DevHostGuard): DNS rebinding.
+    if not settings.dev_mode or settings.dev_token is None or not _is_local(request.scope):
         return PlainTextResponse("not found", status_code=404)
     return JSONResponse({"token": settings.dev_token.get_secret_value(), "user": DEV_USER})
 
@@ -264,25 +325,35 @@ class _SpaFiles(StaticFiles):
 def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = None) -> Starlette:
     """The API; `settings` default to `load_settings()` (read when the app is created, not on import)."""
     effective = settings or load_settings()
+    limits = DocumentLimits(
+        max_chars=effective.graphql_max_query_chars,
+        max_tokens=effective.graphql_max_tokens,
+        max_aliases=effective.graphql_max_aliases,
+        max_cost=effective.graphql_max_cost,
+        cache_chars=effective.graphql_cache_chars,
+    )
     graphql = SafelightGraphQL(
-        build_schema(max_depth=effective.graphql_max_depth),
-        graphql_ide="graphiql",
+        build_schema(
+            max_depth=effective.graphql_max_depth, limits=limits, introspection=effective.graphql_introspection
+        ),
+        graphql_ide="graphiql" if effective.graphiql else None,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
+        settings=effective,
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with app_state(effective) as state:
             app.state.safelight = state
-            app.state.auth = _Auth(state)
+            app.state.auth = Auth(state, max_entries=effective.token_cache_size)
             app.state.metrics = _registry(state)
             yield
 
     routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
-        Route("/images/{content_hash}", _image),
-        Route("/thumbs/{size:int}/{content_hash}", _thumbnail),
+        Route("/images/{generation_id}/{index:int}", _image),
+        Route("/thumbs/{size:int}/{generation_id}/{index:int}", _thumbnail),
         Route("/previews/{token}", _preview),
         Route("/healthz", _healthz),
         Route("/readyz", _readyz),
@@ -295,7 +366,12 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
     graphql.playground = Playground(dist)
     if (dist / "index.html").is_file():
         routes.append(Mount("/", app=_SpaFiles(directory=dist, html=True)))
-    middleware = []
+    # Outermost first: headers on every answer (refusals included), then the Host and body checks.
+    middleware = [Middleware(SecurityHeaders)]
+    if effective.dev_mode:
+        hosts = [effective.host, *(h for h in (effective.public_url, *effective.cors_origins) if h)]
+        middleware.append(Middleware(DevHostGuard, allowed_hosts=[_host_of(h) for h in hosts]))
+    middleware.append(Middleware(BodyLimit, max_bytes=effective.max_body_bytes))
     if effective.cors_origins:
         middleware.append(
             Middleware(
@@ -303,3 +379,8 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
             )
         )
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+
+
+def _host_of(value: str) -> str:
+    """A host from a URL or a bare host name."""
+    return value.split("://", 1)[1].split("/", 1)[0] if "://" in value else value

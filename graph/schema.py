@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from functools import cache, lru_cache
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import cache
 from typing import Any
 
 import strawberry
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, OperationType, get_operation_ast, parse, specified_rules
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
+    OperationType,
+    get_operation_ast,
+    specified_rules,
+)
+from starlette.requests import Request
 from strawberry.extensions import MaskErrors, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
@@ -17,6 +27,7 @@ from strawberry.types.execution import StreamExecutionResult
 
 from graph import execution
 from graph.context import BadRequest, NotAuthenticated
+from graph.documents import THREAD_PARSE_CHARS, DocumentCache, DocumentLimits, LimitError, cost_rule, string_rule
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.subscriptions import GenerationNotFoundError, Subscription
@@ -26,16 +37,52 @@ __all__ = ["SafelightSchema", "build_schema", "schema_sdl"]
 log = logging.getLogger("graph.errors")
 
 # Errors a client can act on; their messages are shown as they are.
-_EXPECTED = (NotAuthenticated, BadRequest, GenerationNotFoundError)
+_EXPECTED = (NotAuthenticated, BadRequest, GenerationNotFoundError, LimitError)
+
+# Lines one result's errors may write to the log; the rest are summed up in one more line. A request
+# with 2,000 failing aliases wrote 139 MB of tracebacks and stalled every other request meanwhile.
+LOGGED_ERRORS_PER_RESULT = 5
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """A failure of ours, not the client's: an exception other than the expected ones. graphql-core
+    wraps its own GraphQLErrors for a client's mistakes (an Int of 2^31 in the variables), so those
+    count as the client's too."""
+    original = error.original_error
+    if original is None or isinstance(error, LimitError):
+        return False
+    return not isinstance(original, (*_EXPECTED, GraphQLError))
+
+
+def _error_id(error: GraphQLError) -> str:
+    """The id an unexpected error is logged and shown with (set once, by `log_errors` or here)."""
+    error_id = (error.extensions or {}).get("errorId")
+    if not isinstance(error_id, str):
+        error_id = uuid.uuid4().hex[:12]
+        error.extensions = {**(error.extensions or {}), "errorId": error_id}
+    return error_id
+
+
+def log_errors(errors: list[GraphQLError]) -> None:
+    """Client mistakes at INFO without tracebacks, unexpected failures at ERROR with theirs; at most
+    `LOGGED_ERRORS_PER_RESULT` lines of each, then one line that counts the rest."""
+    expected = [e for e in errors if not _unexpected(e)]
+    unexpected = [e for e in errors if _unexpected(e)]
+    for error in expected[:LOGGED_ERRORS_PER_RESULT]:
+        log.info("client error: %s (at %s)", error.message[:500], error.path)
+    if len(expected) > LOGGED_ERRORS_PER_RESULT:
+        log.info("client error: %d more in the same result", len(expected) - LOGGED_ERRORS_PER_RESULT)
+    for error in unexpected[:LOGGED_ERRORS_PER_RESULT]:
+        log.error("unexpected error %s in %s", _error_id(error), error.path, exc_info=error.original_error)
+    if len(unexpected) > LOGGED_ERRORS_PER_RESULT:
+        rest = [_error_id(e) for e in unexpected[LOGGED_ERRORS_PER_RESULT:]]
+        log.error("%d more unexpected errors in the same result: %s", len(rest), " ".join(rest[:100]))
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    original = error.original_error
-    if original is None or isinstance(original, _EXPECTED):
+    if not _unexpected(error):
         return False
-    error_id = uuid.uuid4().hex[:12]
-    log.error("unexpected error %s in %s", error_id, error.path, exc_info=original)
-    error.extensions = {**(error.extensions or {}), "errorId": error_id}
+    _error_id(error)
     return True
 
 
@@ -68,7 +115,7 @@ class _Masked(MaskErrors):
 
 
 class _Prepared(SchemaExtension):
-    """Parsing and validation, each cached by document text, with the depth limit among the rules.
+    """Parsing and validation, each cached by document text, with the depth and cost limits among the rules.
 
     Parsing and validating the same document again for every request was ~31 % of the API's CPU per
     mutation (bench/submit.py). One extension does what strawberry's ParserCache, ValidationCache and
@@ -76,23 +123,32 @@ class _Prepared(SchemaExtension):
     `on_operation` hook open for a subscription's whole life, and this process holds thousands.
     """
 
-    def __init__(self, parse: Callable[..., DocumentNode], validate: Callable[..., Any], rules: tuple[Any, ...]):
+    def __init__(self, documents: DocumentCache, rules: tuple[Any, ...], first_rules: tuple[Any, ...]):
         super().__init__()
-        self._parse = parse
-        self._validate = validate
+        self._documents = documents
         self._rules = rules
+        self._first_rules = first_rules
 
-    def parse(self, query: str, **options: Any) -> DocumentNode:
-        return self._parse(query, **options)
+    def parse(self, query: str) -> DocumentNode:
+        """Bounded by the query's length and tokens (graph/documents.py); raises GraphQLError."""
+        return self._documents.parse(query)
 
     def validate(self, schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
-        errors: list[GraphQLError] = self._validate(schema, document, (*rules, *self._rules))
-        return errors
+        return self._documents.validate(schema, document, (*rules, *self._rules), self._run_rules)
 
-    def on_parse(self) -> Iterator[None]:
+    def _run_rules(self, schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
+        """The cost rule alone first: it stops early, where graphql-core's rules (and the depth limit) would
+        walk every expansion of fragments that spread fragments, exponentially many."""
+        errors: list[GraphQLError] = validate_document(schema, document, self._first_rules)
+        return errors or validate_document(schema, document, rules)
+
+    async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
         assert context.query is not None  # strawberry refuses a request without one before parsing
-        context.graphql_document = self.parse(context.query, **context.parse_options)
+        if len(context.query) > THREAD_PARSE_CHARS:  # bounded, but still too long for the event loop
+            context.graphql_document = await asyncio.to_thread(self.parse, context.query)
+        else:
+            context.graphql_document = self.parse(context.query)
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -101,7 +157,20 @@ class _Prepared(SchemaExtension):
         context.pre_execution_errors = self.validate(
             context.schema._schema, context.graphql_document, context.validation_rules
         )
+        if not context.pre_execution_errors and _over_http(context.context):
+            operation = get_operation_ast(context.graphql_document, context.operation_name)
+            if operation is not None and operation.operation is OperationType.SUBSCRIPTION:
+                context.pre_execution_errors = [
+                    GraphQLError(SUBSCRIPTION_OVER_HTTP, extensions={"code": "SUBSCRIPTION_NEEDS_WEBSOCKET"})
+                ]
         yield
+
+
+SUBSCRIPTION_OVER_HTTP = "subscriptions need the websocket (graphql-transport-ws or graphql-ws) at this URL"
+
+
+def _over_http(context: Any) -> bool:
+    return isinstance(getattr(context, "request", None), Request)
 
 
 class SafelightSchema(strawberry.Schema):
@@ -132,20 +201,29 @@ class SafelightSchema(strawberry.Schema):
         self._process_errors(errors)
         return self._masked._process_errors(errors)
 
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Instead of strawberry's one ERROR with a traceback per error: `log_errors`."""
+        log_errors(errors)
 
-def build_schema(*, max_depth: int = 12, cache_size: int = 512) -> SafelightSchema:
-    """The schema; `cache_size` documents' parses and validations are kept (LRU, by document text)."""
+
+def build_schema(
+    *, max_depth: int = 12, limits: DocumentLimits | None = None, introspection: bool = True
+) -> SafelightSchema:
+    """The schema; parsed and validated documents are kept by text (LRU, bounded by `limits`)."""
     execution.install()  # subscriptions without graphql-core 3.2's tasks per event, results shared
-    # One depth rule class for the schema: QueryDepthLimiter builds a new class per instance, and the
+    limits = limits or DocumentLimits()
+    # One class per rule for the schema: QueryDepthLimiter builds a new class per instance, and the
     # validation cache keys on the rule classes, so a limiter made per request never hit the cache.
-    depth_rules = tuple(QueryDepthLimiter(max_depth=max_depth).validation_rules)
-    parse_cached = lru_cache(maxsize=cache_size)(parse)
-    validate_cached = lru_cache(maxsize=cache_size)(validate_document)
+    rules: tuple[Any, ...] = tuple(QueryDepthLimiter(max_depth=max_depth).validation_rules)
+    first_rules = (cost_rule(limits), string_rule())
+    if not introspection:
+        rules = (*rules, NoSchemaIntrospectionCustomRule)
+    documents = DocumentCache(limits)
     return SafelightSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        prepared=lambda: _Prepared(parse_cached, validate_cached, depth_rules),
+        prepared=lambda: _Prepared(documents, rules, first_rules),
         config=StrawberryConfig(auto_camel_case=True),
     )
 

@@ -61,8 +61,13 @@ class User:
 class Image:
     index: int
     content_hash: str
-    url: str = strawberry.field(description="Absolute URL of the full image; immutable, cache forever.")
-    thumbnail_url: str = strawberry.field(description="Absolute URL of a 256 px PNG thumbnail.")
+    url: str = strawberry.field(
+        description=(
+            "Absolute URL of the full image: names this generation's image (not its content), works for "
+            "anyone who has it, never changes, and stops working when the generation is deleted."
+        )
+    )
+    thumbnail_url: str = strawberry.field(description="Absolute URL of a 256 px PNG thumbnail (same rules as url).")
     width: int
     height: int
     seed: strawberry.Private[int]
@@ -74,13 +79,15 @@ class Image:
         return float(self.seed)
 
     @classmethod
-    def from_parts(cls, *, base_url: str, index: int, content_hash: str, width: int, height: int,
-                   seed: int, size_bytes: int, mime: str) -> Image:  # fmt: skip
+    def from_parts(cls, *, base_url: str, generation_id: uuid.UUID, index: int, content_hash: str, width: int,
+                   height: int, seed: int, size_bytes: int, mime: str) -> Image:  # fmt: skip
+        # By generation and index, not by content hash: the same image made by two users has two URLs,
+        # and a deleted generation's URLs stop answering (graph/app.py serves them from the image rows).
         return cls(
             index=index,
             content_hash=content_hash,
-            url=f"{base_url}/images/{content_hash}",
-            thumbnail_url=f"{base_url}/thumbs/256/{content_hash}",
+            url=f"{base_url}/images/{generation_id}/{index}",
+            thumbnail_url=f"{base_url}/thumbs/256/{generation_id}/{index}",
             width=width,
             height=height,
             seed=seed,
@@ -92,6 +99,7 @@ class Image:
     def from_row(cls, row: models.Image, *, base_url: str) -> Image:
         return cls.from_parts(
             base_url=base_url,
+            generation_id=row.generation_id,
             index=row.index,
             content_hash=row.content_hash,
             width=row.width,
@@ -102,9 +110,10 @@ class Image:
         )
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], *, base_url: str) -> Image:
+    def from_payload(cls, payload: dict[str, Any], *, base_url: str, generation_id: uuid.UUID) -> Image:
         return cls.from_parts(
             base_url=base_url,
+            generation_id=generation_id,
             index=int(payload["index"]),
             content_hash=str(payload["contentHash"]),
             width=int(payload["width"]),
@@ -138,7 +147,6 @@ class Progress:
     deadline_at: float | None = strawberry.field(
         default=None, description="When waiting for a backend gives up (unix seconds), in BACKEND_WAIT."
     )
-
 
     @strawberry.field(
         description=(

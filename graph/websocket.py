@@ -15,6 +15,7 @@ On both protocols, an operation's live results without errors are written by a `
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +129,23 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    async def handle(self) -> None:
+        """strawberry's, plus what graphql-transport-ws has and graphql-ws lacks: a socket that has not
+        sent an accepted `connection_init` within the init timeout is closed (4408)."""
+        timeout = asyncio.create_task(self._close_unless_acknowledged())
+        try:
+            await super().handle()
+        finally:
+            timeout.cancel()
+            with suppress(asyncio.CancelledError):
+                await timeout
+
+    async def _close_unless_acknowledged(self) -> None:
+        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
+        if not self.connection_acknowledged:
+            with suppress(Exception):  # already closing: nothing more to do
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
     async def handle_start(self, message: StartMessage) -> None:
         self.view.query_texts.share(message.get("payload"))  # type: ignore[attr-defined]
         await super().handle_start(message)

@@ -7,6 +7,8 @@ import json
 import logging
 import time
 
+from settings import redact_userinfo
+
 __all__ = ["configure_logging", "generation_context"]
 
 _generation: contextvars.ContextVar[str] = contextvars.ContextVar("generation_id", default="-")
@@ -32,6 +34,21 @@ class _UvicornNameFilter(logging.Filter):
         return True
 
 
+class _RedactFilter(logging.Filter):
+    """No URL's `user:password@` reaches a log line (backend URLs may carry them), tracebacks included."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_userinfo(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_userinfo(self._formatter.formatException(record.exc_info))
+        return True
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -50,6 +67,7 @@ def configure_logging(level: str, *, json_lines: bool = False) -> None:
     handler = logging.StreamHandler()
     handler.addFilter(_GenerationFilter())
     handler.addFilter(_UvicornNameFilter())
+    handler.addFilter(_RedactFilter())
     if json_lines:
         handler.setFormatter(_JsonFormatter())
     else:

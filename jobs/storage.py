@@ -2,7 +2,11 @@
 
 Files are named by the SHA-256 of their bytes, so storing the same image twice
 is a no-op and a job that runs twice cannot create two copies. Lookups accept
-only 64 lowercase hex characters: a URL can never name an arbitrary path.
+only 64 lowercase hex characters: a path is never built from anything else.
+
+Content addressing stays internal: image URLs name a generation's image (its id and
+index, graph/app.py), so two users who made the same image get different URLs, and
+a deleted generation's URLs stop answering even while another generation keeps the file.
 """
 
 from __future__ import annotations
@@ -19,11 +23,22 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["ImageStore", "StoredImage", "is_content_hash"]
+__all__ = ["ImageStore", "StoredImage", "is_content_hash", "sniff_mime"]
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 THUMBNAIL_SIZES = (128, 256, 512)
+
+
+def sniff_mime(data: bytes) -> str:
+    """The image type of `data` by its first bytes (previews are JPEG or PNG), for an honest Content-Type."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "application/octet-stream"
 
 
 def is_content_hash(value: str) -> bool:
