@@ -417,10 +417,9 @@ class GenerationRun:
                 if item is not None and position and item.client_id != backend.socket.client_id:
                     item, position = await self._take_back(client, item)
                 if item is not None and item.client_id != backend.socket.client_id:
-                    # Running under the client id of the worker that sent it: only that id's socket
-                    # hears its progress.
+                    # Under the client id of the worker that sent it: only that id's socket hears it.
                     self.submitted = True
-                    await self._follow_elsewhere(backend, item.client_id)
+                    await self._follow_elsewhere(backend, events, item.client_id, running=position == 0)
                     return
             if self.cancel_requested.is_set() and item is None:
                 raise Cancelled
@@ -449,22 +448,25 @@ class GenerationRun:
         self._number = item.number
         return None, None
 
-    async def _follow_elsewhere(self, backend: Backend, client_id: str | None) -> None:
-        """Follow a running prompt on a socket of its submitter's client id (ComfyUI sends its execution
-        messages there only); without one, from /queue and /history (UNTRACKED)."""
-        if client_id is None:
+    async def _follow_elsewhere(
+        self, backend: Backend, events: PromptEvents, client_id: str | None, *, running: bool
+    ) -> None:
+        """Follow a prompt on a socket of its submitter's client id (ComfyUI sends its execution messages
+        there only); without one (`events`, the backend's own socket), from /queue and /history."""
+        if running:
             self._queue_untracked(backend)
-            async with backend.socket.subscribe(self.prompt_id) as events:
-                with contextlib.suppress(_Done):
-                    await self._follow(backend, events, socket=backend.socket, started=True, live=False)
+        else:
+            self.relay.queue_progress(phase=Phase.BACKEND_QUEUE.value)
+        if client_id is None:
+            with contextlib.suppress(_Done):
+                await self._follow(backend, events, socket=backend.socket, started=running, live=False)
             return
         socket = backend.follow(client_id=client_id, prompt_id=self.prompt_id)
         try:
-            async with socket.subscribe(self.prompt_id) as events:
+            async with socket.subscribe(self.prompt_id) as own:
                 await socket.start()  # its first event is Reconnected: /queue is asked, then it goes live
-                self._queue_untracked(backend)
                 with contextlib.suppress(_Done):
-                    await self._follow(backend, events, socket=socket, started=True, live=False)
+                    await self._follow(backend, own, socket=socket, started=running, live=False)
         finally:
             await socket.close()
 

@@ -131,7 +131,7 @@ async def test_a_pending_prompt_of_a_dead_worker_is_sent_again_under_the_survivo
     fake.config.step_time = 0.1
     created = [
         await client.query(CREATE, {"input": {"prompt": f"crash {n}", "width": 64, "height": 64, "steps": steps}})
-        for n, steps in ((1, 40), (2, 10))
+        for n, steps in ((1, 100), (2, 10))
     ]
     running, waiting = (c["createGeneration"]["generation"]["id"] for c in created)
     pending_prompt = prompt_id_for(uuid.UUID(waiting), 1)
