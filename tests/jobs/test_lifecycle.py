@@ -283,10 +283,18 @@ async def test_execution_error_fails_permanently_and_retry_runs_again(
 
 @pytest.mark.usefixtures("worker")
 async def test_websocket_drop_mid_run_is_reconciled_from_history(make_client: MakeClient, fake: FakeHandle) -> None:
+    """The socket drops after the first step and reconnects with the same client id: the job asks /queue and
+    /history at the close and again at the reconnect, and relays every later step live."""
     fake.config.drop_ws_mid_run = 1
-    fake.config.step_time = 0.03
+    fake.config.step_time = 0.05
     client = await make_client()
-    gid = await create(client, steps=10, batchSize=2)
+    gid = await create(client, steps=30, batchSize=2)
+    async with client.subscription(GENERATION_EVENTS, {"id": gid, "after": 0}) as sub:
+        events = [e["generationEvents"] for e in await sub.collect()]
+    progress = [e["progress"] for e in events if e["kind"] == "PROGRESS"]
+    steps = [p["step"] for p in progress if p["phase"] == "EXECUTING" and p["step"]]
+    assert steps[-1] == 30, "live again after the reconnect, to the last step"
+    assert "BACKEND_QUEUE" not in [p["phase"] for p in progress[[p["step"] for p in progress].index(1) :]]
     generation = await finished(client, gid)
     assert generation["status"] == "SUCCEEDED"
     assert generation["attempt"] == 1
