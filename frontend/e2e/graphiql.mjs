@@ -20,6 +20,15 @@ const setEditor = (page, selector, index, text) =>
     [selector, index, text],
   );
 
+/** Switch to an example tab and wait until its query is the editor's (and so the operation run). */
+async function openTab(page, name) {
+  await page.locator(".graphiql-tab", { hasText: name }).click();
+  await until(async () => new RegExp(`^(query|mutation|subscription) ${name}\\b`, "m").test(await editorText(page, ".graphiql-query-editor")), {
+    message: `the ${name} tab's query in the editor`,
+  });
+  await page.waitForTimeout(300); // GraphiQL parses the operation name from the editor after a short debounce
+}
+
 async function openPlayground(browser, viewport) {
   const context = await browser.newContext({ viewport });
   const blocked = await offline(context);
@@ -53,7 +62,7 @@ await run("graphiql", async ({ browser, step, setPage }) => {
   });
 
   await step("create a generation", async () => {
-    await page.locator(".graphiql-tab", { hasText: "Create" }).click();
+    await openTab(page, "Create");
     await page.locator(".graphiql-execute-button").click();
     const answer = await until(
       async () => {
@@ -67,7 +76,7 @@ await run("graphiql", async ({ browser, step, setPage }) => {
   });
 
   await step("follow it over the websocket until it completes", async () => {
-    await page.locator(".graphiql-tab", { hasText: "Follow" }).click();
+    await openTab(page, "Follow");
     await page.getByRole("button", { name: "Variables" }).click();
     await setEditor(page, ".graphiql-editor-tool", 0, JSON.stringify({ id }));
     await page.locator(".graphiql-execute-button").click();
@@ -87,7 +96,7 @@ await run("graphiql", async ({ browser, step, setPage }) => {
   await step("usable at phone width", async () => {
     const phone = await openPlayground(browser, PHONE);
     setPage(phone.page);
-    await phone.page.locator(".graphiql-tab", { hasText: "List" }).click();
+    await openTab(phone.page, "List");
     await phone.page.locator(".graphiql-execute-button").click();
     await until(async () => (await editorText(phone.page, ".graphiql-response")).includes('"edges"'), {
       message: "the List query's answer",

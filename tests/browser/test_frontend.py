@@ -18,6 +18,10 @@ from typing import Any
 import pytest
 
 from comfy.fake.server import FakeHandle
+from settings import Settings
+from tests.jobs.test_backend_outage import EVENTS as OUTAGE_EVENTS
+from tests.jobs.test_backend_outage import FakeProcess, _executing, _free_port, _until, _waiting
+from tests.jobs.test_backend_outage import stack as outage_stack
 from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("worker")]
@@ -130,3 +134,27 @@ async def test_pages_at_desktop_and_phone_sizes(api_url: str, fake: FakeHandle, 
     client = await make_client(admin=True)
     assert client.token is not None
     await run_spec("screens", api_url, client.token)
+
+
+async def test_a_stalled_backend_shows_its_reason_and_countdown(
+    stack_settings: Settings, make_client: MakeClient
+) -> None:
+    """ComfyUI killed mid-run: the live panel and the history card say the backend is away, why, and when
+    the next try is, instead of RUNNING with a growing estimate (issue 12, item 8)."""
+    comfy = FakeProcess(_free_port(), step_time=0.05)
+    await comfy.start()
+    try:
+        async with outage_stack(
+            stack_settings, make_client, comfy.url, backend_wait_s=600, comfy_watchdog_s=3600
+        ) as api:
+            created = await api.query(CREATE, {"input": {"prompt": "the backend goes away", "steps": 150}})
+            gid = created["createGeneration"]["generation"]["id"]
+            seen: list[dict[str, Any]] = []
+            async with api.subscription(OUTAGE_EVENTS, {"id": gid}) as sub:
+                await _until(sub, seen, _executing(5))
+                await comfy.kill()
+                await _until(sub, seen, _waiting)
+                assert api.token is not None
+                await run_spec("stalled", api.base_url, api.token, gid)
+    finally:
+        await comfy.kill()
