@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import strawberry
 from strawberry.scalars import JSON
@@ -44,6 +46,22 @@ class EventKind(enum.Enum):
     PROGRESS = DbEventKind.PROGRESS.value
     PREVIEW = DbEventKind.PREVIEW.value
     DELETED = DbEventKind.DELETED.value
+
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def backend_name(url: str | None) -> str | None:
+    """What users see of a backend URL: its host and port, without scheme, credentials or path."""
+    if not url:
+        return None
+    netloc = urlsplit(url).netloc or url
+    return netloc.rpartition("@")[2] or None
+
+
+def hide_urls(text: str) -> str:
+    """`text` with each URL replaced by its backend name (messages written by workers name backends)."""
+    return _URL.sub(lambda m: backend_name(m.group(0)) or "", text) if "://" in text else text
 
 
 @strawberry.type
@@ -170,7 +188,7 @@ class Progress:
             max_steps=payload.get("maxSteps"),
             known_queue_position=payload.get("queuePosition"),
             emitted_at=payload.get("emittedAt"),
-            reason=payload.get("reason"),
+            reason=None if payload.get("reason") is None else hide_urls(str(payload["reason"])),
             retry_at=payload.get("retryAt"),
             deadline_at=payload.get("deadlineAt"),
         )
@@ -192,7 +210,7 @@ class GenerationError:
             return None
         return cls(
             code=str(payload["code"]),
-            message=str(payload.get("message") or ""),
+            message=hide_urls(str(payload.get("message") or "")),
             retryable=bool(payload.get("retryable")),
             node=payload.get("node"),
             input=payload.get("input"),
@@ -216,7 +234,9 @@ class Generation:
     parameters: JSON = strawberry.field(description="The validated parameters, seed included.")
     prompt: str
     error: GenerationError | None
-    backend: str | None
+    backend: str | None = strawberry.field(
+        description="The ComfyUI backend of the current attempt, by name (host:port): never its URL or credentials."
+    )
     prompt_id: str | None = strawberry.field(description="The ComfyUI prompt id of the current attempt.")
     created_at: datetime
     started_at: datetime | None
@@ -253,7 +273,7 @@ class Generation:
         if row.error_code is not None:
             error = GenerationError(
                 code=row.error_code,
-                message=row.error_message or "",
+                message=hide_urls(row.error_message or ""),
                 retryable=bool(row.error_retryable),
                 node=row.error_node,
                 input=row.error_input,
@@ -271,7 +291,7 @@ class Generation:
                 max_steps=row.max_steps,
                 known_queue_position=row.queue_position,
                 waiting_row=row.id if row.status is DbStatus.QUEUED else None,
-                reason=row.phase_reason,
+                reason=None if row.phase_reason is None else hide_urls(row.phase_reason),
                 retry_at=None if row.retry_at is None else row.retry_at.timestamp(),
                 deadline_at=None if row.deadline_at is None else row.deadline_at.timestamp(),
             ),
@@ -280,7 +300,7 @@ class Generation:
             parameters=JSON(dict(row.params)),
             prompt=row.prompt,
             error=error,
-            backend=row.backend_url,
+            backend=backend_name(row.backend_url),
             prompt_id=row.prompt_id,
             created_at=row.created_at,
             started_at=row.started_at,

@@ -66,6 +66,10 @@ def _build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("create-token", help="create a user (if needed) and print a new API token")
     token.add_argument("name", help="user name")
     token.add_argument("--admin", action="store_true")
+    token.add_argument("--expires-in", default=None, help="lifetime, e.g. 3600s, 90m, 12h, 30d (default: none)")
+
+    revoke = sub.add_parser("revoke-token", help="revoke a token (read from stdin) or every token of a user")
+    revoke.add_argument("--user", default=None, help="revoke every token of this user instead")
     return parser
 
 
@@ -141,8 +145,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "create-token":
         from safelight.tokens import create_user_token
 
-        print(create_user_token(settings, name=args.name, admin=args.admin))
+        print(create_user_token(settings, name=args.name, admin=args.admin, expires_in=args.expires_in))
         return 0
+    if args.command == "revoke-token":
+        from safelight.tokens import revoke
+
+        token = None if args.user else sys.stdin.readline().strip()
+        count = revoke(settings, token=token, user_name=args.user)
+        print(f"revoked {count} token(s)")
+        return 0 if count else 1
     raise AssertionError(f"unhandled command {args.command}")
 
 
