@@ -429,7 +429,7 @@ class GenerationRun:
                 self.submitted = True
                 if position == 0:
                     backend.socket.mark_running(self.prompt_id)
-                    self._queue_running(backend, tracker=None, live=True)
+                    self._queue_running(backend, tracker=None, live=backend.socket.connected.is_set())
                 else:
                     self.relay.queue_progress(phase=Phase.BACKEND_QUEUE.value, queuePosition=position)
             with contextlib.suppress(_Done):
@@ -616,6 +616,7 @@ class GenerationRun:
         queue = await client.queue()
         self._answered(backend)
         position = queue.position(self.prompt_id)
+        live = live and socket.connected.is_set()  # never connected (a proxy without websockets): no events
         if position is not None:
             if position == 0:
                 if live:

@@ -129,19 +129,19 @@ async def test_a_pending_prompt_of_a_dead_worker_is_sent_again_under_the_survivo
     it under its own client id (same prompt id, same place), so its progress is live; it runs once."""
     settings, client = isolated
     fake.config.step_time = 0.1
-    created = [
-        await client.query(CREATE, {"input": {"prompt": f"crash {n}", "width": 64, "height": 64, "steps": steps}})
-        for n, steps in ((1, 100), (2, 10))
-    ]
-    running, waiting = (c["createGeneration"]["generation"]["id"] for c in created)
-    pending_prompt = prompt_id_for(uuid.UUID(waiting), 1)
+    query = {"input": {"prompt": "crash 1", "width": 64, "height": 64, "steps": 100}}
+    running = (await client.query(CREATE, query))["createGeneration"]["generation"]["id"]
     async with (
+        contextlib.AsyncExitStack() as stack,
         client.subscription(GENERATION_EVENTS, {"id": running}) as first_sub,
-        client.subscription(GENERATION_EVENTS, {"id": waiting}) as second_sub,
     ):
         async with worker_process(settings) as first:
-            await _next_progress(first_sub, min_step=3)
-            while True:  # the second is in ComfyUI's queue, behind the first
+            await _next_progress(first_sub, min_step=3)  # the first runs: the second queues behind it
+            query = {"input": {"prompt": "crash 2", "width": 64, "height": 64, "steps": 10}}
+            waiting = (await client.query(CREATE, query))["createGeneration"]["generation"]["id"]
+            pending_prompt = prompt_id_for(uuid.UUID(waiting), 1)
+            second_sub = await stack.enter_async_context(client.subscription(GENERATION_EVENTS, {"id": waiting}))
+            while True:
                 data = await second_sub.next(30)
                 assert data is not None
                 progress = data["generationEvents"]["progress"] or {}
