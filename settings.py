@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     ws_max_per_client: int = Field(default=1_000, ge=1)
     ws_max_unauthenticated_per_client: int = Field(default=50, ge=1)
     ws_max_message_bytes: int = Field(default=1_000_000, ge=1024)
+    # Proxies whose X-Forwarded-For is believed (uvicorn's forwarded_allow_ips): per-address caps then see
+    # the real client, not the proxy. "*" trusts any peer: only where nothing else can reach the API.
+    forwarded_allow_ips: str = "127.0.0.1"
     token_cache_size: int = Field(default=10_000, ge=0)
     # /metrics: with a token, it asks for `Authorization: Bearer <token>`; without, it answers loopback only.
     metrics_token: SecretStr | None = None

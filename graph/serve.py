@@ -25,8 +25,10 @@ def uvicorn_options(settings: Settings, *, host: str | None = None, port: int | 
         "ws": "websockets-sansio",
         "ws_ping_interval": 20.0,
         "ws_ping_timeout": 20.0,
+        "ws_max_size": settings.ws_max_message_bytes,
         "lifespan": "on",
         "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
 
 

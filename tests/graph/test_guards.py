@@ -159,3 +159,24 @@ async def test_metrics_need_their_token_when_one_is_set(stack_settings: Settings
         assert (await http.get("/metrics", headers={"Authorization": "Bearer nope"})).status_code == 401
         allowed = await http.get("/metrics", headers={"Authorization": "Bearer m-token"})
         assert allowed.status_code == 200 and "safelight_subscribers" in allowed.text
+
+
+def test_nginx_proxies_every_path_the_api_serves_to_browsers(stack_settings: Settings) -> None:
+    """Before: /thumbs/ and /previews/ were not proxied, so behind nginx they returned the app's page."""
+    from pathlib import Path
+
+    from starlette.routing import Route, WebSocketRoute
+
+    conf = (Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf").read_text()
+    internal = {"metrics", "dev"}  # scraped on the API's own address / dev mode only, never behind the proxy
+    prefixes = {
+        route.path.strip("/").split("/")[0]
+        for route in create_app(stack_settings).routes
+        if isinstance(route, Route | WebSocketRoute)
+    } - internal
+    assert prefixes >= {"graphql", "images", "thumbs", "previews", "healthz", "readyz"}
+    for prefix in sorted(prefixes):
+        proxied = f"location /{prefix}/ {{" in conf or f"location /{prefix} {{" in conf or f"|{prefix})" in conf
+        proxied = proxied or f"({prefix}|" in conf
+        assert proxied, f"deploy/nginx.conf does not proxy /{prefix}"
+    assert "client_max_body_size 1m;" in conf
