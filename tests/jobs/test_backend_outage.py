@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bench.proxy import cuttable_proxy
+from comfy.fake.server import FakeHandle
 from graph.app import create_app
 from jobs.generate import prompt_id_for
 from jobs.worker import build_worker
@@ -229,3 +231,31 @@ async def test_a_generation_waiting_for_a_backend_can_be_cancelled(
     statuses = [e["status"] for e in rest if e["kind"] == "STATUS"]
     assert statuses == ["CANCELLING", "CANCELLED"], rest
     assert rest[-1]["error"] is None
+
+
+async def test_a_network_cut_while_comfyui_runs_on_does_not_run_the_prompt_twice(
+    stack_settings: Settings, make_client: Callable[..., Awaitable[GraphQLClient]], fake: FakeHandle
+) -> None:
+    """ComfyUI keeps its queue through the cut (only the network went): once it answers again the job finds its
+    prompt in /queue or /history and follows it; nothing is submitted again and no attempt is used."""
+    fake.config.step_time = 0.05
+    host, _, port = fake.url.removeprefix("http://").partition(":")
+    seen: list[dict[str, Any]] = []
+    async with cuttable_proxy(host, int(port)) as proxy:
+        comfy = f"http://127.0.0.1:{proxy.port}"
+        async with stack(stack_settings, make_client, comfy, backend_wait_s=600, comfy_watchdog_s=3600) as api:
+            created = await api.query(CREATE, {"input": {"prompt": "cut", "width": 64, "height": 64, "steps": 40}})
+            gid = created["createGeneration"]["generation"]["id"]
+            async with api.subscription(EVENTS, {"id": gid}) as sub:
+                await _until(sub, seen, _executing(3))
+                await proxy.cut()
+                await _until(sub, seen, _waiting)
+                await proxy.restore()
+                rest = [e["generationEvents"] for e in await sub.collect(wait_s=60)]
+    assert rest[-1]["status"] == "SUCCEEDED" and rest[-1]["attempt"] == 1, rest[-1]
+    assert [e["status"] for e in rest if e["kind"] == "STATUS"] == ["SUCCEEDED"]
+    prompt = prompt_id_for(uuid.UUID(gid), 1)
+    assert fake.fake.stats.executions[prompt] == 1
+    assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 2)] == 0
+    submits = [e for e in fake.fake.stats.events if e["event"] == "submit" and e["prompt_id"] == prompt]
+    assert len(submits) == 1, "submitted once"
