@@ -1,0 +1,85 @@
+"""A subscription's reads wait out a database outage (retried with backoff) instead of ending it with an error."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlparse
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bench.proxy import CuttableProxy, cuttable_proxy
+from db import generations as gens
+from db.engine import create_engine, create_session_factory
+from db.generations import create_generation
+from db.reachability import database_unreachable
+from db.users import ensure_user
+from graph.lastseq import LastSeqReads
+from graph.subscriptions import patiently
+from settings import Settings
+
+
+@pytest.fixture
+async def proxied(settings: Settings) -> AsyncIterator[tuple[CuttableProxy, async_sessionmaker[AsyncSession]]]:
+    target = urlparse(str(settings.database_url))
+    async with cuttable_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        engine = create_engine(settings.model_copy(update={"database_url": proxy.url(str(settings.database_url))}))
+        try:
+            yield proxy, create_session_factory(engine)
+        finally:
+            await engine.dispose()
+
+
+async def _generation(sessions: async_sessionmaker[AsyncSession]) -> uuid.UUID:
+    async with sessions() as session:
+        owner = await ensure_user(session, name=f"outage-{uuid.uuid4().hex[:8]}")
+        change, _ = await create_generation(
+            session, owner_id=owner.id, template="txt2img", params={"prompt": "p"}, prompt="p", seed=1
+        )
+        await session.commit()
+    return change.generation.id
+
+
+async def test_reads_wait_for_the_database_to_come_back(
+    proxied: tuple[CuttableProxy, async_sessionmaker[AsyncSession]],
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    proxy, sessions = proxied
+    gid, other = await _generation(session_factory), await _generation(session_factory)
+    last_seqs = LastSeqReads(sessions, ttl_s=60.0)  # a read is shared for a minute
+    assert await last_seqs.get(gid) == 1  # connections are pooled
+
+    async def last_seq() -> int | None:
+        async with sessions() as session:
+            return await gens.last_seq(session, generation_id=gid)
+
+    await proxy.cut()
+    with pytest.raises(Exception) as failed:  # noqa: PT011 (whatever the driver raises)
+        await last_seq()
+    assert database_unreachable(failed.value)
+    with pytest.raises(Exception) as failed:  # noqa: PT011
+        await last_seqs.get(other)
+    assert database_unreachable(failed.value)
+
+    read = asyncio.ensure_future(patiently(last_seq))
+    shared = asyncio.ensure_future(patiently(lambda: last_seqs.get(other)))
+    await asyncio.sleep(0.5)  # the outage goes on while they wait
+    assert not read.done() and not shared.done()
+    await proxy.restore()
+    assert await asyncio.wait_for(read, 30) == 1
+    assert await asyncio.wait_for(shared, 30) == 1, "a failed shared read is not served again"
+
+
+async def test_other_errors_are_not_retried(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    calls = 0
+
+    async def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError, match="a bug"):
+        await patiently(broken)
+    assert calls == 1
