@@ -510,7 +510,7 @@ async def _recover_active(
         async with single_statement(rt.sessions) as session:
             if not await gens.release_lease(session, generation_id=row.id, lease=lease):
                 return False  # finished or taken over meanwhile
-        job_ids = await _dead_job_ids(rt, worker_id, lease) if record is None else []
+        job_ids = await _dead_job_ids(rt, worker_id, lease, row) if record is None else []
         await _remove_jobs(rt, job_ids)
     suffix = "r-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{lease}:{row.updated_at.isoformat()}").hex[:10]
     job_id = job_id_for(row.id, row.attempt, suffix)
@@ -532,17 +532,18 @@ async def _recover_active(
     return True
 
 
-async def _dead_job_ids(rt: Runtime, worker_id: str, lease: str) -> list[str]:
-    """The arq job id(s) a dead worker ran `lease` under, from its last `worker_jobs` record."""
+async def _dead_job_ids(rt: Runtime, worker_id: str, lease: str, row: gens.ActiveRow) -> list[str]:
+    """The arq job id a dead worker ran `lease` under, from its last `worker_jobs` record; or, when
+    it died before a heartbeat recorded it, the attempt's own job if that is still marked in progress."""
     raw = await rt.redis.get(rt.keys.worker_jobs(worker_id))
-    if raw is None:
-        return []
-    try:
-        runs = json.loads(raw)
-    except ValueError:
-        return []
+    runs: Any = None
+    with contextlib.suppress(ValueError, TypeError):
+        runs = json.loads(raw) if raw is not None else None
     job_id = runs.get(lease) if isinstance(runs, dict) else None
-    return [job_id] if isinstance(job_id, str) and job_id else []
+    if isinstance(job_id, str) and job_id:
+        return [job_id]
+    job_id = job_id_for(row.id, row.attempt)
+    return [job_id] if await rt.redis.exists(in_progress_key_prefix + job_id) else []
 
 
 async def _remove_jobs(rt: Runtime, job_ids: list[str]) -> None:

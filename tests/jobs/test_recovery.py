@@ -176,3 +176,19 @@ async def test_recovery_removes_a_killed_workers_arq_job(
     (only,) = await arq_redis.zrange(keys.queue, 0, -1)
     assert only.decode() != job_id
     assert await waiting_jobs(arq_redis, keys) == 1, "only the recovery job waits"
+
+
+async def test_recovery_removes_the_job_of_a_worker_killed_before_its_first_beat(
+    session_factory: async_sessionmaker[AsyncSession], arq_redis: ArqRedis, namespaces: list[str]
+) -> None:
+    namespace = f"rec-{uuid.uuid4().hex[:8]}"
+    namespaces.append(namespace)
+    keys = Keys(namespace)
+    gid = await _generation(session_factory, namespace, Status.RUNNING, lease="killed-3/abc")
+    job_id = job_id_for(gid, 1)  # no job list: it never beat with this job
+    assert await enqueue_generation(arq_redis, keys, generation_id=gid, attempt=1)
+    await arq_redis.set(in_progress_key_prefix + job_id, b"1", px=3_600_000)
+
+    assert await recover_orphans(_runtime(session_factory, arq_redis, namespace)) == 1
+    assert not await arq_redis.exists(in_progress_key_prefix + job_id, job_key_prefix + job_id)
+    assert await waiting_jobs(arq_redis, keys) == 1, "only the recovery job waits"
