@@ -37,6 +37,20 @@ describe("ProgressBar while the backend is away", () => {
     }
   });
 
+  it("leads a card with the countdown, the badge saying what it waits for", () => {
+    vi.useFakeTimers({ now: NOW });
+    try {
+      const stalled = live({
+        progress: { ...progressFixture(30, 9), phase: "BACKEND_WAIT", reason: "Backend fake-1 is unreachable", retryAt: NOW / 1000 + 3 },
+      });
+      render(<ProgressBar live={stalled} compact />);
+      expect(screen.getByTestId("phase")).toHaveTextContent(/^Retry in 3 s$/);
+      expect(screen.getByTestId("stall-reason")).toHaveTextContent("Backend fake-1 is unreachable");
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("gives a retry's cause as its reason, in a compact card too", () => {
     const retrying = live({
       status: "QUEUED",
@@ -49,6 +63,12 @@ describe("ProgressBar while the backend is away", () => {
     expect(screen.getByRole("progressbar")).toHaveAttribute("aria-valuenow", "0");
   });
 
+  it("leads a card queued on the backend with how many prompts are ahead", () => {
+    const queued = live({ progress: { ...progressFixture(0), phase: "BACKEND_QUEUE", queuePosition: 2 } });
+    render(<ProgressBar live={queued} compact />);
+    expect(screen.getByTestId("phase")).toHaveTextContent(/^2 ahead$/);
+  });
+
   it("shows no reason while running normally", () => {
     render(<ProgressBar live={live({ progress: progressFixture(50, 5) })} />);
     expect(screen.queryByTestId("stall-reason")).toBeNull();
@@ -56,13 +76,13 @@ describe("ProgressBar while the backend is away", () => {
 });
 
 describe("StatusBadge", () => {
-  it("says 'Queued on backend' for a prompt in ComfyUI's queue and 'Waiting for backend' when stalled", () => {
+  it("says 'Queued on backend' for a prompt in ComfyUI's queue and 'No backend' while waiting for one", () => {
     const { rerender } = render(
       <StatusBadge status="RUNNING" progress={{ ...progressFixture(0), phase: "BACKEND_QUEUE", queuePosition: 1 }} />,
     );
     expect(screen.getByTestId("status-badge")).toHaveTextContent("Queued on backend");
     rerender(<StatusBadge status="RUNNING" progress={{ ...progressFixture(20), phase: "BACKEND_WAIT" }} />);
-    expect(screen.getByTestId("status-badge")).toHaveTextContent("Waiting for backend");
+    expect(screen.getByTestId("status-badge")).toHaveTextContent("No backend");
     expect(screen.getByTestId("status-badge")).toHaveClass("badge-stalled");
     rerender(<StatusBadge status="RUNNING" progress={progressFixture(20)} />);
     expect(screen.getByTestId("status-badge")).toHaveTextContent("Running");

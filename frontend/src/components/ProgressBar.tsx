@@ -1,5 +1,14 @@
 import type { LiveGeneration } from "../generation/reducer";
-import { describePhase, estimateRemaining, formatDuration, isStalled, percentOf, type ProgressView } from "./format";
+import {
+  countdown,
+  describePhase,
+  queueText,
+  estimateRemaining,
+  formatDuration,
+  isStalled,
+  percentOf,
+  type ProgressView,
+} from "./format";
 import { useNow } from "./useNow";
 
 /**
@@ -18,7 +27,17 @@ export function ProgressBar({ live, compact = false }: { live: LiveGeneration; c
   const progress: ProgressView | null = live.progress;
   const untracked = progress?.phase === "UNTRACKED";
   const remaining = live.terminal || stalled || untracked ? null : estimateRemaining(percent, running);
-  const phase = describePhase(live, now);
+  // A card is narrow and its badge already says what it waits for: lead with when the next try is,
+  // or how many prompts are ahead in the backend's queue.
+  const backendQueue = progress?.phase === "BACKEND_QUEUE" && progress.queuePosition != null && live.status === "RUNNING";
+  const next = !compact
+    ? null
+    : stalled
+      ? countdown(progress?.retryAt, now)
+      : backendQueue
+        ? queueText("BACKEND_QUEUE", progress.queuePosition ?? 0)
+        : null;
+  const phase = next ? next.charAt(0).toUpperCase() + next.slice(1) : describePhase(live, now);
   const reason = live.terminal ? null : stallReason(live, now);
   const tone = live.status === "FAILED" ? "failed" : live.status === "CANCELLED" ? "cancelled" : stalled ? "stalled" : "active";
   return (

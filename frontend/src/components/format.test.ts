@@ -77,13 +77,13 @@ describe("a stalled or queued backend", () => {
       status: "RUNNING" as const,
       progress: progress({ phase: "BACKEND_WAIT", percent: 30, retryAt: inSeconds(12), reason: "Backend fake-1 is unreachable" }),
     };
-    expect(statusLabel(waiting)).toEqual({ label: "Waiting for backend", tone: "stalled" });
+    expect(statusLabel(waiting)).toEqual({ label: "No backend", tone: "stalled" });
     expect(describePhase(waiting, now)).toBe("Waiting for a backend · retry in 12 s");
     expect(describePhase(waiting, now + 7_000)).toBe("Waiting for a backend · retry in 5 s");
     expect(describePhase(waiting, now + 13_000)).toBe("Waiting for a backend · retrying now");
     expect(percentOf(waiting)).toBe(30);
     const queuedWait = { status: "QUEUED" as const, progress: progress({ phase: "BACKEND_WAIT" }) };
-    expect(statusLabel(queuedWait).label).toBe("Waiting for backend");
+    expect(statusLabel(queuedWait).label).toBe("No backend");
   });
 
   it("counts down a retry, and a pending retry shows 0 %", () => {

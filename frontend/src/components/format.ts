@@ -67,7 +67,7 @@ export function isStalled(progress: Pick<ProgressView, "phase"> | null | undefin
 }
 
 /** WAITING counts a place in Safelight's queue (1 = next); BACKEND_QUEUE counts prompts ahead on the backend. */
-function queueText(phase: AnyPhase, position: number): string {
+export function queueText(phase: AnyPhase, position: number): string {
   const ahead = phase === "WAITING" ? position - 1 : position;
   return ahead <= 0 ? "next up" : `${ahead} ahead`;
 }
@@ -111,7 +111,7 @@ export function statusLabel(live: LiveView): { label: string; tone: string } {
   if (status === null) return { label: "…", tone: "pending" };
   const phase = progress?.phase;
   if (status === "RUNNING" || status === "QUEUED") {
-    if (phase === "BACKEND_WAIT") return { label: "Waiting for backend", tone: "stalled" };
+    if (phase === "BACKEND_WAIT") return { label: "No backend", tone: "stalled" };
     if (phase === "RETRY_WAIT") return { label: "Retrying", tone: "stalled" };
   }
   if (status === "RUNNING" && phase === "BACKEND_QUEUE") return { label: "Queued on backend", tone: "queued" };
