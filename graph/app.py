@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,6 +86,8 @@ class SafelightGraphQL(GraphQL[Context, None]):
             max_unauthenticated_per_client=settings.ws_max_unauthenticated_per_client,
         )
         self.origins = (*settings.cors_origins, *((settings.public_url,) if settings.public_url else ()))
+        self._refused = 0
+        self._refusal_logged_at = -10.0
         self._last_data: object = None
         self._last_payload = ""
 
@@ -145,7 +148,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
             # Refused before the handshake completes: the client sees HTTP 403, nothing is kept.
             if (await receive())["type"] == "websocket.connect":
                 await send({"type": "websocket.close", "code": 1008, "reason": refusal})
-            log.info("websocket refused: %s (%s)", refusal, _client(scope))
+            self._log_refusal(refusal, _client(scope))
             return
         contexts: list[Context] = []
         scope["safelight.contexts"] = contexts
@@ -158,6 +161,14 @@ class SafelightGraphQL(GraphQL[Context, None]):
             for context in contexts:
                 for listener in list(context.listeners):
                     context.release(listener)
+
+    def _log_refusal(self, refusal: str, client: str) -> None:
+        """One line per 10 s at most, however many sockets a client opens."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= 10.0:
+            log.info("websocket refused: %s (%s); %d refused since the last such line", refusal, client, self._refused)
+            self._refusal_logged_at, self._refused = now, 0
 
     def _refusal(self, scope: Scope) -> str | None:
         """Why a websocket is refused before it is accepted: a foreign Origin, or a connection cap."""
