@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from comfy.fake.server import FakeHandle
+from graph.app import create_app
 from settings import Settings
 from tests.jobs.test_backend_outage import EVENTS as OUTAGE_EVENTS
 from tests.jobs.test_backend_outage import FakeProcess, _executing, _free_port, _until, _waiting
 from tests.jobs.test_backend_outage import stack as outage_stack
-from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient
+from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("worker")]
 
@@ -158,3 +160,14 @@ async def test_a_stalled_backend_shows_its_reason_and_countdown(
                 await run_spec("stalled", api.base_url, api.token, gid)
     finally:
         await comfy.kill()
+
+
+async def test_dev_mode_signs_in_fills_the_playground_and_sign_out_sticks(
+    stack_settings: Settings, make_client: MakeClient
+) -> None:
+    """Dev mode: the app and the playground take the dev token; "Sign out" survives a reload (issue 14, item 9)."""
+    user = await make_client()
+    assert user.token is not None
+    settings = stack_settings.model_copy(update={"dev_mode": True, "dev_token": SecretStr(user.token)})
+    async with serve(create_app(settings)) as url:
+        await run_spec("devmode", url, user.token)
