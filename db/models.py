@@ -137,6 +137,8 @@ class GenerationEvent(Base):
     """The durable event log: status changes, images, errors, each with its sequence number."""
 
     __tablename__ = "generation_events"
+    # myGenerationEvents reads one owner's events after a (created_at, generation_id, seq) position.
+    __table_args__ = (Index("ix_generation_events_created_at", "created_at"),)
 
     generation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("generations.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
