@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { heartbeatAge } from "../pages/SystemPage";
 import {
   countdown,
   describePhase,
@@ -115,5 +116,13 @@ describe("readableBackendError", () => {
     expect(readableBackendError("HTTPStatusError: 502 Bad Gateway")).toBe("ComfyUI answered HTTP 502.");
     expect(readableBackendError("ComfyError('queue is full')")).toBe("queue is full");
     expect(readableBackendError("Backend fake-1 is unreachable")).toBe("Backend fake-1 is unreachable");
+  });
+});
+
+describe("heartbeatAge", () => {
+  it("says just now for a beat stamped after the page's last tick, and the age otherwise", () => {
+    expect(heartbeatAge(-300)).toBe("just now");
+    expect(heartbeatAge(1200)).toBe("just now");
+    expect(heartbeatAge(12_000)).toBe("12 s ago");
   });
 });

@@ -5,6 +5,9 @@ import { useNow } from "../components/useNow";
 
 const gb = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GB`;
 
+/** A beat can be stamped a moment after this page's clock last ticked: that is "just now", not "— ago". */
+export const heartbeatAge = (ms: number) => (ms < 2000 ? "just now" : `${formatDuration(ms)} ago`);
+
 export function SystemPage() {
   const initial = useQuery(SystemStatusQuery);
   const live = useSubscription(SystemStatusSubscription);
@@ -79,7 +82,7 @@ export function SystemPage() {
                     {w.inFlight.length} / {w.concurrency}
                   </td>
                   <td className="mono">{w.comfyuiUrls.join(", ")}</td>
-                  <td>{formatDuration(now - w.lastBeat * 1000)} ago</td>
+                  <td>{heartbeatAge(now - w.lastBeat * 1000)}</td>
                 </tr>
               ))}
             </tbody>
