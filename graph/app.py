@@ -38,6 +38,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types.unset import UnsetType
 
 from db.images import image_at
+from db.users import MAX_TOKEN_LENGTH, hash_token
 from graph.auth import Auth
 from graph.context import Context
 from graph.documents import DocumentLimits
@@ -187,6 +188,8 @@ class SafelightGraphQL(GraphQL[Context, None]):
         if viewer is None:
             raise ConnectionRejectionError({"message": "a valid API token is required in connection_init"})
         context.viewer_row = viewer
+        if token and len(token) <= MAX_TOKEN_LENGTH:
+            context.token_hash = hash_token(token)
         context.connection_params = None  # read once; not kept for the connection's life
         admitted = scope.get("safelight.admitted")
         if admitted is not None and not admitted[1]:

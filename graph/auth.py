@@ -57,8 +57,11 @@ class Auth:
                 return None
         if len(token) > MAX_TOKEN_LENGTH:
             return None
+        return await self.viewer_by_hash(hash_token(token))
+
+    async def viewer_by_hash(self, key: str) -> models.User | None:
+        """The user of a token by its SHA-256: a websocket keeps only this, to check it again later."""
         await self._follow_revocations(self._state.redis)
-        key = hash_token(token)
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None:

@@ -34,6 +34,8 @@ class Context:
     response: Response | WebSocket | None
     loaders: Loaders
     viewer_row: models.User | None = None
+    # A websocket's token, by its hash: each new operation checks it is still valid (revoked, expired).
+    token_hash: str | None = None
     connection_params: dict[str, Any] | None = field(default=None)
     # Listeners opened by this websocket connection's subscriptions; all are closed when the
     # connection ends, even if an operation's generator is never finalised.

@@ -77,8 +77,18 @@ class LiveSender:
         return True
 
 
+async def token_still_valid(context: Context) -> bool:
+    """A revoked or expired token ends its sockets at their next operation (graph/auth.py)."""
+    if context.token_hash is None:
+        return True  # dev mode's token-less local user, or not yet authenticated
+    return await context.request.app.state.auth.viewer_by_hash(context.token_hash) is not None
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        if not await token_still_valid(self.context):
+            await self.websocket.close(code=4403, reason="Forbidden")
+            return
         self.view.query_texts.share(message.get("payload"))  # type: ignore[attr-defined]
         await super().handle_subscribe(message)
 
@@ -147,6 +157,9 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
                 await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
     async def handle_start(self, message: StartMessage) -> None:
+        if not await token_still_valid(self.context):
+            await self.websocket.close(code=4403, reason="Forbidden")
+            return
         self.view.query_texts.share(message.get("payload"))  # type: ignore[attr-defined]
         await super().handle_start(message)
 

@@ -180,3 +180,22 @@ def test_nginx_proxies_every_path_the_api_serves_to_browsers(stack_settings: Set
         proxied = proxied or f"({prefix}|" in conf
         assert proxied, f"deploy/nginx.conf does not proxy /{prefix}"
     assert "client_max_body_size 1m;" in conf
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"id": "1", "type": "subscribe", "payload": {"query": "subscription { myGenerationEvents { seq } }", '
+        '"variables": {"x": NaN}}}',
+        '{"id": "1", "type": "subscribe", "payload": {"query": "{ viewer { name } }", "variables": {"x": "\\u0000"}}}',
+        '{"id": "1", "type": "subscribe", "payload": ' + "[" * 50_000 + "]" * 50_000 + "}",
+    ],
+    ids=["nan", "nul", "deep"],
+)
+async def test_a_malformed_websocket_message_closes_as_invalid(make_client: MakeClient, message: str) -> None:
+    client = await make_client()
+    async with websockets.connect(_ws(client.base_url), subprotocols=[TRANSPORT_WS]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {client.token}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(message)
+        assert await _closed_code(ws) == 4400

@@ -125,3 +125,14 @@ def test_logs_redact_credentials_in_urls(capsys: pytest.CaptureFixture[str]) -> 
     err = capsys.readouterr().err
     assert "s3cret" not in err and "p4ss" not in err
     assert "http://***@10.0.0.5:8188" in err and "https://***@host:1/x" in err
+
+
+async def test_malformed_image_paths_are_404(api_url: str) -> None:
+    gid = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        for path in (f"/images/{gid}", f"/images/{gid}/-1", f"/images/{gid}/99999999999", "/images/nope/0",
+                     f"/thumbs/999/{gid}/0", f"/thumbs/256/{gid}/x", f"/images/{gid}/0/..%2f..%2fx",
+                     "/images/" + "a" * 64):  # fmt: skip
+            response = await http.get(path)
+            assert response.status_code == 404, path
+            assert response.headers["x-content-type-options"] == "nosniff"

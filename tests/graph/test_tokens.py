@@ -8,6 +8,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.users import create_token, ensure_user
@@ -115,3 +116,24 @@ async def test_only_valid_tokens_are_cached_and_the_cache_is_bounded(
             assert len(app.state.auth) == 3
         finally:
             await anonymous.aclose()
+
+
+async def test_a_socket_of_a_revoked_token_takes_no_new_operation(
+    api_url: str, stack_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    import json
+
+    import websockets
+
+    _, token = await _token(session_factory)
+    url = "ws" + api_url.removeprefix("http") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        code, out = await _cli(stack_settings, "revoke-token", stdin=token)
+        assert code == 0, out
+        subscribe = {"query": "subscription { myGenerationEvents { seq } }"}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
