@@ -500,6 +500,11 @@ async def running_stack(
                 "SAFELIGHT_MAX_ACTIVE_PER_USER": "1000000",
                 "SAFELIGHT_CATALOG_TTL_S": "3600",
                 "SAFELIGHT_WORKER_HEARTBEAT_S": "2",
+                # Every benchmark client connects from 127.0.0.1, thousands of sockets at once.
+                "SAFELIGHT_WS_MAX_CONNECTIONS": "1000000",
+                "SAFELIGHT_WS_MAX_UNAUTHENTICATED": "1000000",
+                "SAFELIGHT_WS_MAX_PER_CLIENT": "1000000",
+                "SAFELIGHT_WS_MAX_UNAUTHENTICATED_PER_CLIENT": "1000000",
                 "PYTHONUNBUFFERED": "1",
                 **(extra_env or {}),
             }
