@@ -247,6 +247,7 @@ class GenerationRun:
             self._deadline = generation.deadline_at.timestamp()
         self._waits = 0
         self._reached = False  # a backend answered since the last wait
+        self._redialing = False  # this job dropped its websocket to have it registered again
 
     def request_cancel(self) -> None:
         self.cancel_requested.set()
@@ -543,7 +544,7 @@ class GenerationRun:
                         continue
                     if next_event not in done:
                         started = await self._watch(
-                            backend, socket, tracker, started=started, cancel_sent=cancel_sent, live=live
+                            backend, socket, tracker, started=started, cancel_sent=cancel_sent, live=live, silent=True
                         )
                         continue
                     event = next_event.result()
@@ -583,6 +584,9 @@ class GenerationRun:
                     # backend raises ComfyUnreachable: `_run` waits for it), and poll until it is back.
                     live = False
                     outputs = None
+                    if self._redialing:
+                        self._redialing = False  # our own drop, /queue just asked: wait for Reconnected
+                        continue
                     started = await self._watch(
                         backend, socket, tracker, started=started, cancel_sent=cancel_sent, live=False
                     )
@@ -610,8 +614,9 @@ class GenerationRun:
         started: bool,
         cancel_sent: bool,
         live: bool,
+        silent: bool = False,
     ) -> bool:
-        """No event for a while (or a gap): ask the backend where the prompt is; whether it has started."""
+        """No event for a while (`silent`) or a gap: ask the backend where the prompt is; whether it started."""
         client = backend.client
         queue = await client.queue()
         self._answered(backend)
@@ -619,6 +624,15 @@ class GenerationRun:
         live = live and socket.connected.is_set()  # never connected (a proxy without websockets): no events
         if position is not None:
             if position == 0:
+                if live and silent and started:
+                    # Running, socket open, yet silent for the whole watchdog: ComfyUI may have forgotten
+                    # this socket (upstream drops a client id's socket when any older socket of that id
+                    # closes, such as one a network blip left half-open). Connecting again registers it,
+                    # and ComfyUI names the running node to it at once.
+                    log.info("generation %s: silent while running; reconnecting its websocket", self.id)
+                    self._redialing = True  # its Disconnected is expected: no UNTRACKED for it
+                    await socket.drop()
+                    return True
                 if live:
                     socket.mark_running(self.prompt_id)
                 self._queue_running(backend, tracker=tracker, live=live)

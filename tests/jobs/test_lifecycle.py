@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import websockets
 
 from comfy.fake.catalog import CHECKPOINTS
 from comfy.fake.server import FakeHandle
@@ -331,6 +332,36 @@ async def test_a_closed_socket_is_noticed_at_once_not_by_the_watchdog(
     assert "UNTRACKED" in phases, phases
     after = phases[phases.index("UNTRACKED") :]
     assert "BACKEND_QUEUE" not in after and "EXECUTING" not in after, "no live phase is claimed without events"
+    assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 1)] == 1
+
+
+async def test_a_socket_comfyui_forgot_is_registered_again(
+    make_client: MakeClient, fake: FakeHandle, worker: SafelightWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upstream forgets a client id's socket when any other socket of that id closes (a half-open one left by
+    a network blip, say): the worker's socket stays open and hears nothing. Silent while its prompt runs,
+    the job connects again, and every later step is live."""
+    rt: Runtime = worker.ctx["runtime"]
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"comfy_watchdog_s": 0.5}))
+    backend = rt.backends.get(fake.url)
+    assert backend is not None
+    fake.config.step_time = 0.05
+    client = await make_client()
+    gid = await create(client, steps=60)
+    async with client.subscription(GENERATION_EVENTS, {"id": gid, "after": 0}) as sub:
+        while True:
+            data = await sub.next()
+            assert data is not None
+            event = data["generationEvents"]
+            if event["kind"] == "PROGRESS" and (event["progress"]["step"] or 0) >= 3:
+                break
+        url = f"{fake.ws_url}?clientId={backend.socket.client_id}"
+        async with websockets.connect(url):  # takes the client id over; its close makes ComfyUI forget it
+            pass
+        events = [e["generationEvents"] for e in await sub.collect()]
+    steps = [e["progress"]["step"] for e in events if e["kind"] == "PROGRESS" and e["progress"]["step"]]
+    assert events[-1]["status"] == "SUCCEEDED"
+    assert steps[-1] == 60, "live again to the last step"
     assert fake.fake.stats.executions[prompt_id_for(uuid.UUID(gid), 1)] == 1
 
 
