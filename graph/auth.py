@@ -12,12 +12,14 @@ so a revoked token stops working in every process with its next request.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 
 from db import models
 from db.users import MAX_TOKEN_LENGTH, hash_token, token_owner
@@ -25,6 +27,8 @@ from graph.state import AppState
 from jobs.keys import Keys
 
 __all__ = ["Auth", "bump_revocations", "revocations_key"]
+
+log = logging.getLogger(__name__)
 
 
 def revocations_key(keys: Keys) -> str:
@@ -43,6 +47,7 @@ class Auth:
         self._max_entries = max_entries
         self._cache: OrderedDict[str, tuple[float, models.User]] = OrderedDict()
         self._revocations: bytes | None = None
+        self._warned_at = -10.0
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -82,7 +87,16 @@ class Auth:
         return owner.user
 
     async def _follow_revocations(self, redis: ArqRedis) -> None:
-        current = await redis.get(revocations_key(self._state.keys))
+        try:
+            current = await redis.get(revocations_key(self._state.keys))
+        except (RedisError, OSError, TimeoutError) as error:
+            # Redis away: cached tokens keep working for their few seconds; the database still decides
+            # every lookup, so a revocation is missed only by entries cached before it.
+            now = time.monotonic()
+            if now - self._warned_at > 10.0:
+                self._warned_at = now
+                log.warning("token revocations cannot be read from Redis (%s); using the cache", type(error).__name__)
+            return
         if current != self._revocations:
             self._cache.clear()
             self._revocations = current
