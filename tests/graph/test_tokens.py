@@ -137,3 +137,25 @@ async def test_a_socket_of_a_revoked_token_takes_no_new_operation(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+async def test_tokens_still_resolve_while_redis_is_away(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    from types import SimpleNamespace
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from graph.auth import Auth
+    from jobs.keys import Keys
+
+    class AwayRedis:
+        async def get(self, key: str) -> bytes:
+            raise RedisConnectionError("connection refused")
+
+    name, token = await _token(session_factory)
+    state = SimpleNamespace(settings=settings, redis=AwayRedis(), keys=Keys("away"), sessions=session_factory)
+    auth = Auth(state)  # type: ignore[arg-type]
+    user = await auth.viewer(token)
+    assert user is not None and user.name == name
+    assert await auth.viewer("not-a-token") is None
