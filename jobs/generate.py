@@ -520,6 +520,7 @@ class GenerationRun:
         client = backend.client
         tracker = ProgressTracker(self.workflow, floor=self.relay.state["percent"])
         watchdog_s = self.rt.settings.comfy_watchdog_s
+        live = live and socket.connected.is_set()  # down already: its Disconnected went before us
         outputs: list[OutputImage] | None = [] if not started else None
         next_event: asyncio.Task[Any] | None = None
         cancel_wait = asyncio.create_task(self.cancel_requested.wait())
