@@ -171,3 +171,17 @@ async def test_dev_mode_signs_in_fills_the_playground_and_sign_out_sticks(
     settings = stack_settings.model_copy(update={"dev_mode": True, "dev_token": SecretStr(user.token)})
     async with serve(create_app(settings)) as url:
         await run_spec("devmode", url, user.token)
+
+
+async def test_a_failed_generation_asks_run_again_neutrally(
+    api_url: str, fake: FakeHandle, make_client: MakeClient
+) -> None:
+    client = await make_client()
+    assert client.token is not None
+    fake.config.step_time = 0.0
+    fake.config.execution_error_node_class = "VAEDecode"  # fails after sampling
+    failed = await _create(client, prompt="this one fails at the decoder, and that is fine", steps=5)
+    async with client.subscription(GENERATION_EVENTS, {"id": failed["id"]}) as sub:
+        events = await sub.collect(60)
+    assert events[-1]["generationEvents"]["status"] == "FAILED", events[-1]
+    await run_spec("failed", api_url, client.token, failed["id"])

@@ -20,6 +20,7 @@ export function ConfirmButton({
   disabled?: boolean;
 }) {
   const [asking, setAsking] = useState(false);
+  const size = className.includes("button-small") ? " button-small" : ""; // the answers match the question's button
   const confirmRef = useRef<HTMLButtonElement>(null);
   useEffect(() => {
     if (asking) confirmRef.current?.focus();
@@ -45,7 +46,7 @@ export function ConfirmButton({
         <button
           ref={confirmRef}
           type="button"
-          className={`button ${tone === "danger" ? "button-danger" : "button-confirm"} button-small`}
+          className={`button ${tone === "danger" ? "button-danger" : "button-confirm"}${size}`}
           onClick={() => {
             setAsking(false);
             onConfirm();
@@ -53,7 +54,7 @@ export function ConfirmButton({
         >
           {confirmLabel}
         </button>
-        <button type="button" className="button button-ghost button-small" onClick={() => setAsking(false)}>
+        <button type="button" className={`button button-ghost${size}`} onClick={() => setAsking(false)}>
           Keep
         </button>
       </span>
