@@ -13,6 +13,7 @@ Their errors name the limit and the setting that raises it (`extensions.code`).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from graphql import (
     ASTValidationRule,
     DocumentNode,
     FieldNode,
+    FloatValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
@@ -161,16 +163,22 @@ class DocumentCache:
 
 
 def string_rule() -> type[ASTValidationRule]:
-    """String literals in the document follow the same rules as strings in the JSON (graph/payloads.py):
-    no NUL, no lone surrogate (PostgreSQL refuses both; the client should hear it, not "Unexpected error")."""
+    """Literals in the document follow the same rules as in the JSON (graph/payloads.py): strings without
+    NUL or lone surrogates (PostgreSQL refuses both; the client should hear it, not "Unexpected error"),
+    finite numbers."""
 
-    class PlainStrings(ASTValidationRule):
+    class PlainLiterals(ASTValidationRule):
         def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
             problem = string_problem(node.value)
             if problem is not None:
                 self.report_error(GraphQLError(problem, [node], extensions={"code": "INVALID_STRING"}))
 
-    return PlainStrings
+        def enter_float_value(self, node: FloatValueNode, *_: Any) -> None:
+            if not math.isfinite(float(node.value)):  # 1e400: graphql-core would make it Infinity
+                message = f"the number {node.value[:40]} is out of range"
+                self.report_error(GraphQLError(message, [node], extensions={"code": "INVALID_NUMBER"}))
+
+    return PlainLiterals
 
 
 def string_problem(text: str) -> str | None:

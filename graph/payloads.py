@@ -8,6 +8,7 @@ is a client's mistake and is answered as one (HTTP 400, or the websocket protoco
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from graph.documents import string_problem
@@ -30,6 +31,13 @@ def _constant(name: str) -> Any:
     raise BadPayload(f"{name} is not a JSON number")
 
 
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: json.loads would make it Infinity
+        raise BadPayload(f"the number {text[:40]} is out of range")
+    return value
+
+
 def decode(data: str | bytes, *, max_depth: int) -> object:
     if isinstance(data, bytes | bytearray):
         try:
@@ -37,7 +45,7 @@ def decode(data: str | bytes, *, max_depth: int) -> object:
         except UnicodeDecodeError:
             raise BadPayload("the request body is not valid UTF-8") from None
     try:
-        value = json.loads(data, parse_constant=_constant)
+        value = json.loads(data, parse_constant=_constant, parse_float=_float)
     except RecursionError:
         raise BadPayload(f"the JSON is nested deeper than {max_depth} levels") from None
     except BadPayload:

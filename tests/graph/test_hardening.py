@@ -141,6 +141,7 @@ async def test_a_subscription_over_http_says_it_needs_the_websocket(make_client:
         (b'{"query": "{ viewer { name } }", "variables": {"x": NaN}}', "NaN is not a JSON number"),
         (b'{"query": "{ viewer { name } }", "variables": {"x": Infinity}}', "Infinity is not a JSON number"),
         (b'{"query": "{ viewer { name } }", "variables": {"x": -Infinity}}', "-Infinity is not a JSON number"),
+        (b'{"query": "{ viewer { name } }", "variables": {"x": -1e400}}', "out of range"),
         (b'{"query": "{ viewer { name } }", "variables": {"x": "a\\u0000b"}}', "NUL"),
         (b'{"query": "{ viewer { name } }", "variables": {"x": "\\ud800"}}', "lone surrogates"),
         (b'{"query": "{ viewer { name } }", "variables": {"\\udfff": 1}}', "lone surrogates"),
@@ -148,7 +149,18 @@ async def test_a_subscription_over_http_says_it_needs_the_websocket(make_client:
         (b'{"query": "{ viewer { name } }", "variables": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "nested"),
         (b'{"query": "{ viewer { name } }", "variables": {"x": ' + b"[" * 40 + b"]" * 40 + b"}}", "nested"),
     ],
-    ids=["nan", "infinity", "minus-infinity", "nul", "lone-surrogate", "surrogate-key", "latin-1", "deep", "depth-40"],
+    ids=[
+        "nan",
+        "infinity",
+        "minus-infinity",
+        "1e400",
+        "nul",
+        "lone-surrogate",
+        "surrogate-key",
+        "latin-1",
+        "deep",
+        "depth-40",
+    ],
 )
 async def test_malformed_json_is_a_clear_400(api_url: str, body: bytes, says: str) -> None:
     response = await _post(api_url, body)
@@ -208,3 +220,22 @@ async def test_a_large_document_does_not_hold_up_other_requests(make_client: Mak
     assert probe["viewer"]["name"]
     result = await slow
     assert result["errors"][0]["extensions"]["code"] in ("TOO_MANY_ALIASES", "QUERY_TOO_MANY_TOKENS")
+
+
+@pytest.mark.parametrize(
+    ("literal", "says"),
+    [('search: "a\\u0000b"', "NUL"), ('search: "\\ud83d"', "Syntax Error"), ("first: 1e400", "out of range")],
+)
+async def test_literals_in_the_document_follow_the_same_rules(literal: str, says: str) -> None:
+    result = await build_schema().execute(f"{{ generations({literal}) {{ edges {{ cursor }} }} }}")
+    assert result.errors and says in result.errors[0].message, result.errors
+
+
+async def test_an_infinite_float_literal_is_refused(make_client: MakeClient) -> None:
+    client = await make_client()
+    document = CREATE.replace("createGeneration(input: $input", 'createGeneration(input: {prompt: "p", cfg: 1e400}')
+    result = await client.execute(
+        document.replace("mutation($input: GenerationInput!, $key: String)", "mutation($key: String)")
+    )
+    (error,) = result["errors"]
+    assert "out of range" in error["message"] and error["extensions"]["code"] == "INVALID_NUMBER"
