@@ -1,5 +1,5 @@
 import { ApolloProvider, useQuery } from "@apollo/client/react";
-import { useEffect, useState, useSyncExternalStore, type FormEvent } from "react";
+import { useEffect, useRef, useState, useSyncExternalStore, type FormEvent } from "react";
 import { BrowserRouter, NavLink, Route, Routes, useLocation } from "react-router";
 import { createSafelightClient, type SafelightClient } from "./api/client";
 import type { ConnectionStore } from "./api/connection";
@@ -148,12 +148,43 @@ function Shell({ connection, onRejected }: { connection: ConnectionStore; onReje
     return <Splash />;
   }
   const signOut = () => onRejected(SIGNED_OUT);
+  return <Frame connection={connection} viewer={viewer} signOut={signOut} />;
+}
+
+/**
+ * The sticky top (bar and connection banner) publishes its height as `--top-h`, so what sticks or
+ * scrolls below it (the live panel) clears it exactly, banner or not, one line of nav or two.
+ */
+function useTopHeight() {
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el || typeof ResizeObserver === "undefined") return;
+    const observer = new ResizeObserver(() => {
+      document.documentElement.style.setProperty("--top-h", `${Math.ceil(el.getBoundingClientRect().height)}px`);
+    });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+  return ref;
+}
+
+function Frame({
+  connection,
+  viewer,
+  signOut,
+}: {
+  connection: ConnectionStore;
+  viewer: { isAdmin: boolean; name: string };
+  signOut: () => void;
+}) {
+  const top = useTopHeight();
   return (
     <div className="app">
       <a href="#main" className="skip-link">
         Skip to content
       </a>
-      <div className="top">
+      <div className="top" ref={top}>
         <header className="topbar">
           <NavLink to="/" className="brand">
             <span className="brand-mark" aria-hidden="true" />
