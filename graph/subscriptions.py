@@ -284,18 +284,26 @@ class _Feed:
     async def _read_from(self, start: EventPosition) -> list[GenerationEvent]:
         out: list[GenerationEvent] = []
         while True:
-            rows = await patiently(functools.partial(self._page, start))
+            read_at, rows = await patiently(functools.partial(self._page, start))
             out += self._deliver([BusEvent.from_row(row, owner_id=owner) for row, owner in rows])
             if len(rows) < _FEED_PAGE:
+                # Everything stamped before this read began is read now (but for a statement still
+                # committing: the overlap): the next catch-up need not go back further, however long
+                # the viewer has been idle.
+                if self.position is None or read_at > self.position:
+                    self.position = read_at
                 return out
             last = rows[-1][0]
             start = (last.created_at, last.generation_id, last.seq)
 
-    async def _page(self, start: EventPosition) -> list[tuple[EventRow, uuid.UUID]]:
+    async def _page(self, start: EventPosition) -> tuple[datetime, list[tuple[EventRow, uuid.UUID]]]:
+        """The database's time at the start of the read (its transaction's), and the page of events."""
         async with self.context.state.sessions() as session:
-            return await owner_events_after(
+            read_at = await database_now(session)
+            rows = await owner_events_after(
                 session, namespace=self.namespace, owner_id=self.owner, after=start, limit=_FEED_PAGE
             )
+            return read_at, rows
 
     async def _read_generation(self, item: BusEvent) -> list[GenerationEvent]:
         """The durable events of `item`'s generation after the last delivered one, up to and with `item`."""
