@@ -50,6 +50,9 @@ from jobs.bus import BusEvent
 __all__ = ["Subscription", "to_event"]
 
 QUIET_CHECK_S = 15.0
+# A feed's check of the log after silence (a publish that never reached the bus while it stayed up; a
+# bus reconnect is a GAP, read back at once): each is a read of its own, not shared, so less often.
+FEED_QUIET_CHECK_S = 60.0
 DB_OUTAGE_S = 300.0  # how long a subscription waits for PostgreSQL to come back before it errors
 _DB_RETRY_FIRST_S = 0.1
 _DB_RETRY_MAX_S = 2.0
@@ -417,7 +420,7 @@ class Subscription:
         viewer = info.context.viewer
         owner = None if viewer.is_admin else viewer.id
         start = None if after is None else decode_event_cursor(after)
-        listener = info.context.listen(owner, quiet_after_s=QUIET_CHECK_S * random.uniform(0.75, 1.25))
+        listener = info.context.listen(owner, quiet_after_s=FEED_QUIET_CHECK_S * random.uniform(0.75, 1.25))
         try:
             feed = _Feed(info.context, owner)
             events = await feed.open(start)
