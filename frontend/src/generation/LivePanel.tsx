@@ -41,7 +41,7 @@ export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDism
             {live.status ? `Generation ${STATUS_LABEL[live.status].toLowerCase()}` : ""}
           </p>
           <ProgressBar live={live} />
-          {live.error && live.terminal && (
+          {live.error && live.terminal && live.status !== "SUCCEEDED" && (
             <div className="alert alert-error" role="alert">
               <strong>{live.error.message}</strong>
               {live.error.node && (

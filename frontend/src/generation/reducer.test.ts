@@ -134,6 +134,13 @@ describe("applyEvent", () => {
     expect(reloaded.error).toEqual(error);
   });
 
+  it("drops an earlier attempt's error when the generation succeeds", () => {
+    const error = { code: "BACKEND_UNAVAILABLE", message: "connection refused", retryable: true, node: null, input: null };
+    const retried = initialGeneration("g1", generation({ attempt: 2, error, lastSeq: 3 }));
+    const done = applyEvent(retried, event({ kind: "STATUS", seq: 4, status: "SUCCEEDED", terminal: true }));
+    expect(done.error).toBeNull();
+  });
+
   it("marks a deleted generation terminal", () => {
     const state = applyEvent(initialGeneration("g1", generation()), event({ kind: "DELETED", seq: 3, terminal: true }));
     expect(state.deleted).toBe(true);

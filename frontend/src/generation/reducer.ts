@@ -164,7 +164,8 @@ function applyStatus(state: LiveGeneration, event: GenerationEventInput): LiveGe
     ...state,
     status,
     attempt,
-    error: event.error ?? (terminal ? state.error : null),
+    // An attempt's error belongs to that attempt: a success has none.
+    error: status === "SUCCEEDED" ? null : (event.error ?? (terminal ? state.error : null)),
     terminal,
     previewUrl: terminal ? null : state.previewUrl,
     startedAt: status === "RUNNING" && state.startedAt === null ? at : state.startedAt,

@@ -81,7 +81,7 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
         <StatusBadge status={status} progress={live.terminal ? null : live.progress} />
       </header>
       {!live.terminal && <ProgressBar live={live} />}
-      {error && live.terminal && (
+      {error && live.terminal && status !== "SUCCEEDED" && (
         <div className="alert alert-error" role="alert" data-testid="detail-error">
           <strong>{error.message}</strong>
           <dl className="inline-dl">
