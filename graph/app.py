@@ -96,7 +96,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GET /graphql from a browser: the playground from the frontend build (graph/playground.py), not a CDN."""
-        return self.playground.response() if self.playground else await super().render_graphql_ide(request)
+        return await self.playground.response() if self.playground else await super().render_graphql_ide(request)
 
     def decode_json(self, data: str | bytes) -> object:
         """Strict JSON (graph/payloads.py): a websocket message that breaks a rule is an invalid message."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 from starlette.responses import FileResponse, HTMLResponse, Response
 
 __all__ = ["PAGE", "Playground"]
@@ -34,7 +35,7 @@ class Playground:
     def __init__(self, dist: Path) -> None:
         self._page = dist / PAGE
 
-    def response(self) -> Response:
-        if not self._page.is_file():
+    async def response(self) -> Response:
+        if not await anyio.Path(self._page).is_file():
             return HTMLResponse(_MISSING, status_code=503, headers={"cache-control": "no-store"})
         return FileResponse(self._page, media_type="text/html", headers={"cache-control": "no-cache"})
