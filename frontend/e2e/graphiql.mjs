@@ -20,13 +20,17 @@ const setEditor = (page, selector, index, text) =>
     [selector, index, text],
   );
 
-/** Switch to an example tab and wait until its query is the editor's (and so the operation run). */
+/** Switch to an example tab and wait until its query is the editor's and its operation the one to run. */
 async function openTab(page, name) {
   await page.locator(".graphiql-tab", { hasText: name }).click();
   await until(async () => new RegExp(`^(query|mutation|subscription) ${name}\\b`, "m").test(await editorText(page, ".graphiql-query-editor")), {
     message: `the ${name} tab's query in the editor`,
   });
-  await page.waitForTimeout(300); // GraphiQL parses the operation name from the editor after a short debounce
+  // GraphiQL reads the operation to run from the editor after a short debounce (editor.operationName).
+  await until(
+    () => page.evaluate((n) => document.querySelector(".graphiql-query-editor .CodeMirror")?.CodeMirror?.operationName === n, name),
+    { message: `GraphiQL to pick the ${name} operation` },
+  );
 }
 
 async function openPlayground(browser, viewport) {
