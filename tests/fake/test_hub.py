@@ -129,3 +129,19 @@ async def test_connection_survives_a_cancelled_get() -> None:
         await waiting
     connection.put("after")
     assert await asyncio.wait_for(connection.get_all(), 1) == ["after"]
+
+
+async def test_one_connection_per_client_id() -> None:
+    """A newer socket of a client id replaces the older; the older closing forgets the newer one only when
+    removed by client id (upstream's `sockets.pop(sid)`), not otherwise (the packaging)."""
+    sockets = hub.Hub()
+    older, newer = Connection("a"), Connection("a")
+    sockets.add(older)
+    sockets.add(newer)
+    sockets.send_text("x", "a")
+    older.put(None)  # a marker: whatever came before it was sent to the older socket
+    assert (await older.get_all(), await newer.get_all()) == ([None], ["x"])
+    sockets.remove(older)
+    assert sockets.listening("a")
+    sockets.remove(older, by_client_id=True)
+    assert not sockets.listening("a") and not sockets.listening()
