@@ -156,3 +156,14 @@ async def test_instances_are_independent() -> None:
         async with httpx.AsyncClient() as client:
             await client.post(f"{a.url}/prompt", json={"prompt": txt2img()})
             assert b.fake.stats.submits == 0 and a.fake.stats.submits == 1
+
+
+async def test_dialect_changes_while_running(http: httpx.AsyncClient) -> None:
+    """`POST /_fake/config {"dialect"}` switches the build the fake speaks; anything else is refused."""
+    assert (await http.get("/_fake/config")).json()["dialect"] == "upstream"
+    assert "extension" not in (await http.get("/features")).json()
+    assert (await http.post("/_fake/config", json={"dialect": "nope"})).status_code == 400
+    assert (await http.post("/_fake/config", json={"dialect": "packaging"})).json()["dialect"] == "packaging"
+    assert (await http.get("/features")).json()["extension"] == {"manager": {"supports_v4": True}}
+    got = await http.post("/prompt", json={"prompt": {"1": {"class_type": "NoSuchNodeXYZ", "inputs": {}}}})
+    assert got.json()["error"]["type"] == "missing_node_type"
