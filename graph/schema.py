@@ -183,6 +183,21 @@ class SafelightSchema(strawberry.Schema):
         self._prepared = prepared()
         self._masked = _Masked()
 
+    async def parse(self, query: str) -> GraphQLError | None:
+        """Parse `query` into the cache `subscription_document` reads (long texts in a thread); its error.
+
+        The websocket handlers call this first: an error raised by the parsing hook would escape
+        strawberry's stream as an unexpected exception (logged with a traceback, the client told nothing).
+        """
+        try:
+            if len(query) > THREAD_PARSE_CHARS:
+                await asyncio.to_thread(self._prepared.parse, query)
+            else:
+                self._prepared.parse(query)
+        except GraphQLError as error:
+            return error
+        return None
+
     def subscription_document(self, query: str, operation_name: str | None) -> DocumentNode | None:
         """The parsed document if `query` is a valid subscription operation; None for anything else."""
         try:

@@ -19,7 +19,7 @@ import asyncio
 from contextlib import aclosing, suppress
 from typing import TYPE_CHECKING, Any
 
-from graphql import ExecutionResult, GraphQLError
+from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
@@ -97,6 +97,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         # This task runs one operation: its live results go straight to the socket (graph/execution.py).
         SEND_RESULT.set(LiveSender(self, "next", operation.id, operation))
         schema: SafelightSchema = self.schema  # type: ignore[assignment]
+        refused = await schema.parse(operation.query)
+        if refused is not None:  # as strawberry answers a pre-execution error
+            if isinstance(refused, GraphQLSyntaxError):
+                await self.websocket.close(code=4400, reason=_close_reason(refused.message))
+                self.operations.pop(operation.id, None)
+                return
+            await operation.send_initial_errors(schema.report([refused]))
+            return
         document = schema.subscription_document(operation.query, operation.operation_name)
         if document is None:
             await super().run_operation(operation)
@@ -167,7 +175,22 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
         SEND_RESULT.set(LiveSender(self, "data", operation_id, None))
+        schema: SafelightSchema = self.schema  # type: ignore[assignment]
+        error = await schema.parse(query)
+        if error is not None:  # as strawberry answers a pre-execution error
+            try:
+                await self.send_message(
+                    {"type": "error", "id": operation_id, "payload": schema.report([error])[0].formatted}
+                )
+            finally:
+                self.tasks.pop(operation_id, None)
+            return
         await super().handle_async_results(operation_id, query, operation_name, variables)
+
+
+def _close_reason(message: str) -> str:
+    """A websocket close reason fits in 123 bytes of UTF-8."""
+    return message.encode()[:120].decode(errors="ignore")
 
 
 def _graphql_error(error: Exception) -> GraphQLError:

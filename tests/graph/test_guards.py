@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -199,3 +200,44 @@ async def test_a_malformed_websocket_message_closes_as_invalid(make_client: Make
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(message)
         assert await _closed_code(ws) == 4400
+
+
+async def test_long_subscription_documents_on_the_websocket(make_client: MakeClient) -> None:
+    """Texts over 8 KB are parsed in a thread on the websocket too; one over the token limit says so."""
+    client = await make_client()
+    long_valid = "subscription {" + " " * 10_000 + "myGenerationEvents { seq } }"
+    too_many = "subscription {" + " a" * 6_000 + " }"
+    async with websockets.connect(_ws(client.base_url), subprotocols=[TRANSPORT_WS]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {client.token}"}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "bad", "type": "subscribe", "payload": {"query": too_many}}))
+        refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert refused["type"] == "error" and refused["id"] == "bad", refused
+        assert "more than 5,000 tokens" in refused["payload"][0]["message"]
+        await ws.send(json.dumps({"id": "ok", "type": "subscribe", "payload": {"query": long_valid}}))
+        await ws.send(json.dumps({"id": "ok", "type": "complete"}))
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "pong"  # the socket still works
+
+
+async def test_a_document_that_does_not_parse_is_a_client_error_on_both_protocols(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the parse error escaped strawberry's stream: an ERROR with a traceback, the client told nothing."""
+    client = await make_client()
+    init = json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {client.token}"}})
+    with caplog.at_level(logging.INFO):
+        async with websockets.connect(_ws(client.base_url), subprotocols=[TRANSPORT_WS]) as ws:  # type: ignore[list-item]
+            await ws.send(init)
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "subscription {"}}))
+            assert await _closed_code(ws) == 4400  # graphql-transport-ws: a syntax error closes the socket
+        async with websockets.connect(_ws(client.base_url), subprotocols=[LEGACY_WS]) as ws:  # type: ignore[list-item]
+            await ws.send(init)
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            for query in ("subscription {", "subscription {" + " a" * 6_000 + " }"):
+                await ws.send(json.dumps({"id": "1", "type": "start", "payload": {"query": query}}))
+                message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert message["type"] == "error" and message["id"] == "1", message
+                assert "Syntax Error" in message["payload"]["message"] or "tokens" in message["payload"]["message"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records

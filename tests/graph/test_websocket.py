@@ -35,7 +35,12 @@ async def _messages(client: GraphQLClient, query: str, variables: dict[str, Any]
         await ws.send(json.dumps({"id": "s", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
         async with asyncio.timeout(10):
             while True:
-                raw = await ws.recv()
+                try:
+                    raw = await ws.recv()
+                except websockets.ConnectionClosed as closed:  # a syntax error closes the socket (4400)
+                    frame = closed.rcvd
+                    out.append(f"closed {frame.code} {frame.reason}" if frame else "closed")
+                    return out
                 assert isinstance(raw, str)
                 out.append(_ERROR_ID.sub('"errorId": "-"', raw))
                 kind = json.loads(raw)["type"]
