@@ -241,3 +241,20 @@ async def test_a_document_that_does_not_parse_is_a_client_error_on_both_protocol
                 assert message["type"] == "error" and message["id"] == "1", message
                 assert "Syntax Error" in message["payload"]["message"] or "tokens" in message["payload"]["message"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
+
+
+async def test_dev_mode_refuses_cross_site_requests_that_skip_preflight(dev_api: str) -> None:
+    """A foreign page can send "simple" requests without a CORS preflight: none of them may act as the dev admin."""
+    body = json.dumps({"query": SET_BACKENDS})
+    async with httpx.AsyncClient(base_url=dev_api) as http:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+            response = await http.post(
+                "/graphql", content=body, headers={"Content-Type": content_type, "Origin": "http://evil.example"}
+            )
+            assert response.status_code in (400, 415), (content_type, response.status_code, response.text)
+        mutation_by_get = await http.get("/graphql", params={"query": SET_BACKENDS})
+        assert mutation_by_get.status_code in (400, 405), mutation_by_get.text
+        preflight = await http.options(
+            "/graphql", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert "access-control-allow-origin" not in preflight.headers
