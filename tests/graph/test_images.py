@@ -108,11 +108,12 @@ async def test_users_see_a_backend_name_never_its_url_or_credentials(
     assert seen["error"]["message"] == "Backend 10.0.0.5:8188 refused: ConnectError('10.0.0.5:8188')"
 
 
-def test_logs_redact_credentials_in_urls(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("json_lines", [False, True], ids=["text", "json"])
+def test_logs_redact_credentials_in_urls(capsys: pytest.CaptureFixture[str], json_lines: bool) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
-        configure_logging("INFO")
+        configure_logging("INFO", json_lines=json_lines)
         log = logging.getLogger("tests.redaction")
         log.warning("backend %s failed", "http://admin:s3cret@10.0.0.5:8188")
         try:
