@@ -299,7 +299,9 @@ class ComfySocket:
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, WebSocketException, ComfyError) as exc:
-                log.info("comfy websocket %s: %r", self.display_url, exc)
+                # Said once per outage; the retries that follow are routine until it answers again.
+                level = logging.INFO if attempt == 0 else logging.DEBUG
+                log.log(level, "comfy websocket %s: %r", self.display_url, exc)
             except Exception:
                 log.exception("comfy websocket %s failed", self.display_url)
             finally:

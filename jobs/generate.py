@@ -352,7 +352,12 @@ class GenerationRun:
         self._waits += 1
         retry_at = min(now + delay, self._deadline)
         if self._waits == 1:
-            log.warning("generation %s: waiting for a backend until %.0f: %s", self.id, self._deadline, reason)
+            log.warning(
+                "generation %s: waiting up to %.0f s for a backend: %s",
+                self.id,
+                self._deadline - now,
+                reason,
+            )
         self.relay.queue_progress(
             phase=Phase.BACKEND_WAIT.value,
             reason=reason,
