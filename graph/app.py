@@ -310,8 +310,14 @@ async def _dev_token(request: Request) -> Response:
     return JSONResponse({"token": settings.dev_token.get_secret_value(), "user": DEV_USER})
 
 
-def _registry(state: AppState) -> CollectorRegistry:
+def _registry(state: AppState, caps: ConnectionCaps) -> CollectorRegistry:
     registry = CollectorRegistry()
+    Gauge("safelight_websockets", "Open websockets in this API process", registry=registry).set_function(
+        lambda: caps.total
+    )
+    Gauge("safelight_websockets_unauthenticated", "Websockets not yet authenticated", registry=registry).set_function(
+        lambda: caps.unauthenticated
+    )
     Gauge("safelight_subscribers", "Live event listeners in this API process", registry=registry).set_function(
         lambda: state.hub.listener_count
     )
@@ -360,7 +366,7 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
         async with app_state(effective) as state:
             app.state.safelight = state
             app.state.auth = Auth(state, max_entries=effective.token_cache_size)
-            app.state.metrics = _registry(state)
+            app.state.metrics = _registry(state, graphql.caps)
             yield
 
     routes: list[BaseRoute] = [

@@ -46,8 +46,8 @@ __all__ = [
     "LimitError",
     "check_length",
     "cost_rule",
+    "literal_rule",
     "string_problem",
-    "string_rule",
 ]
 
 # Texts longer than this are parsed in a thread (graph/schema.py); shorter ones take well under 1 ms.
@@ -162,7 +162,7 @@ class DocumentCache:
         return errors
 
 
-def string_rule() -> type[ASTValidationRule]:
+def literal_rule() -> type[ASTValidationRule]:
     """Literals in the document follow the same rules as in the JSON (graph/payloads.py): strings without
     NUL or lone surrogates (PostgreSQL refuses both; the client should hear it, not "Unexpected error"),
     finite numbers."""

@@ -206,6 +206,3 @@ class ConnectionCaps:
         counter[client] -= 1
         if counter[client] <= 0:
             del counter[client]
-
-    def as_dict(self) -> dict[str, int]:
-        return {"total": self.total, "unauthenticated": self.unauthenticated}

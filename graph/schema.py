@@ -27,7 +27,7 @@ from strawberry.types.execution import StreamExecutionResult
 
 from graph import execution
 from graph.context import BadRequest, NotAuthenticated
-from graph.documents import THREAD_PARSE_CHARS, DocumentCache, DocumentLimits, LimitError, cost_rule, string_rule
+from graph.documents import THREAD_PARSE_CHARS, DocumentCache, DocumentLimits, LimitError, cost_rule, literal_rule
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.subscriptions import GenerationNotFoundError, Subscription
@@ -230,7 +230,7 @@ def build_schema(
     # One class per rule for the schema: QueryDepthLimiter builds a new class per instance, and the
     # validation cache keys on the rule classes, so a limiter made per request never hit the cache.
     rules: tuple[Any, ...] = tuple(QueryDepthLimiter(max_depth=max_depth).validation_rules)
-    first_rules = (cost_rule(limits), string_rule())
+    first_rules = (cost_rule(limits), literal_rule())
     if not introspection:
         rules = (*rules, NoSchemaIntrospectionCustomRule)
     documents = DocumentCache(limits)

@@ -160,6 +160,7 @@ async def test_metrics_need_their_token_when_one_is_set(stack_settings: Settings
         assert (await http.get("/metrics", headers={"Authorization": "Bearer nope"})).status_code == 401
         allowed = await http.get("/metrics", headers={"Authorization": "Bearer m-token"})
         assert allowed.status_code == 200 and "safelight_subscribers" in allowed.text
+        assert "safelight_websockets_unauthenticated" in allowed.text
 
 
 def test_nginx_proxies_every_path_the_api_serves_to_browsers(stack_settings: Settings) -> None:
