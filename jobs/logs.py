@@ -78,3 +78,10 @@ def configure_logging(level: str, *, json_lines: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per ComfyUI request is noise
+    # uvicorn's own config (when something ran it with its default log_config) gives its loggers handlers and
+    # stops propagation; ours is the one configuration, so they go through the root handler above.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+        uvicorn_logger.setLevel(logging.NOTSET)
