@@ -33,6 +33,7 @@ from graph.types import Generation
 from jobs.backend_list import write_backend_urls
 from jobs.errors import JobError
 from jobs.service import JobService
+from settings import redact_userinfo
 
 __all__ = ["GenerationInput", "LoraInput", "Mutation"]
 
@@ -198,4 +199,4 @@ class Mutation:
         except ValueError as exc:
             return ValidationError(message="invalid backend list", errors=[FieldError(field="urls", message=str(exc))])
         state.catalogs.invalidate()
-        return BackendList(urls=list(in_force or state.settings.comfyui_urls))
+        return BackendList(urls=[redact_userinfo(url) for url in in_force or state.settings.comfyui_urls])

@@ -9,6 +9,7 @@ import strawberry
 
 from graph.context import Context, NotAuthenticated
 from jobs import status as jobs_status
+from settings import redact_userinfo
 
 __all__ = ["SystemStatus", "resolve_system_status", "watch_system_status"]
 
@@ -78,7 +79,7 @@ class SystemStatus:
                     concurrency=w.concurrency,
                     fingerprint=w.fingerprint,
                     settings_match=w.settings_match,
-                    comfyui_urls=list(w.comfyui_urls),
+                    comfyui_urls=[redact_userinfo(url) for url in w.comfyui_urls],
                     in_flight=list(w.in_flight),
                     last_beat=w.last_beat,
                 )
@@ -86,9 +87,9 @@ class SystemStatus:
             ],
             backends=[
                 BackendInfo(
-                    url=b.url,
+                    url=redact_userinfo(b.url),
                     healthy=b.healthy,
-                    error=b.error,
+                    error=None if b.error is None else redact_userinfo(b.error),
                     running=b.running,
                     pending=b.pending,
                     comfyui_version=b.comfyui_version,

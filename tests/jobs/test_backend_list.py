@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -49,9 +50,28 @@ async def test_admin_switches_backends_without_restarts(make_client: MakeClient,
                 if row["generation"]["status"] == "SUCCEEDED":
                     break
                 await asyncio.sleep(0.1)
-            assert row["generation"] == {"status": "SUCCEEDED", "backend": second.url}
+            # users see the backend's name (host and port), never its URL
+            assert row["generation"] == {"status": "SUCCEEDED", "backend": second.url.removeprefix("http://")}
             assert second.fake.stats.submits == 1
         finally:
             restored = (await admin.query(SET, {"urls": []}))["setBackends"]
             assert restored == {"__typename": "BackendList", "urls": [fake.url]}
             assert await _worker_urls(admin, {fake.url}) == {fake.url}
+
+
+@pytest.mark.usefixtures("worker")
+async def test_admins_see_backend_urls_without_their_credentials(make_client: MakeClient, fake: FakeHandle) -> None:
+    admin = await make_client(admin=True)
+    with_secret = fake.url.replace("http://", "http://ops:s3cret@")
+    redacted = fake.url.replace("http://", "http://***@")
+    try:
+        switched = (await admin.query(SET, {"urls": [with_secret]}))["setBackends"]
+        assert switched == {"__typename": "BackendList", "urls": [redacted]}
+        assert await _worker_urls(admin, {redacted}) == {redacted}
+        status = await admin.query(STATUS)
+        assert "s3cret" not in json.dumps(status)
+        assert status["systemStatus"]["backends"] == [{"url": redacted, "healthy": True}]
+    finally:
+        restored = (await admin.query(SET, {"urls": []}))["setBackends"]
+        assert restored == {"__typename": "BackendList", "urls": [fake.url]}
+        assert await _worker_urls(admin, {fake.url}) == {fake.url}
