@@ -820,8 +820,9 @@ async def stale_queued(
     return [ActiveRow(*row) for row in (await session.execute(stmt)).all()]
 
 
-async def release_lease(session: AsyncSession, *, generation_id: uuid.UUID, lease: str) -> bool:
-    """Take `lease` off an active generation whose job no longer runs (recovery); False if it moved on.
+async def release_lease(session: AsyncSession, *, generation_id: uuid.UUID, lease: str) -> datetime | None:
+    """Take `lease` off an active generation whose job no longer runs (recovery); the row's new
+    `updated_at` (when it was released), or None if it moved on meanwhile.
 
     The next job for the generation then takes it over (`take_over` with `old_lease=None`) and resumes
     its prompt; a late write from the old job matches no row (its lease is gone).
@@ -834,6 +835,7 @@ async def release_lease(session: AsyncSession, *, generation_id: uuid.UUID, leas
             _G.c.status.in_((Status.RUNNING, Status.CANCELLING)),
         )
         .values(lease=None, updated_at=now())
+        .returning(_G.c.updated_at)
     )
-    result = await session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
+    released: datetime | None = (await session.execute(stmt)).scalar_one_or_none()
+    return released

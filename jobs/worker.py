@@ -493,6 +493,7 @@ async def _recover_active(
             return False  # just released: its recovery job is on the way
         why = "without lease"
         job_ids: list[str] = []
+        released = row.updated_at
     else:
         worker_id = lease.split("/", 1)[0]
         record = workers.get(worker_id)
@@ -508,11 +509,15 @@ async def _recover_active(
                 return False
             why = f"worker {worker_id} beats but no longer runs it"
         async with single_statement(rt.sessions) as session:
-            if not await gens.release_lease(session, generation_id=row.id, lease=lease):
-                return False  # finished or taken over meanwhile
+            released_at = await gens.release_lease(session, generation_id=row.id, lease=lease)
+        if released_at is None:
+            return False  # finished or taken over meanwhile
+        released = released_at
         job_ids = await _dead_job_ids(rt, worker_id, lease, row) if record is None else []
         await _remove_jobs(rt, job_ids)
-    suffix = "r-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{lease}:{row.updated_at.isoformat()}").hex[:10]
+    # Named after the release, so that a later scan of the still unleased row (its recovery job has
+    # not started yet: every worker is busy) names the same job, which arq then does not enqueue again.
+    suffix = "r-" + uuid.uuid5(uuid.NAMESPACE_OID, f"{row.id}:{released.isoformat()}").hex[:10]
     job_id = job_id_for(row.id, row.attempt, suffix)
     job = await rt.redis.enqueue_job(
         JOB_FUNCTION,

@@ -192,3 +192,19 @@ async def test_recovery_removes_the_job_of_a_worker_killed_before_its_first_beat
     assert await recover_orphans(_runtime(session_factory, arq_redis, namespace)) == 1
     assert not await arq_redis.exists(in_progress_key_prefix + job_id, job_key_prefix + job_id)
     assert await waiting_jobs(arq_redis, keys) == 1, "only the recovery job waits"
+
+
+async def test_a_released_generation_gets_one_recovery_job_however_long_it_waits(
+    session_factory: async_sessionmaker[AsyncSession], arq_redis: ArqRedis, namespaces: list[str]
+) -> None:
+    """Every worker busy: the recovery job waits at the front, the row stays without lease; later scans
+    name the same job (arq does not enqueue it twice)."""
+    namespace = f"rec-{uuid.uuid4().hex[:8]}"
+    namespaces.append(namespace)
+    keys = Keys(namespace)
+    gid = await _generation(session_factory, namespace, Status.RUNNING, lease="killed-4/abc")
+    rt = _runtime(session_factory, arq_redis, namespace)
+    assert await recover_orphans(rt) == 1
+    assert await _lease(session_factory, gid) is None
+    assert await recover_orphans(rt, unlisted_grace_s=0.0) == 0, "its recovery job is queued already"
+    assert await arq_redis.zcard(keys.queue) == 1
