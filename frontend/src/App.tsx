@@ -9,6 +9,7 @@ import { DetailPage } from "./pages/DetailPage";
 import { GeneratePage } from "./pages/GeneratePage";
 import { HistoryPage } from "./pages/HistoryPage";
 import { SystemPage } from "./pages/SystemPage";
+import "./App.css";
 
 type Auth =
   | { state: "loading" }

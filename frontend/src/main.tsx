@@ -1,7 +1,10 @@
+// The global sheet and the shared building blocks come first, so every feature's own stylesheet
+// (imported by its component, through App) follows them in the cascade.
+import "./styles.css";
+import "./components/ui.css";
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { App } from "./App";
-import "./styles.css";
 
 createRoot(document.getElementById("root") as HTMLElement).render(
   <StrictMode>

@@ -1,4 +1,5 @@
 import { useEffect, useRef, useState } from "react";
+import "./ConfirmButton.css";
 
 /** A button that asks once more, inline, before doing something that can't be undone. */
 export function ConfirmButton({

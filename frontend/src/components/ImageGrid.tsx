@@ -1,4 +1,5 @@
 import type { ImageFieldsFragment } from "../gql/graphql";
+import "./ImageGrid.css";
 
 /**
  * Finished images, each linking to its full-size original. One image is shown whole (the original,

@@ -10,6 +10,7 @@ import {
   type ProgressView,
 } from "./format";
 import { useNow } from "./useNow";
+import "./ProgressBar.css";
 
 /**
  * Phase line, bar, elapsed time and an estimate of what's left. While the backend is stalled

@@ -4,6 +4,7 @@ import { CreateGenerationMutation } from "../api/operations";
 import { fieldId, ParamField } from "./ParamField";
 import { validate, type FieldErrors } from "./validation";
 import { loadValues, saveValues, toInput, type CatalogInfo, type FormValues, type TemplateInfo } from "./values";
+import "./GenerateForm.css";
 
 const TEMPLATE_KEY = "safelight.template";
 

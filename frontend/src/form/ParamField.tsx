@@ -1,6 +1,7 @@
 import { labelFor, type FieldErrors } from "./validation";
 import { randomSeed, type CatalogInfo, type LoraValue, type ParamInfo } from "./values";
 import { choicesFor } from "./validation";
+import "./ParamField.css";
 
 const LABELS: Record<string, string> = { cfg: "CFG scale", loras: "LoRAs", batchSize: "Batch size" };
 export const paramLabel = (name: string) => LABELS[name] ?? labelFor(name);

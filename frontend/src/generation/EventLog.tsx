@@ -3,6 +3,7 @@ import { useState } from "react";
 import { GenerationEventsSubscription } from "../api/operations";
 import { STATUS_LABEL } from "../components/format";
 import type { EventFieldsFragment } from "../gql/graphql";
+import "./EventLog.css";
 
 type Entry = Pick<EventFieldsFragment, "seq" | "kind" | "at" | "status" | "attempt" | "error" | "image">;
 

@@ -5,6 +5,7 @@ import { ProgressBar } from "../components/ProgressBar";
 import { StatusBadge } from "../components/StatusBadge";
 import { useGenerationActions } from "./actions";
 import { useGenerationEvents } from "./useGenerationEvents";
+import "./LivePanel.css";
 
 /** The generation just submitted: live progress, previews, cancel, and the results. */
 export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDismiss: () => void; focus?: boolean }) {

@@ -14,6 +14,7 @@ import { useGenerationActions } from "../generation/actions";
 import { EventLog } from "../generation/EventLog";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
 import { CURRENT_KEY } from "./GeneratePage";
+import "./DetailPage.css";
 
 export function DetailPage() {
   const { id = "" } = useParams();

@@ -3,6 +3,7 @@ import { useState } from "react";
 import { FormDataQuery } from "../api/operations";
 import { GenerateForm } from "../form/GenerateForm";
 import { LivePanel } from "../generation/LivePanel";
+import "./GeneratePage.css";
 
 export const CURRENT_KEY = "safelight.current";
 

@@ -10,6 +10,7 @@ import { useNow } from "../components/useNow";
 import type { GenerationFieldsFragment, Status } from "../gql/graphql";
 import { useGenerationActions } from "../generation/actions";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
+import "./HistoryPage.css";
 
 const PAGE = 24;
 const STATUSES: Status[] = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];

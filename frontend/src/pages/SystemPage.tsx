@@ -2,6 +2,9 @@ import { useQuery, useSubscription } from "@apollo/client/react";
 import { SystemStatusQuery, SystemStatusSubscription } from "../api/operations";
 import { formatDuration, readableBackendError } from "../components/format";
 import { useNow } from "../components/useNow";
+import "../components/ProgressBar.css";
+import "../components/StatusBadge.css";
+import "./SystemPage.css";
 
 const gb = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GB`;
 
