@@ -1,13 +1,8 @@
-import { useSubscription } from "@apollo/client/react";
-import { useState } from "react";
-import { GenerationEventsSubscription } from "../api/operations";
 import { STATUS_LABEL } from "../components/format";
-import type { EventFieldsFragment } from "../gql/graphql";
+import type { LogEntry } from "./eventLog";
 import "./EventLog.css";
 
-type Entry = Pick<EventFieldsFragment, "seq" | "kind" | "at" | "status" | "attempt" | "error" | "image">;
-
-function describe(e: Entry): string {
+function describe(e: LogEntry): string {
   if (e.kind === "IMAGE" && e.image) return `Image ${e.image.index + 1} saved (${e.image.width}×${e.image.height})`;
   if (e.kind === "DELETED") return "Deleted";
   const status = e.status ? STATUS_LABEL[e.status] : e.kind;
@@ -16,18 +11,8 @@ function describe(e: Entry): string {
   return `${status}${attempt}${error}`;
 }
 
-/** Every durable event of a generation, replayed from the start (`after: 0`) and then live. */
-export function EventLog({ id }: { id: string }) {
-  const [entries, setEntries] = useState<Entry[]>([]);
-  useSubscription(GenerationEventsSubscription, {
-    variables: { id, after: 0 },
-    ignoreResults: true,
-    onData: ({ data }) => {
-      const e = data.data?.generationEvents;
-      if (!e || (e.kind !== "STATUS" && e.kind !== "IMAGE" && e.kind !== "DELETED")) return;
-      setEntries((list) => (list.some((x) => x.seq === e.seq) ? list : [...list, e].sort((a, b) => a.seq - b.seq)));
-    },
-  });
+/** Every durable event of a generation (useGenerationEvents with `log`: replayed from the start, then live). */
+export function EventLog({ entries }: { entries: LogEntry[] }) {
   const start = entries[0]?.at ?? 0;
   return (
     <section className="panel" aria-labelledby="events-title">

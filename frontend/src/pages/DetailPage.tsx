@@ -45,7 +45,8 @@ const time = (iso: string | null) => (iso ? Date.parse(iso) : null);
 const span = (from: number | null, to: number | null) => (from !== null && to !== null ? to - from : null);
 
 function Detail({ generation }: { generation: GenerationFieldsFragment }) {
-  const { live } = useGenerationEvents(generation.id, generation);
+  // One subscription for the page: the live state and the event log both come from it.
+  const { live, log } = useGenerationEvents(generation.id, generation, { log: true });
   const actions = useGenerationActions(generation.id);
   const navigate = useNavigate();
   const forms = useQuery(FormDataQuery);
@@ -189,7 +190,7 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
             <dd className="mono">{g.id}</dd>
           </dl>
         </section>
-        <EventLog id={g.id} />
+        <EventLog entries={log} />
       </div>
     </article>
   );
