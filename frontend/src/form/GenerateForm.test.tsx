@@ -5,15 +5,15 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
 import { createCache } from "../api/client";
 import { CreateGenerationMutation } from "../api/operations";
-import { catalog, generationFixture, template } from "../test/fixtures";
+import { catalog, generationFixture, param, template } from "../test/fixtures";
 import { GenerateForm } from "./GenerateForm";
 
 type Mock = MockLink.MockedResponse;
 
-function renderForm(mocks: Mock[] = [], onCreated = vi.fn()) {
+function renderForm(mocks: Mock[] = [], onCreated = vi.fn(), templates = [template]) {
   render(
     <MockedProvider mocks={mocks} cache={createCache()}>
-      <GenerateForm templates={[template]} catalog={catalog} onCreated={onCreated} />
+      <GenerateForm templates={templates} catalog={catalog} onCreated={onCreated} />
     </MockedProvider>,
   );
   return { onCreated, user: userEvent.setup() };
@@ -97,5 +97,26 @@ describe("GenerateForm", () => {
     await user.type(screen.getByLabelText("Prompt", { exact: true }), "a cat");
     await user.click(screen.getByRole("button", { name: "Generate" }));
     expect(await screen.findByRole("alert")).toHaveTextContent("too many active (limit 4)");
+  });
+
+  it("takes the LoRA editor's bounds from the parameter description", async () => {
+    const narrow = {
+      ...template,
+      params: [
+        param({ name: "prompt", type: "STRING", required: true }),
+        param({ name: "loras", type: "LORAS", default: [], min: -1, max: 0.5, maxItems: 1, catalog: "LORAS" }),
+      ],
+    };
+    const { user } = renderForm([], vi.fn(), [narrow]);
+    await user.click(screen.getByRole("button", { name: "Add LoRA" }));
+    const strength = screen.getByLabelText("Strength");
+    expect(strength).toHaveAttribute("min", "-1");
+    expect(strength).toHaveAttribute("max", "0.5");
+    expect(strength).toHaveValue(0.5); // LoraInput's default of 1, inside the parameter's bounds
+    expect(screen.getByRole("button", { name: "Add LoRA" })).toBeDisabled();
+    await user.clear(strength);
+    await user.type(strength, "2");
+    await user.click(screen.getByRole("button", { name: "Generate" }));
+    expect(await screen.findByText("must be between -1 and 0.5")).toHaveAttribute("data-field", "loras[0].strength");
   });
 });

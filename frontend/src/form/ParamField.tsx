@@ -4,6 +4,9 @@ import { choicesFor } from "./validation";
 import "./ParamField.css";
 
 const LABELS: Record<string, string> = { cfg: "CFG scale", loras: "LoRAs", batchSize: "Batch size" };
+/** `LoraInput.strength`'s default in schema.graphql (the template's description has no per-LoRA default). */
+const LORA_STRENGTH_DEFAULT = 1;
+
 export const paramLabel = (name: string) => LABELS[name] ?? labelFor(name);
 
 interface FieldProps {
@@ -137,7 +140,7 @@ export function ParamField(props: FieldProps) {
           onChange={(e) => onChange(e.target.value.trim())}
           onBlur={onBlur}
         />
-        <button type="button" className="button button-ghost" onClick={() => onChange(randomSeed())}>
+        <button type="button" className="button button-ghost" onClick={() => onChange(randomSeed(param))}>
           Random seed
         </button>
         {text !== "" && (
@@ -170,9 +173,15 @@ export function ParamField(props: FieldProps) {
   );
 }
 
+/** A new LoRA row's strength: LoraInput's default (1 in the schema), moved inside the parameter's bounds. */
+function newStrength(param: ParamInfo): string {
+  const bounded = Math.min(Math.max(LORA_STRENGTH_DEFAULT, param.min ?? -Infinity), param.max ?? Infinity);
+  return String(bounded);
+}
+
 function LoraEditor({ param, value, catalog, errors, onChange, onBlur }: FieldProps & { value: LoraValue[] }) {
   const names = choicesFor(param, catalog) ?? [];
-  const max = param.maxItems ?? 8;
+  const full = param.maxItems !== null && value.length >= param.maxItems;
   const update = (i: number, patch: Partial<LoraValue>) =>
     onChange(value.map((row, j) => (j === i ? { ...row, ...patch } : row)));
   return (
@@ -211,8 +220,8 @@ function LoraEditor({ param, value, catalog, errors, onChange, onBlur }: FieldPr
                 id={fieldId(strengthKey)}
                 type="number"
                 step="0.05"
-                min={param.min ?? -4}
-                max={param.max ?? 4}
+                min={param.min ?? undefined}
+                max={param.max ?? undefined}
                 value={row.strength}
                 aria-invalid={Boolean(errors[strengthKey])}
                 aria-describedby={errors[strengthKey] ? errorId(strengthKey) : undefined}
@@ -235,8 +244,8 @@ function LoraEditor({ param, value, catalog, errors, onChange, onBlur }: FieldPr
       <button
         type="button"
         className="button button-ghost button-small"
-        disabled={value.length >= max || names.length === 0}
-        onClick={() => onChange([...value, { name: names[0] ?? "", strength: "1" }])}
+        disabled={full || names.length === 0}
+        onClick={() => onChange([...value, { name: names[0] ?? "", strength: newStrength(param) }])}
       >
         Add LoRA
       </button>

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { validate } from "./validation";
-import { catalog, template } from "../test/fixtures";
-import { loadValues, mergeValues, saveValues, toInput, valuesFromParameters } from "./values";
+import { catalog, param, template } from "../test/fixtures";
+import { loadValues, mergeValues, randomSeed, saveValues, toInput, valuesFromParameters, type TemplateInfo } from "./values";
 
 const valid = () => ({ ...mergeValues(template, null), prompt: "a cat" });
 
@@ -44,6 +44,46 @@ describe("validate", () => {
       "loras[0].strength": "must be between -4 and 4",
       "loras[1].name": "choose a LoRA",
     });
+  });
+});
+
+describe("validate: limits come from the parameter descriptions only", () => {
+  const withParams = (...params: TemplateInfo["params"]): TemplateInfo => ({ ...template, params });
+  const lora = (strength: string) => ({ name: "detail.safetensors", strength });
+
+  it("bounds LoRA strengths and counts by the description's min, max and maxItems", () => {
+    const narrow = withParams(param({ name: "loras", type: "LORAS", min: 0, max: 2, maxItems: 1, catalog: "LORAS" }));
+    expect(validate(narrow, { loras: [lora("2.5"), lora("-0.5")] }, catalog)).toEqual({
+      loras: "at most 1 LoRAs",
+      "loras[0].strength": "must be between 0 and 2",
+      "loras[1].strength": "must be between 0 and 2",
+    });
+  });
+
+  it("adds no bound of its own where the description gives none", () => {
+    const open = withParams(
+      param({ name: "loras", type: "LORAS", catalog: "LORAS" }),
+      param({ name: "seed", type: "SEED" }),
+      param({ name: "steps", type: "INT" }),
+    );
+    const many = Array.from({ length: 12 }, () => lora("100"));
+    expect(validate(open, { loras: many, seed: "-5", steps: "100000" }, catalog)).toEqual({});
+  });
+
+  it("takes a seed's range from its description, and refuses integers a browser cannot send exactly", () => {
+    const seeded = withParams(param({ name: "seed", type: "SEED", min: 10, max: 100 }));
+    expect(validate(seeded, { seed: "101" }, catalog)).toEqual({ seed: "must be between 10 and 100" });
+    expect(validate(seeded, { seed: "9" }, catalog)).toEqual({ seed: "must be between 10 and 100" });
+    const wide = withParams(param({ name: "seed", type: "SEED" }));
+    expect(validate(wide, { seed: "100000000000000000000" }, catalog)).toEqual({ seed: "is too large to send exactly" });
+  });
+});
+
+describe("randomSeed", () => {
+  it("stays within the parameter's bounds", () => {
+    expect(randomSeed({ min: 5, max: 7 }, () => 0.999)).toBe("7");
+    expect(randomSeed({ min: 5, max: 7 }, () => 0)).toBe("5");
+    expect(randomSeed({ min: null, max: null }, () => 0.5)).toBe(String(2 ** 31));
   });
 });
 

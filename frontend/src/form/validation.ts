@@ -1,10 +1,11 @@
 import type { CatalogInfo, FormValues, LoraValue, ParamInfo, TemplateInfo } from "./values";
-import { MAX_SEED } from "./values";
 
 /**
- * Client-side checks from the template's own parameter descriptions (the same limits the API
- * enforces), keyed by the API's field names (`loras[1].strength`) so server errors land in the
- * same places.
+ * Client-side checks derived only from the template's parameter descriptions (the `templates`
+ * query: required, min/max, multipleOf, maxLength, maxItems, choices), keyed by the API's field
+ * names (`loras[1].strength`) so server errors land in the same places. Nothing here adds a limit
+ * of its own: a bound the description leaves out is left to the API, whose answer shows at the
+ * same field. For a LORAS parameter, min/max bound each LoRA's strength.
  */
 export type FieldErrors = Record<string, string>;
 
@@ -37,9 +38,10 @@ function checkNumber(param: ParamInfo, raw: string): string | null {
   if (!Number.isFinite(n)) return "must be a number";
   if (param.type === "INT" || param.type === "SEED") {
     if (!Number.isInteger(n)) return "must be a whole number";
+    // Not a limit of the template: a larger number cannot be sent exactly from a browser (JSON number → double).
+    if (!Number.isSafeInteger(n)) return "is too large to send exactly";
   }
-  const min = param.type === "SEED" ? (param.min ?? 0) : param.min;
-  const max = param.type === "SEED" ? Math.min(param.max ?? MAX_SEED, MAX_SEED) : param.max;
+  const { min, max } = param;
   if (outside(n, min, max)) return rangeMessage(min, max);
   if (param.multipleOf && n % param.multipleOf !== 0) return `must be a multiple of ${param.multipleOf}`;
   return null;
@@ -48,8 +50,7 @@ function checkNumber(param: ParamInfo, raw: string): string | null {
 function checkLoras(param: ParamInfo, rows: LoraValue[], catalog: CatalogInfo | null | undefined, errors: FieldErrors) {
   if (param.maxItems !== null && rows.length > param.maxItems) errors[param.name] = `at most ${param.maxItems} LoRAs`;
   const names = choicesFor(param, catalog);
-  const low = param.min ?? -4;
-  const high = param.max ?? 4;
+  const { min: low, max: high } = param;
   rows.forEach((row, i) => {
     const where = `${param.name}[${i}]`;
     if (!row.name) errors[`${where}.name`] = "choose a LoRA";

@@ -30,11 +30,11 @@ const INPUT_FIELDS = [
 
 const inputFields: ReadonlySet<string> = new Set(INPUT_FIELDS);
 
-export const MAX_SEED = Number.MAX_SAFE_INTEGER;
-
-export function randomSeed(random: () => number = Math.random): string {
-  // 2^32 keeps seeds short enough to read aloud; the API accepts up to 2^53-1.
-  return String(Math.floor(random() * 2 ** 32));
+/** A random seed within the parameter's own bounds; below 2^32 (short enough to read aloud) where they allow. */
+export function randomSeed(param: Pick<ParamInfo, "min" | "max">, random: () => number = Math.random): string {
+  const low = Math.max(0, Math.ceil(param.min ?? 0));
+  const high = Math.floor(Math.min(param.max ?? Number.MAX_SAFE_INTEGER, Math.max(low, 2 ** 32 - 1)));
+  return String(low + Math.floor(random() * (high - low + 1)));
 }
 
 function defaultValue(param: ParamInfo): string | LoraValue[] {
