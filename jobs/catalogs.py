@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from comfy.catalog import Catalog, merge_object_info
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
 
 __all__ = ["CatalogCache", "merge_catalogs"]
+
+log = logging.getLogger(__name__)
 
 
 def merge_catalogs(catalogs: Sequence[Catalog]) -> Catalog:
@@ -62,7 +68,13 @@ class CatalogCache:
         self._fetched_at = float("-inf")
 
     async def _sync_clients(self) -> None:
-        wanted = [u.rstrip("/") for u in await self._urls()]
+        try:
+            wanted = [u.rstrip("/") for u in await self._urls()]
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            # The list lives in Redis: while it is unreachable, the backends last read stay in force
+            # (a create still checks its parameters and is accepted; its enqueue waits for recovery).
+            log.warning("the backend list cannot be read (%s); keeping the %d last read", exc, len(self._clients))
+            return
         for url in wanted:
             if url not in self._clients:
                 self._clients[url] = ComfyClient(url, timeout=self._timeout_s)
