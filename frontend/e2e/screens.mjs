@@ -3,7 +3,8 @@
 // screen, no empty panel above the form on phones, the live panel's title clear of the sticky bar and
 // without a focus ring after a submit, the finished image shown large, history cards that ellipsize
 // inside their card and say "Queued on backend" while ComfyUI queues the prompt, the History tab lit on
-// a detail page, the System page's title and a workers table that scrolls instead of being clipped.
+// a detail page, one generationEvents subscription per detail page, the System page's title and a workers
+// table that scrolls instead of being clipped.
 import { args, artifact, assert, DESKTOP, PHONE, run, signedInPage, until } from "./lib.mjs";
 
 const { base, token } = args();
@@ -122,6 +123,24 @@ await run("screens", async ({ browser, step, setPage }) => {
         assert(style.overflow === "ellipsis" && style.right <= box.right, `phase text clipped: ${JSON.stringify(style)}`);
       }
       await artifact(page, "history");
+    });
+
+    await step(`${size}: Detail of a running generation opens one subscription`, async () => {
+      const subscribes = [];
+      const onSocket = (ws) =>
+        ws.on("framesent", ({ payload }) => {
+          const message = JSON.parse(typeof payload === "string" ? payload : payload.toString());
+          if (message.type === "subscribe" && message.payload?.query?.includes("generationEvents(")) subscribes.push(message.payload);
+        });
+      page.on("websocket", onSocket);
+      await page.goto(`${base}/generations/${slow}`);
+      await page.getByTestId("event-log").waitFor();
+      await until(async () => Number(await page.getByRole("progressbar").getAttribute("aria-valuenow")) > 0, {
+        message: "live progress on the detail page",
+      });
+      page.off("websocket", onSocket);
+      const mine = subscribes.filter((p) => p.variables?.id === slow);
+      assert(mine.length === 1, `subscriptions to the generation: ${JSON.stringify(mine.map((p) => p.variables))}`);
     });
 
     await step(`${size}: Detail`, async () => {
