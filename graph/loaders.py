@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
@@ -15,10 +15,16 @@ from db.generations import queue_positions
 from db.images import images_for_generations
 from db.users import users_by_ids
 
-__all__ = ["Loaders", "then"]
+__all__ = ["Loaders", "Retry", "then"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Retry(Protocol):
+    """How a read is tried again while the database is unreachable (graph.subscriptions.patiently)."""
+
+    def __call__(self, read: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
 
 
 def then(pending: Awaitable[T], convert: Callable[[T], R]) -> asyncio.Future[R]:
@@ -48,12 +54,17 @@ def then(pending: Awaitable[T], convert: Callable[[T], R]) -> asyncio.Future[R]:
 
 class Loaders:
     """A request's DataLoaders, each made on first use: a subscription's context usually needs none,
-    and there is one context per websocket connection (see bench/subscriptions.py)."""
+    and there is one context per websocket connection (see bench/subscriptions.py).
 
-    __slots__ = ("_images", "_positions", "_sessions", "_users")
+    A subscription's loaders ride out a database outage (`retry_reads`): a SNAPSHOT's fields are
+    read late, and an error there would end the subscription. A query's fail at once.
+    """
+
+    __slots__ = ("_images", "_positions", "_retry", "_sessions", "_users")
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._retry: Retry | None = None
         self._images: DataLoader[uuid.UUID, list[models.Image]] | None = None
         self._users: DataLoader[uuid.UUID, models.User | None] | None = None
         self._positions: DataLoader[uuid.UUID, int | None] | None = None
@@ -62,14 +73,24 @@ class Loaders:
     def create(cls, sessions: async_sessionmaker[AsyncSession]) -> Loaders:
         return cls(sessions)
 
+    def retry_reads(self, retry: Retry) -> None:
+        """From now on, every batch is read through `retry` (loaders made before included)."""
+        self._retry = retry
+
+    async def _read(self, read: Callable[[], Awaitable[T]]) -> T:
+        return await (read() if self._retry is None else self._retry(read))
+
     @property
     def images(self) -> DataLoader[uuid.UUID, list[models.Image]]:
         if self._images is None:
             sessions = self._sessions
 
-            async def load_images(ids: Sequence[uuid.UUID]) -> list[list[models.Image]]:
+            async def read_images(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[models.Image]]:
                 async with sessions() as session:
-                    found = await images_for_generations(session, generation_ids=ids)
+                    return await images_for_generations(session, generation_ids=ids)
+
+            async def load_images(ids: Sequence[uuid.UUID]) -> list[list[models.Image]]:
+                found = await self._read(lambda: read_images(ids))
                 return [found.get(i, []) for i in ids]
 
             self._images = DataLoader(load_fn=load_images)
@@ -80,9 +101,12 @@ class Loaders:
         if self._users is None:
             sessions = self._sessions
 
-            async def load_users(ids: Sequence[uuid.UUID]) -> list[models.User | None]:
+            async def read_users(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, models.User]:
                 async with sessions() as session:
-                    found = await users_by_ids(session, user_ids=ids)
+                    return await users_by_ids(session, user_ids=ids)
+
+            async def load_users(ids: Sequence[uuid.UUID]) -> list[models.User | None]:
+                found = await self._read(lambda: read_users(ids))
                 return [found.get(i) for i in ids]
 
             self._users = DataLoader(load_fn=load_users)
@@ -93,9 +117,12 @@ class Loaders:
         if self._positions is None:
             sessions = self._sessions
 
-            async def load_positions(ids: Sequence[uuid.UUID]) -> list[int | None]:
+            async def read_positions(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
                 async with sessions() as session:
-                    found = await queue_positions(session, generation_ids=ids)
+                    return await queue_positions(session, generation_ids=ids)
+
+            async def load_positions(ids: Sequence[uuid.UUID]) -> list[int | None]:
+                found = await self._read(lambda: read_positions(ids))
                 return [found.get(i) for i in ids]
 
             self._positions = DataLoader(load_fn=load_positions)

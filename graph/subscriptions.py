@@ -392,6 +392,7 @@ class Subscription:
         gid = parse_id(id)
         if gid is None:
             raise GenerationNotFoundError(f"no generation {id}")
+        info.context.loaders.retry_reads(patiently)  # the SNAPSHOT's fields wait out an outage too
         # Registered before reading, so nothing published from now on is lost. A quiet listener gets
         # QUIET and checks the log; jittered, so subscriptions opened together don't check together.
         listener = info.context.listen(gid, quiet_after_s=QUIET_CHECK_S * random.uniform(0.75, 1.25))
@@ -420,6 +421,7 @@ class Subscription:
         viewer = info.context.viewer
         owner = None if viewer.is_admin else viewer.id
         start = None if after is None else decode_event_cursor(after)
+        info.context.loaders.retry_reads(patiently)
         listener = info.context.listen(owner, quiet_after_s=FEED_QUIET_CHECK_S * random.uniform(0.75, 1.25))
         try:
             feed = _Feed(info.context, owner)
