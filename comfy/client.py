@@ -316,8 +316,10 @@ class ComfyClient:
         if status in ok:
             return response
         if status >= 500 or status in (408, 429):
-            raise ComfyUnavailable(f"{method} {self.display_url}{path} answered {status}")
-        raise ComfyProtocolError(f"{method} {self.display_url}{path} answered {status}: {response.text[:300]}")
+            raise ComfyUnavailable(f"{method} {self.display_url}{path} answered {status}", status=status, path=path)
+        raise ComfyProtocolError(
+            f"{method} {self.display_url}{path} answered {status}: {response.text[:300]}", status=status, path=path
+        )
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self._request(method, path, **kwargs)

@@ -24,9 +24,28 @@ __all__ = [
 
 
 class ComfyError(Exception):
-    """Base class of every error this package raises about a ComfyUI backend."""
+    """Base class of every error this package raises about a ComfyUI backend.
+
+    `status` and `path` are set when the backend answered an HTTP status it should not have.
+    """
 
     retryable: bool = False
+
+    def __init__(self, message: str = "", *, status: int | None = None, path: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.path = path
+
+    @property
+    def reason(self) -> str:
+        """What went wrong in a few words, for people (the System page): no exception text, no URL."""
+        if isinstance(self, ComfyUnreachable):
+            return f"unreachable ({self.why})"
+        if self.status is not None:
+            return f"HTTP {self.status} from {self.path or '/'}"
+        if isinstance(self, ComfyProtocolError):
+            return f"unexpected answer: {str(self)[:200]}"
+        return str(self)[:200]
 
 
 class ComfyUnavailable(ComfyError):

@@ -25,7 +25,7 @@ from comfy.errors import ComfyError
 from db.models import Generation
 from db.states import Status
 from jobs.keys import Keys
-from settings import Settings
+from settings import Settings, redact_userinfo
 
 __all__ = ["BackendStatus", "SystemStatus", "WorkerStatus", "read_status", "waiting_jobs"]
 
@@ -157,7 +157,7 @@ async def _backend(client: ComfyClient) -> BackendStatus:
     try:
         stats, queue = await asyncio.gather(client.system_stats(), client.queue())
     except ComfyError as exc:
-        return BackendStatus(url=client.base_url, healthy=False, error=str(exc))
+        return BackendStatus(url=client.base_url, healthy=False, error=redact_userinfo(exc.reason))
     return BackendStatus(
         url=client.base_url,
         healthy=True,
