@@ -57,7 +57,7 @@ class Loaders:
     and there is one context per websocket connection (see bench/subscriptions.py).
 
     A subscription's loaders ride out a database outage (`retry_reads`): a SNAPSHOT's fields are
-    read late, and an error there would end the subscription. A query's fail at once.
+    read late, and an error there would end the subscription. An HTTP query's fail at once.
     """
 
     __slots__ = ("_images", "_positions", "_retry", "_sessions", "_users")
