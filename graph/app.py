@@ -35,7 +35,6 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
-from strawberry.types.unset import UnsetType
 
 from db.images import image_at
 from db.users import MAX_TOKEN_LENGTH, hash_token
@@ -48,7 +47,7 @@ from graph.payloads import BadPayload, decode
 from graph.playground import Playground
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
-from graph.websocket import LegacyWSHandler, QueryTexts, TransportWSHandler
+from graph.websocket import QueryTexts, guard_connection
 from jobs.storage import THUMBNAIL_SIZES, sniff_mime
 from settings import Settings, load_settings
 
@@ -72,9 +71,6 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class SafelightGraphQL(GraphQL[Context, None]):
-    graphql_transport_ws_handler_class = TransportWSHandler
-    graphql_ws_handler_class = LegacyWSHandler
-
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.query_texts = QueryTexts()
@@ -99,8 +95,16 @@ class SafelightGraphQL(GraphQL[Context, None]):
         return await self.playground.response() if self.playground else await super().render_graphql_ide(request)
 
     def decode_json(self, data: str | bytes) -> object:
-        """Strict JSON (graph/payloads.py): a websocket message that breaks a rule is an invalid message."""
-        return decode(data, max_depth=self.max_json_depth)
+        """Strict JSON (graph/payloads.py): a websocket message that breaks a rule is an invalid message.
+        An operation's query text is the process's one copy of it (graph/websocket.py `QueryTexts`)."""
+        message = decode(data, max_depth=self.max_json_depth)
+        self.query_texts.share(message)
+        return message
+
+    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
+        """strawberry's check of a cross-origin handshake, by the rule `__call__` refused others with."""
+        headers = self.get_websocket_headers(request)
+        return allowed_origin(origin, host=headers.get("host"), allowed=self.origins)
 
     def parse_json(self, data: str | bytes) -> Any:
         """A request body that breaks a rule is a 400 that says which."""
@@ -155,7 +159,10 @@ class SafelightGraphQL(GraphQL[Context, None]):
         scope["safelight.contexts"] = contexts
         admitted = scope["safelight.admitted"] = [_client(scope), False]  # [address, authenticated]
         try:
-            await super().__call__(scope, receive, send)
+            await guard_connection(
+                super().__call__, scope, receive, send, contexts=contexts, decode=self.decode_json,
+                init_timeout_s=self.connection_init_wait_timeout.total_seconds(),
+            )  # fmt: skip
         finally:
             self.caps.release(admitted[0], authenticated=bool(admitted[1]))
             # The connection is gone: whatever its operations still hold is released now.
@@ -178,7 +185,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
             return "origin not allowed"
         return self.caps.admit(_client(scope))
 
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
         raw = params.get("authorization") or params.get("Authorization") or params.get("token")
         raw = raw if isinstance(raw, str) else None

@@ -12,22 +12,25 @@ from typing import Any
 import strawberry
 from graphql import (
     DocumentNode,
+    FieldNode,
     GraphQLError,
     GraphQLSchema,
+    NameNode,
     NoSchemaIntrospectionCustomRule,
+    OperationDefinitionNode,
     OperationType,
+    SelectionSetNode,
     get_operation_ast,
-    specified_rules,
+    validate,
 )
 from starlette.requests import Request
 from strawberry.extensions import MaskErrors, QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema import validate_document
-from strawberry.types.execution import StreamExecutionResult
 
-from graph import execution
 from graph.context import BadRequest, NotAuthenticated
+from graph.core_schema import core_schema
 from graph.documents import THREAD_PARSE_CHARS, DocumentCache, DocumentLimits, LimitError, cost_rule, literal_rule
+from graph.execution import LiveExecutor
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.subscriptions import GenerationNotFoundError, Subscription
@@ -87,6 +90,8 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 class _Masked(MaskErrors):
+    """strawberry's MaskErrors with its documented options; a masked error keeps the id it was logged with."""
+
     def __init__(self) -> None:
         super().__init__(should_mask_error=_should_mask, error_message="Unexpected error (see the logs)")
 
@@ -94,24 +99,6 @@ class _Masked(MaskErrors):
         masked = super().anonymise_error(error)
         masked.extensions = {"errorId": (error.extensions or {}).get("errorId")}
         return masked
-
-    def _process_result(self, result: object) -> None:
-        """MaskErrors' own, without its runtime Protocol isinstance check: typing's slow path, twice per
-        operation, where a look at `errors` says the same (an HTTP query made 12 % fewer calls)."""
-        errors = getattr(result, "errors", None)
-        if errors:
-            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
-
-    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
-        """MaskErrors' hook, skipped at once for a result without errors (nearly every one)."""
-        self._stream_result_processed = True
-        if (
-            getattr(result, "errors", None)
-            or getattr(result, "incremental", None)
-            or getattr(result, "completed", None)
-        ):
-            self._process_stream_result(result)
-        yield None
 
 
 class _Prepared(SchemaExtension):
@@ -139,23 +126,35 @@ class _Prepared(SchemaExtension):
     def _run_rules(self, schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
         """The cost rule alone first: it stops early, where graphql-core's rules (and the depth limit) would
         walk every expansion of fragments that spread fragments, exponentially many."""
-        errors: list[GraphQLError] = validate_document(schema, document, self._first_rules)
-        return errors or validate_document(schema, document, rules)
+        return validate(schema, document, self._first_rules) or validate(schema, document, rules)
 
     async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
         assert context.query is not None  # strawberry refuses a request without one before parsing
-        if len(context.query) > THREAD_PARSE_CHARS:  # bounded, but still too long for the event loop
-            context.graphql_document = await asyncio.to_thread(self.parse, context.query)
-        else:
-            context.graphql_document = self.parse(context.query)
+        try:
+            if len(context.query) > THREAD_PARSE_CHARS:  # bounded, but still too long for the event loop
+                context.graphql_document = await asyncio.to_thread(self.parse, context.query)
+            else:
+                context.graphql_document = self.parse(context.query)
+        except GraphQLError as error:
+            # Refused before execution, as strawberry refuses a document that does not parse; an error
+            # raised from this hook would instead escape a websocket operation as an unexpected failure.
+            # The stand-in document keeps strawberry from parsing the refused text itself.
+            allowed = {kind.value for kind in context.allowed_operations}
+            kind = OperationType.QUERY if OperationType.QUERY.value in allowed else OperationType.SUBSCRIPTION
+            context.graphql_document = _refused_document(kind, context.operation_name)
+            context.pre_execution_errors = [error]
         yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
+        if context.pre_execution_errors:  # refused while parsing (above)
+            yield
+            return
         assert context.graphql_document is not None  # parsed by on_parse above
+        schema: SafelightSchema = context.schema  # type: ignore[assignment]
         context.pre_execution_errors = self.validate(
-            context.schema._schema, context.graphql_document, context.validation_rules
+            schema.graphql_schema, context.graphql_document, context.validation_rules
         )
         if not context.pre_execution_errors and _over_http(context.context):
             operation = get_operation_ast(context.graphql_document, context.operation_name)
@@ -169,52 +168,27 @@ class _Prepared(SchemaExtension):
 SUBSCRIPTION_OVER_HTTP = "subscriptions need the websocket (graphql-transport-ws or graphql-ws) at this URL"
 
 
+def _refused_document(kind: OperationType, operation_name: str | None) -> DocumentNode:
+    """`query <name> { __typename }` (or a subscription where only those are allowed): a document strawberry
+    can read the operation type of, never executed."""
+    name = NameNode(value=operation_name) if operation_name else None
+    selection = FieldNode(name=NameNode(value="__typename"))
+    operation = OperationDefinitionNode(
+        operation=kind, name=name, selection_set=SelectionSetNode(selections=(selection,))
+    )
+    return DocumentNode(definitions=(operation,))
+
+
 def _over_http(context: Any) -> bool:
     return isinstance(getattr(context, "request", None), Request)
 
 
 class SafelightSchema(strawberry.Schema):
-    """The strawberry schema, plus what the websocket handlers need to run a subscription without
-    strawberry's per-operation pipeline (graph/websocket.py): the same parse and validation caches,
-    and the same error reporting and masking."""
+    """The strawberry schema, executed by `graph.execution.LiveExecutor`, with our error logging."""
 
     def __init__(self, *, prepared: Callable[[], _Prepared], **kwargs: Any) -> None:
-        super().__init__(extensions=[prepared, _Masked], **kwargs)
-        self._prepared = prepared()
-        self._masked = _Masked()
-
-    async def parse(self, query: str) -> GraphQLError | None:
-        """Parse `query` into the cache `subscription_document` reads (long texts in a thread); its error.
-
-        The websocket handlers call this first: an error raised by the parsing hook would escape
-        strawberry's stream as an unexpected exception (logged with a traceback, the client told nothing).
-        """
-        try:
-            if len(query) > THREAD_PARSE_CHARS:
-                await asyncio.to_thread(self._prepared.parse, query)
-            else:
-                self._prepared.parse(query)
-        except GraphQLError as error:
-            return error
-        return None
-
-    def subscription_document(self, query: str, operation_name: str | None) -> DocumentNode | None:
-        """The parsed document if `query` is a valid subscription operation; None for anything else."""
-        try:
-            document = self._prepared.parse(query)
-        except GraphQLError:
-            return None
-        operation = get_operation_ast(document, operation_name)
-        if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
-            return None
-        if self._prepared.validate(self._schema, document, tuple(specified_rules)):
-            return None
-        return document
-
-    def report(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        """What strawberry does with a streamed result's errors: log them, then mask unexpected ones."""
-        self._process_errors(errors)
-        return self._masked._process_errors(errors)
+        super().__init__(extensions=[prepared, _Masked], execution_context_class=LiveExecutor, **kwargs)
+        self.graphql_schema = core_schema(self)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Instead of strawberry's one ERROR with a traceback per error: `log_errors`."""
@@ -225,7 +199,6 @@ def build_schema(
     *, max_depth: int = 12, limits: DocumentLimits | None = None, introspection: bool = True
 ) -> SafelightSchema:
     """The schema; parsed and validated documents are kept by text (LRU, bounded by `limits`)."""
-    execution.install()  # subscriptions without graphql-core 3.2's tasks per event, results shared
     limits = limits or DocumentLimits()
     # One class per rule for the schema: QueryDepthLimiter builds a new class per instance, and the
     # validation cache keys on the rule classes, so a limiter made per request never hit the cache.

@@ -1,41 +1,32 @@
-"""GraphQL over websockets: strawberry's two protocol handlers, with subscriptions run lean.
+"""GraphQL over websockets: what Safelight adds around strawberry's two protocol handlers.
 
-An idle subscription on strawberry's own path keeps its whole per-operation pipeline open for its
-life: an execution context, an instance of every schema extension, and the extension runner's exit
-stacks and hook context managers (5.2 KB of the 39.3 KB of Python heap each idle subscription held,
-by tracemalloc over 1,000 of them). On graphql-transport-ws (the frontend's and the generated clients'
-protocol), a valid subscription therefore runs here, on graphql-core directly: the schema's own parse
-and validation caches decide what is valid, and errors are reported and masked as strawberry would
-(`SafelightSchema.report`). Anything else (queries and mutations over the socket, a document that does
-not parse or validate) takes strawberry's path, as does every operation on the legacy graphql-ws.
-
-On both protocols, an operation's live results without errors are written by a `LiveSender`
-(graph/execution.py, `SEND_RESULT`).
+strawberry runs both protocols (graphql-transport-ws and the legacy graphql-ws) itself. Around them, at
+the ASGI boundary of one connection (`guard_connection`, called by the view in graph/app.py):
+- a socket whose token was revoked or has expired takes no new operation: the message that would start
+  one closes the socket (4403) instead;
+- a legacy graphql-ws socket that has not been acknowledged (an accepted `connection_init`) within the
+  init timeout is closed (4408), as graphql-transport-ws does by itself;
+and `QueryTexts` keeps one string per distinct query text among the operations a process holds.
 """
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import aclosing, suppress
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, GraphQLSyntaxError
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
-from strawberry.types.execution import ExecutionResult as StrawberryResult
+from starlette.types import Message, Receive, Scope, Send
+from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
 
 from graph.context import Context
-from graph.execution import SEND_RESULT, subscribe
 
-if TYPE_CHECKING:
-    from graph.schema import SafelightSchema
-
-__all__ = ["LegacyWSHandler", "QueryTexts", "TransportWSHandler"]
+__all__ = ["QueryTexts", "guard_connection", "token_still_valid"]
 
 _QUERY_TEXTS = 512  # distinct subscription documents whose text is shared (see QueryTexts)
+
+# The message types that start an operation: graphql-transport-ws `subscribe`, graphql-ws `start`.
+STARTS = ("subscribe", "start")
 
 
 class QueryTexts:
@@ -48,33 +39,15 @@ class QueryTexts:
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}
 
-    def share(self, payload: object) -> None:
+    def share(self, message: object) -> None:
+        """Replace the query text of an operation-starting message by the process's copy of it."""
+        if not isinstance(message, dict) or message.get("type") not in STARTS:
+            return
+        payload = message.get("payload")
         if isinstance(payload, dict) and isinstance(query := payload.get("query"), str):
             if len(self._texts) >= _QUERY_TEXTS and query not in self._texts:
                 self._texts.clear()
             payload["query"] = self._texts.setdefault(query, query)
-
-
-class LiveSender:
-    """Writes one operation's live results to its websocket (`graph.execution.SEND_RESULT`)."""
-
-    __slots__ = ("_id", "_kind", "_operation", "_view", "_websocket")
-
-    def __init__(self, handler: Any, kind: str, operation_id: str, operation: Operation[Context, None] | None) -> None:
-        self._view = handler.view  # SafelightGraphQL: its `frame` encodes a shared payload once
-        self._websocket: WebSocket = handler.websocket.ws  # strawberry's adapter keeps Starlette's WebSocket
-        self._kind = kind
-        self._id = operation_id
-        self._operation = operation
-
-    async def send(self, result: ExecutionResult) -> bool:
-        if self._operation is not None and self._operation.completed:
-            return False  # as strawberry's Operation.send_operation_message: nothing after complete
-        try:
-            await self._websocket.send_text(self._view.frame(self._kind, self._id, result.data))
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return False  # the connection is gone; its handler is closing the operations
-        return True
 
 
 async def token_still_valid(context: Context) -> bool:
@@ -84,114 +57,92 @@ async def token_still_valid(context: Context) -> bool:
     return await context.request.app.state.auth.viewer_by_hash(context.token_hash) is not None
 
 
-class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
-    async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if not await token_still_valid(self.context):
-            await self.websocket.close(code=4403, reason="Forbidden")
-            return
-        self.view.query_texts.share(message.get("payload"))  # type: ignore[attr-defined]
-        await super().handle_subscribe(message)
-
-    async def run_operation(self, operation: Operation[Context, None]) -> None:
-        """Run a valid subscription on graphql-core directly; anything else as strawberry does."""
-        # This task runs one operation: its live results go straight to the socket (graph/execution.py).
-        SEND_RESULT.set(LiveSender(self, "next", operation.id, operation))
-        schema: SafelightSchema = self.schema  # type: ignore[assignment]
-        refused = await schema.parse(operation.query)
-        if refused is not None:  # as strawberry answers a pre-execution error
-            if isinstance(refused, GraphQLSyntaxError):
-                await self.websocket.close(code=4400, reason=_close_reason(refused.message))
-                self.operations.pop(operation.id, None)
-                return
-            await operation.send_initial_errors(schema.report([refused]))
-            return
-        document = schema.subscription_document(operation.query, operation.operation_name)
-        if document is None:
-            await super().run_operation(operation)
-            return
-        try:
-            await self._stream(operation, schema, document)
-            await operation.send_operation_message({"id": operation.id, "type": "complete"})
-        except Exception as error:  # as strawberry's run_operation
-            await self.handle_task_exception(error)
-            with suppress(Exception):  # the connection may be gone: nothing more to say
-                await operation.send_operation_message({"id": operation.id, "type": "complete"})
-            self.operations.pop(operation.id, None)
-            raise
-
-    async def _stream(self, operation: Operation[Context, None], schema: SafelightSchema, document: Any) -> None:
-        # What strawberry's Schema._stream and _send_result_stream do for a subscription, without
-        # the extension lifecycle (our extensions only parse, validate and mask, done by the schema).
-        try:
-            source = await subscribe(
-                schema._schema, document, self.root_value, self.context, operation.variables, operation.operation_name
-            )
-        except Exception as error:  # graphql-core 3.2 raises some pre-execution errors
-            source = ExecutionResult(None, [_graphql_error(error)])
-        if isinstance(source, ExecutionResult):  # refused before the first event
-            await operation.send_initial_errors(schema.report(source.errors or []))
-            return
-        async with aclosing(source):
-            while True:
-                try:
-                    result = await anext(source)
-                except StopAsyncIteration:
-                    return
-                except Exception as error:  # an event's failure ends the stream with its error
-                    failed = schema.report([_graphql_error(error)])
-                    await operation.send_next(StrawberryResult(data=None, errors=failed))
-                    return
-                # A failure to send is the connection's, not the operation's: it goes to run_operation.
-                errors = schema.report(result.errors) if result.errors else None
-                await operation.send_next(StrawberryResult(data=result.data, errors=errors))
+async def guard_connection(
+    handler: Callable[[Scope, Receive, Send], Awaitable[None]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    contexts: list[Context],
+    decode: Callable[[str], object],
+    init_timeout_s: float,
+) -> None:
+    """Run `handler` (strawberry's view) on one websocket, with the checks above."""
+    guard = _Guard(receive, send, contexts=contexts, decode=decode, init_timeout_s=init_timeout_s)
+    try:
+        await handler(scope, guard.receive, guard.send)
+    finally:
+        await guard.stop()
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
-    async def handle(self) -> None:
-        """strawberry's, plus what graphql-transport-ws has and graphql-ws lacks: a socket that has not
-        sent an accepted `connection_init` within the init timeout is closed (4408)."""
-        timeout = asyncio.create_task(self._close_unless_acknowledged())
-        try:
-            await super().handle()
-        finally:
-            timeout.cancel()
-            with suppress(asyncio.CancelledError):
-                await timeout
+class _Guard:
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        *,
+        contexts: list[Context],
+        decode: Callable[[str], object],
+        init_timeout_s: float,
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._contexts = contexts
+        self._decode = decode
+        self._init_timeout_s = init_timeout_s
+        self._acknowledged = False
+        self._closed = False
+        self._timeout: asyncio.Task[None] | None = None
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        text = message.get("text") if message["type"] == "websocket.receive" else None
+        if (
+            text
+            and not self._closed
+            and ('"subscribe"' in text or '"start"' in text)
+            and self._contexts
+            and _starts_operation(text, self._decode)
+            and not await token_still_valid(self._contexts[0])
+        ):
+            await self._close(4403, "Forbidden")
+            return {"type": "websocket.disconnect", "code": 4403}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self._closed:
+            return  # closed by this guard: strawberry's handler is ending
+        kind = message["type"]
+        if kind == "websocket.accept" and message.get("subprotocol") == GRAPHQL_WS_PROTOCOL:
+            self._timeout = asyncio.create_task(self._close_unless_acknowledged())
+        elif kind == "websocket.send" and not self._acknowledged and '"connection_ack"' in (message.get("text") or ""):
+            self._acknowledged = True
+        elif kind == "websocket.close":
+            self._closed = True
+        await self._send(message)
 
     async def _close_unless_acknowledged(self) -> None:
-        await asyncio.sleep(self.view.connection_init_wait_timeout.total_seconds())
-        if not self.connection_acknowledged:
-            with suppress(Exception):  # already closing: nothing more to do
-                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+        await asyncio.sleep(self._init_timeout_s)
+        if not self._acknowledged:
+            await self._close(4408, "Connection initialisation timeout")
 
-    async def handle_start(self, message: StartMessage) -> None:
-        if not await token_still_valid(self.context):
-            await self.websocket.close(code=4403, reason="Forbidden")
+    async def _close(self, code: int, reason: str) -> None:
+        if self._closed:
             return
-        self.view.query_texts.share(message.get("payload"))  # type: ignore[attr-defined]
-        await super().handle_start(message)
+        self._closed = True
+        with suppress(Exception):  # already closing: nothing more to do
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
-    async def handle_async_results(
-        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
-    ) -> None:
-        SEND_RESULT.set(LiveSender(self, "data", operation_id, None))
-        schema: SafelightSchema = self.schema  # type: ignore[assignment]
-        error = await schema.parse(query)
-        if error is not None:  # as strawberry answers a pre-execution error
-            try:
-                await self.send_message(
-                    {"type": "error", "id": operation_id, "payload": schema.report([error])[0].formatted}
-                )
-            finally:
-                self.tasks.pop(operation_id, None)
-            return
-        await super().handle_async_results(operation_id, query, operation_name, variables)
+    async def stop(self) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._timeout
 
 
-def _close_reason(message: str) -> str:
-    """A websocket close reason fits in 123 bytes of UTF-8."""
-    return message.encode()[:120].decode(errors="ignore")
-
-
-def _graphql_error(error: Exception) -> GraphQLError:
-    return error if isinstance(error, GraphQLError) else GraphQLError(str(error), original_error=error)
+def _starts_operation(text: str, decode: Callable[[str], object]) -> bool:
+    try:
+        message: Any = decode(text)
+    except Exception:  # strawberry refuses a message that does not decode (4400)
+        return False
+    return isinstance(message, dict) and message.get("type") in STARTS
