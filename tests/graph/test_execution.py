@@ -212,3 +212,30 @@ async def test_executing_with_safelights_executor_gives_graphql_cores_results_an
             assert [(e.message, e.path) for e in ours.errors or []] == [
                 (e.message, e.path) for e in theirs.errors or []
             ]
+
+
+async def test_a_long_subscription_keeps_nothing_per_event() -> None:
+    """graphql-core's per-event copies share a memo that grew with every event; ours are built anew."""
+    import gc
+
+    from graphql import build_schema, parse, subscribe
+
+    schema = build_schema("type Query { a: Int } type Subscription { e: E } type E { ok: Int f: F } type F { x: Int }")
+    document = parse("subscription { e { ok f { x } } }")
+    counts: list[int] = []
+
+    async def source() -> AsyncIterator[Any]:
+        for i in range(1_100):
+            if i in (100, 1_100 - 1):
+                gc.collect()
+                counts.append(len(gc.get_objects()))
+            yield {"e": {"ok": i, "f": {"x": i}}}
+
+    root = {"e": lambda _info: source()}
+    stream: Any = subscribe(schema, document, root_value=root, executor_class=execution.LiveExecutor)
+    stream = await stream if isawaitable(stream) else stream
+    received, last = 0, None
+    async for result in stream:  # nothing of a result is kept here but the last
+        received, last = received + 1, result
+    assert received == 1_100 and last is not None and last.data == {"e": {"ok": 1_099, "f": {"x": 1_099}}}
+    assert counts[1] - counts[0] < 500, counts  # graphql-core's own copies: ~20 objects more per event
