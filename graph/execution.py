@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from graphql import DocumentNode, ExecutionResult, Executor, GraphQLError, OperationDefinitionNode
+from graphql import ExecutionResult, Executor, GraphQLError, OperationDefinitionNode
 from graphql.pyutils import AwaitableOrValue
 
 __all__ = ["LiveExecutor", "share_results"]
@@ -47,7 +47,6 @@ class LiveExecutor(Executor[Any]):
 
     operation_extensions: Any
     share_key: tuple[int, str] | None
-    arguments: tuple[Any, DocumentNode, Any, Any]
 
     def __init__(self, *args: Any, operation_extensions: Any = None, **kwargs: Any) -> None:
         # strawberry passes the request's `extensions` to its executor class; resolvers of ours read none.
@@ -56,36 +55,43 @@ class LiveExecutor(Executor[Any]):
         self.share_key = None
 
     @classmethod
-    def build(
-        cls, schema: Any, document: DocumentNode, root_value: Any = None, *args: Any, **kwargs: Any
-    ) -> list[GraphQLError] | LiveExecutor:
-        built = cls._build(schema, document, root_value, args, kwargs)
+    def build(cls, *args: Any, **kwargs: Any) -> list[GraphQLError] | LiveExecutor:
+        built = super().build(*args, **kwargs)
         if isinstance(built, LiveExecutor):
             variables = _variables_key(built.variable_values.coerced)
             built.share_key = None if variables is None else (id(built.operation), variables)
-            built.arguments = (schema, document, args, kwargs)
-        return built
-
-    @classmethod
-    def _build(
-        cls, schema: Any, document: DocumentNode, root_value: Any, args: Any, kwargs: Any
-    ) -> list[GraphQLError] | LiveExecutor:
-        return super().build(schema, document, root_value, *args, **kwargs)  # type: ignore[return-value]
+        return built  # type: ignore[return-value]
 
     def build_per_event_executor(self, payload: Any) -> Executor[Any]:
-        """A new executor per event, not graphql-core's copy of the operation's.
+        """A new executor per event from the operation's prepared parts, not graphql-core's copy of it.
 
         The copies share the operation executor's memo of collected sub-fields, keyed by the identity of
-        lists each event's execution creates anew: it grew by two entries per event for the life of
-        the subscription (~34 live objects per event, 680,000 after a 20,000-step generation, every
-        full collection walking them). Building one costs less than the collections it saved.
+        lists each event's execution creates anew: it grew by two entries (~34 live objects) per event
+        for the life of the subscription, and every full collection walked them. The constructor takes
+        the operation, fragments and coerced variables as they are: nothing is parsed or coerced again.
         """
-        schema, document, args, kwargs = self.arguments
-        built = type(self)._build(schema, document, payload, args, kwargs)
-        if isinstance(built, list):  # the same arguments built the operation's executor: cannot happen
-            return super().build_per_event_executor(payload)
-        built.share_key, built.arguments = self.share_key, self.arguments
-        return built
+        executor = type(self)(
+            schema=self.schema,
+            fragment_definitions=self.fragment_definitions,
+            fragments=self.fragments,
+            root_value=payload,
+            context_value=self.context_value,
+            operation=self.operation,
+            variable_values=self.variable_values,
+            field_resolver=self.field_resolver,
+            type_resolver=self.type_resolver,
+            subscribe_field_resolver=self.subscribe_field_resolver,
+            enable_early_execution=self.enable_early_execution,
+            middleware_manager=self.middleware_manager,
+            is_awaitable=self.is_awaitable,
+            is_async_iterable=self.is_async_iterable,
+            hide_suggestions=self.hide_suggestions,
+            abort_signal=self.abort_signal,
+            hooks=self.hooks,
+            operation_extensions=self.operation_extensions,
+        )
+        executor.share_key = self.share_key
+        return executor
 
     def execute_operation(self, serially: bool | None = None) -> AwaitableOrValue[Any]:
         shared: dict[tuple[int, str], tuple[OperationDefinitionNode, ExecutionResult]] | None = getattr(
