@@ -1,6 +1,6 @@
 """The one private name of a library Safelight reads: strawberry's graphql-core schema.
 
-Validation with our own rules and cache (graph/schema.py `_Prepared`) needs the `GraphQLSchema`
+Validation with our own rules and cache (graph/schema.py `_DocumentChecks`) needs the `GraphQLSchema`
 strawberry built, and strawberry keeps it as `Schema._schema` with no public accessor (its own
 ValidationCache extension reads the same attribute). It is read here, once per schema, and
 `tests/graph/test_core_schema.py` fails on a strawberry release that no longer keeps it there.

@@ -12,7 +12,7 @@ from comfy.templates import Template as TemplateSpec
 from db import generations as gens
 from graph.context import BadRequest, Context
 from graph.results import api_field_name
-from graph.status import SystemStatus, resolve_system_status
+from graph.status import SystemStatusType, resolve_system_status
 from graph.types import Generation, Status, User
 
 __all__ = ["Query", "parse_id"]
@@ -130,7 +130,7 @@ def _scope(info: strawberry.Info[Context, None]) -> uuid.UUID | None:
 
 @strawberry.type
 class Query:
-    system_status: SystemStatus = strawberry.field(
+    system_status: SystemStatusType = strawberry.field(
         resolver=resolve_system_status, description="Queue, workers, backends and recent outcomes (admins only)."
     )
 

@@ -126,7 +126,7 @@ def _anonymised(error: GraphQLError) -> GraphQLError:
     )
 
 
-class _Prepared(SchemaExtension):
+class _DocumentChecks(SchemaExtension):
     """Parsing and validation, each cached by document text, with the depth and cost limits among the rules.
 
     Parsing and validating the same document again for every request was ~31 % of the API's CPU per
@@ -211,8 +211,8 @@ def _over_http(context: Any) -> bool:
 class SafelightSchema(strawberry.Schema):
     """The strawberry schema, executed by `graph.execution.LiveExecutor`, with our error logging."""
 
-    def __init__(self, *, prepared: Callable[[], _Prepared], **kwargs: Any) -> None:
-        super().__init__(extensions=[prepared, _Masked], execution_context_class=LiveExecutor, **kwargs)
+    def __init__(self, *, document_checks: Callable[[], _DocumentChecks], **kwargs: Any) -> None:
+        super().__init__(extensions=[document_checks, _Masked], execution_context_class=LiveExecutor, **kwargs)
         self.graphql_schema = core_schema(self)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
@@ -236,7 +236,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        prepared=lambda: _Prepared(documents, rules, first_rules),
+        document_checks=lambda: _DocumentChecks(documents, rules, first_rules),
         config=StrawberryConfig(auto_camel_case=True),
     )
 

@@ -11,7 +11,7 @@ from graph.context import Context, NotAuthenticated
 from jobs import status as jobs_status
 from settings import redact_userinfo
 
-__all__ = ["SystemStatus", "resolve_system_status", "watch_system_status"]
+__all__ = ["SystemStatusType", "resolve_system_status", "watch_system_status"]
 
 
 @strawberry.type
@@ -46,8 +46,10 @@ class BackendInfo:
     devices: list[GpuDevice]
 
 
-@strawberry.type
-class SystemStatus:
+@strawberry.type(name="SystemStatus")
+class SystemStatusType:
+    """The GraphQL view of `jobs.status.SystemStatus` (its durations in seconds, its names the schema's)."""
+
     fingerprint: str = strawberry.field(description="The API's settings fingerprint; workers should match it.")
     queued: int
     running: int
@@ -60,7 +62,7 @@ class SystemStatus:
     backends: list[BackendInfo]
 
     @classmethod
-    def from_status(cls, s: jobs_status.SystemStatus) -> SystemStatus:
+    def from_status(cls, s: jobs_status.SystemStatus) -> SystemStatusType:
         return cls(
             fingerprint=s.fingerprint,
             queued=s.queued,
@@ -100,7 +102,7 @@ class SystemStatus:
         )
 
 
-async def _read(info: strawberry.Info[Context, None]) -> SystemStatus:
+async def _read(info: strawberry.Info[Context, None]) -> SystemStatusType:
     if not info.context.viewer.is_admin:
         raise NotAuthenticated("system status is for admins")
     state = info.context.state
@@ -108,16 +110,16 @@ async def _read(info: strawberry.Info[Context, None]) -> SystemStatus:
     status = await jobs_status.read_status(
         settings=state.settings, sessions=state.sessions, redis=state.redis, clients=state.catalogs.clients
     )
-    return SystemStatus.from_status(status)
+    return SystemStatusType.from_status(status)
 
 
-async def resolve_system_status(info: strawberry.Info[Context, None]) -> SystemStatus:
+async def resolve_system_status(info: strawberry.Info[Context, None]) -> SystemStatusType:
     return await _read(info)
 
 
 async def watch_system_status(
     info: strawberry.Info[Context, None], interval_seconds: float = 2.0
-) -> AsyncGenerator[SystemStatus, None]:
+) -> AsyncGenerator[SystemStatusType, None]:
     interval = min(max(interval_seconds, 0.5), 60.0)
     previous = None
     while True:

@@ -43,7 +43,7 @@ from graph.context import BadRequest, Context
 from graph.execution import share_results
 from graph.fanout import QUIET
 from graph.queries import parse_id
-from graph.status import SystemStatus, watch_system_status
+from graph.status import SystemStatusType, watch_system_status
 from graph.types import EventKind, Generation, GenerationError, GenerationEvent, Image, Progress
 from jobs.bus import BusEvent
 
@@ -435,6 +435,6 @@ class Subscription:
         finally:
             info.context.release(listener)
 
-    system_status: AsyncGenerator[SystemStatus, None] = strawberry.subscription(
+    system_status: AsyncGenerator[SystemStatusType, None] = strawberry.subscription(
         resolver=watch_system_status, description="System status whenever it changes (admins only)."
     )

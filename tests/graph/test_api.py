@@ -270,7 +270,7 @@ async def test_client_routes_get_the_app_and_files_stay_files(stack_settings: Se
 
 
 async def test_depth_limit_and_syntax_errors_are_reported_and_cached_documents_stay_valid() -> None:
-    """The depth rule runs with validation (graph/schema.py `_Prepared`), also when parse/validate are cached."""
+    """The depth rule runs with validation (graph/schema.py `_DocumentChecks`), also when parse/validate are cached."""
     schema = build_schema(max_depth=3)
     deep = "{ generations { edges { node { owner { name } } } } }"
     for _ in range(2):  # the second run comes from the caches
