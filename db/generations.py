@@ -37,9 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from db.driver import Prepared, fetch
 from db.events import EventKind
 from db.models import Generation, GenerationEvent, Image
 from db.quotas import active_count
@@ -120,6 +119,23 @@ def status_payload(generation: Generation) -> dict[str, Any]:
     return {"status": generation.status.value, "attempt": generation.attempt, "error": error}
 
 
+async def _rows(session: AsyncSession, statement: Select[Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """A statement built once (see `_create_statement`), run with its values bound: rows by column key.
+
+    SQLAlchemy compiles each built statement once (its compiled cache) and asyncpg prepares it once
+    per connection (its statement cache), so a run costs the binding and the round trip.
+    """
+    bind = session.bind
+    if isinstance(bind, AsyncEngine) and bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        # A statement alone (`db.engine.single_statement`): on a Core connection of the session's own
+        # autocommit engine, without the ORM session's bookkeeping around it.
+        async with bind.connect() as connection:
+            result = await connection.execute(statement, params)
+            return [dict(row) for row in result.mappings()]
+    result = await session.execute(statement, params)
+    return [dict(row) for row in result.mappings()]
+
+
 class ActiveLimitReached(Exception):
     """The owner already has `max_active` queued or running generations."""
 
@@ -153,7 +169,7 @@ async def create_generation(
         "max_active": max_active,
         "namespace": namespace,
     }
-    (row,) = await fetch(session, _create_statement(idempotency_key is not None, max_active is not None), values)
+    (row,) = await _rows(session, _create_statement(idempotency_key is not None, max_active is not None), values)
     if row["id"] is not None:
         return Change(_generation_from(row), _event_from(row)), True
     if max_active is not None and row["active_before"] >= max_active:
@@ -169,7 +185,7 @@ async def create_generation(
 
 
 @functools.cache
-def _create_statement(idempotent: bool, limited: bool) -> Prepared:
+def _create_statement(idempotent: bool, limited: bool) -> Select[Any]:
     """Built once per shape (building CTE statements costs more than running them); values bound."""
     fixed = {"status": Status.QUEUED, "phase": Phase.WAITING, "percent": 0.0, "attempt": 1, "last_seq": 1}
     bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key", "namespace")
@@ -198,10 +214,8 @@ def _create_statement(idempotent: bool, limited: bool) -> Prepared:
         .returning(*_E.c)
         .cte("ev")
     )
-    return Prepared(
-        select(active.c.n.label("active_before"), *ins.c, *_event_columns(event)).select_from(
-            active.outerjoin(ins, true()).outerjoin(event, true())
-        )
+    return select(active.c.n.label("active_before"), *ins.c, *_event_columns(event)).select_from(
+        active.outerjoin(ins, true()).outerjoin(event, true())
     )
 
 
@@ -496,7 +510,7 @@ async def _write(
             params[f"p_{index}"] = payload
     for key, value in (image or {}).items():
         params[f"i_{key}"] = value
-    result = await fetch(session, _write_statement(shape), params)
+    result = await _rows(session, _write_statement(shape), params)
     if not result:
         return None, []
     return _generation_from(result[0]), [_event_from(row) for row in result]
@@ -522,7 +536,7 @@ class _WriteShape:
 
 
 @functools.lru_cache(maxsize=256)
-def _write_statement(shape: _WriteShape) -> Prepared:
+def _write_statement(shape: _WriteShape) -> Select[Any]:
     """Built once per shape (building CTE statements costs more than running them); values bound."""
     where: list[Any] = [_G.c.id == bindparam("b_gid", type_=_G.c.id.type)]
     statuses = [Status(value) for value in shape.sources]
@@ -603,7 +617,7 @@ def _write_statement(shape: _WriteShape) -> Prepared:
             func.set_config(literal("synchronous_commit", String), literal("off", String), true()).label("off")
         ).cte("no_wait")
         joined = joined.join(no_wait, true())
-    return Prepared(select(*upd.c, *_event_columns(event)).select_from(joined).order_by(event.c.seq))
+    return select(*upd.c, *_event_columns(event)).select_from(joined).order_by(event.c.seq)
 
 
 async def _write_or_refuse(

@@ -1,4 +1,4 @@
-"""Counting the SQL statements an engine runs, whichever way they go (see db.driver)."""
+"""Counting the SQL statements an engine runs, whichever way they go."""
 
 from __future__ import annotations
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 
 import asyncpg
 import pytest
-from sqlalchemy import Integer, event, literal, select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from db.driver import Prepared, fetch
 from db.engine import create_engine, create_session_factory, single_statement
 from settings import Settings
 
@@ -106,25 +104,3 @@ async def test_single_statement_sessions_commit_each_statement(own_engine: Async
         await session.execute(select(1))
         assert (await session.connection()).in_transaction()
         assert (await session.execute(text("SHOW transaction_isolation"))).scalar_one() == "read committed"
-
-
-async def test_a_prepared_statement_returns_an_overflow_connection_closed(
-    settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    """`db.driver.fetch` checks connections out and back in itself: a connection beyond the pool's size
-    is closed on its return, which is I/O on the driver and must run where SQLAlchemy can await it."""
-    engine = create_engine(settings, pool_size=1)
-    drivers: list[object] = []
-    event.listen(engine.sync_engine.pool, "checkout", lambda conn, *_: drivers.append(conn.driver_connection))
-    one = Prepared(select(literal(1, Integer).label("one")))
-    try:
-        sessions = create_session_factory(engine)
-        with caplog.at_level(logging.ERROR, logger="sqlalchemy.pool"):
-            async with single_statement(sessions) as first, single_statement(sessions) as second:
-                rows = await asyncio.gather(fetch(first, one, {}), fetch(second, one, {}))
-        assert rows == [[{"one": 1}], [{"one": 1}]]
-        assert len(set(map(id, drivers))) == 2  # the second was an overflow connection
-        assert [record.getMessage() for record in caplog.records] == []
-        assert sorted(d.is_closed() for d in drivers) == [False, True]  # type: ignore[attr-defined]
-    finally:
-        await engine.dispose()

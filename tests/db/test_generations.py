@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import create_engine, create_session_factory, single_statement
@@ -395,17 +395,20 @@ async def test_a_claim_that_does_not_wait_for_the_flush_leaves_its_connection_wa
         )
         async with sessions() as session:
             change, _ = await _generation(session, owner)
-            compiled = claim.compiled(engine.dialect)
-            arguments = compiled.arguments(
-                {"b_gid": change.generation.id, "b_lease": None, "b_owner": None, "b_now": now()}
-                | {"v_status": Status.RUNNING, "v_lease": "job"}
-            )
-            conn = await session.connection()
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
-            (plan,) = await driver.fetchval("explain (analyze, format json) " + compiled.sql, *arguments)
-            await session.rollback()
+        params = {"b_gid": change.generation.id, "b_lease": None, "b_owner": None, "b_now": now()} | {
+            "v_status": Status.RUNNING,
+            "v_lease": "job",
+        }
+
+        def explain(*args: Any) -> tuple[str, Any]:
+            return "explain (analyze, format json) " + args[2], args[3]
+
+        async with engine.connect() as conn:
+            event.listen(conn.sync_connection, "before_cursor_execute", explain, retval=True)
+            result = await conn.execute(claim, params)
+            ((explained,),) = [tuple(row) for row in result.fetchall()]
+            (plan,) = explained  # one statement: a list of one plan
+            await conn.rollback()
         scans = [node for node in _plan_nodes(plan["Plan"]) if node.get("CTE Name") == "no_wait"]
         assert [scan["Actual Loops"] for scan in scans] == [1]
     finally:
@@ -441,10 +444,11 @@ async def test_each_write_is_one_statement(session_factory: async_sessionmaker[A
     ] * 3, statements
 
 
-async def test_the_driver_and_a_transaction_give_the_same_rows(
+async def test_a_statement_alone_and_a_transaction_give_the_same_rows(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
-    """db.driver runs the hot statements on asyncpg in autocommit sessions: the same types come back."""
+    """The hot statements run on a Core connection in autocommit sessions, through the ORM session in a
+    transaction: the same types come back either way."""
     async with session_factory() as session:
         owner = await _user(session)
     changes: list[list[Change]] = []
