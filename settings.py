@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     retry_base_delay_s: float = Field(default=1.0, ge=0)
     retry_max_delay_s: float = Field(default=60.0, ge=0)
     worker_heartbeat_s: float = Field(default=5.0, gt=0)
+    # arq's poll of its queue: how soon a freed slot takes the next queued job (a new job is started
+    # on its wake-up at once); each poll is one ZRANGEBYSCORE per worker.
+    worker_poll_delay_s: float = Field(default=0.02, ge=0.001, le=5.0)
     comfy_timeout_s: float = Field(default=30.0, gt=0)
     # No ComfyUI backend reachable: a job waits this long (phase BACKEND_WAIT, not an attempt), then FAILED.
     backend_wait_s: float = Field(default=600.0, ge=0)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
-from arq.utils import timestamp_ms
 
 from jobs.bus import BusEvent
 from jobs.keys import Keys
@@ -23,6 +21,7 @@ __all__ = [
     "job_id_for",
     "request_cancel",
     "take_rate",
+    "wake",
 ]
 
 JOB_FUNCTION = "generate"
@@ -55,37 +54,26 @@ class RateLimited(Exception):
     """The enqueue was refused by its RateLimit: nothing was queued or published."""
 
 
-# arq's enqueue_job (WATCH, EXISTS, MULTI/EXEC: three round trips) and the wake-up PUBLISH, as one
-# script: the same keys and the same serialized job, in one round trip on the mutation's path.
-# Optionally the generation's event is published first (on the events channel), in the same trip;
-# and before anything, a rate counter is counted and checked (-1: over its limit, nothing done).
-_ENQUEUE = """
-if ARGV[7] ~= '' then
-  local count = redis.call('INCR', KEYS[6])
+# Before the job is queued, in one round trip over Safelight's own keys: a rate counter is counted
+# and checked (-1: over its limit, nothing done), then the generation's event is published (so that
+# it reaches subscribers before anything a worker publishes about the job).
+_RATE_THEN_EVENT = """
+if ARGV[1] ~= '' then
+  local count = redis.call('INCR', KEYS[1])
   if count == 1 then
-    redis.call('EXPIRE', KEYS[6], ARGV[8])
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
   end
-  if count > tonumber(ARGV[7]) then
+  if count > tonumber(ARGV[1]) then
     return -1
   end
 end
-if ARGV[6] ~= '' then
-  redis.call('PUBLISH', KEYS[5], ARGV[6])
+if ARGV[3] ~= '' then
+  redis.call('PUBLISH', KEYS[2], ARGV[3])
 end
-local created = 0
-if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then
-  redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-  created = 1
-end
-if ARGV[5] ~= '' then
-  redis.call('PUBLISH', KEYS[4], ARGV[5])
-end
-return created
+return 1
 """
-_WAKE = '{"op":"wake"}'
 # A RateLimit counted on its own (work that is not a new job's first enqueue, e.g. a retry): 1 when
-# within the limit, 0 when over it. Counted either way, as _ENQUEUE counts a refused create.
+# within the limit, 0 when over it. Counted either way, as enqueue_generation counts a refused create.
 _TAKE = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then
@@ -117,39 +105,39 @@ async def enqueue_generation(
 ) -> bool:
     """Enqueue the job; False when an identical job is already queued or running.
 
-    Without a delay, workers are woken on the control channel (they block on it between polls):
-    pickup is a pub/sub hop, not a 0.5 s poll. `event`, an encoded bus event (the QUEUED status the
-    caller just committed), is published on the events channel first, in the same round trip.
-    With `rate`, its counter is counted first, in the same round trip; over its limit, nothing is
-    queued or published and RateLimited is raised.
+    The job goes through arq's `ArqRedis.enqueue_job` (which deduplicates on the job id). Without
+    a delay, workers are then woken on the control channel (`wake`): pickup is a pub/sub hop, not
+    the wait for a poll. `event`, an encoded bus event (the QUEUED status the caller just committed),
+    is published on the events channel before the job is queued. With `rate`, its counter is counted
+    first, in the same round trip as the event; over its limit, nothing is queued or published and
+    RateLimited is raised.
     """
     job_id = job_id_for(generation_id, attempt, suffix)
-    enqueue_time_ms = timestamp_ms()
-    score = enqueue_time_ms + (round(defer_s * 1000) if defer_s > 0 else 0)
-    job = serialize_job(JOB_FUNCTION, (str(generation_id),), {}, None, enqueue_time_ms, serializer=redis.job_serializer)
-    created = await redis.register_script(_ENQUEUE)(
-        keys=[
-            job_key_prefix + job_id,
-            result_key_prefix + job_id,
-            keys.queue,
-            keys.control,
-            keys.events,
-            keys.queue if rate is None else rate.key,  # unused without a rate
-        ],
-        args=[
-            score - enqueue_time_ms + redis.expires_extra_ms,
-            job,
-            score,
-            job_id,
-            _WAKE if defer_s <= 0 else "",
-            event,
-            "" if rate is None else rate.limit,
-            "" if rate is None else rate.ttl_s,
-        ],
+    if rate is not None or event:
+        counted = await redis.register_script(_RATE_THEN_EVENT)(
+            keys=[keys.events if rate is None else rate.key, keys.events],
+            args=["" if rate is None else rate.limit, "" if rate is None else rate.ttl_s, event],
+        )
+        if counted == -1:
+            raise RateLimited(job_id)
+    job = await redis.enqueue_job(
+        JOB_FUNCTION,
+        str(generation_id),
+        _job_id=job_id,
+        _queue_name=keys.queue,
+        _defer_by=timedelta(seconds=defer_s) if defer_s > 0 else None,
     )
-    if created == -1:
-        raise RateLimited(job_id)
-    return bool(created)
+    if job is None:
+        return False
+    if defer_s <= 0:
+        await wake(redis, keys, job_id)
+    return True
+
+
+async def wake(redis: ArqRedis, keys: Keys, job_id: str) -> None:
+    """Tell the workers a job is due now: one with a free slot starts it at once (arq's
+    `Worker.start_jobs`), ahead of its next poll of the queue."""
+    await redis.publish(keys.control, json.dumps({"op": "wake", "job": job_id}))
 
 
 async def request_cancel(

@@ -1,9 +1,11 @@
 """The arq worker: settings, resources built in on_startup, fast pickup, heartbeats, recovery.
 
-Pickup: arq polls its queue every `poll_delay` (0.5 s by default). Safelight's
-worker instead blocks on a Redis pub/sub channel between polls; every enqueue
-publishes a wake-up on it, so a job starts a pub/sub hop after it is queued.
-The poll stays as a fallback (every 0.5 s) for anything a wake-up missed.
+Pickup: arq's own poll of its queue, every `SAFELIGHT_WORKER_POLL_DELAY_S`
+(short: a freed slot takes the next queued job within it), and a wake-up: every
+enqueue publishes the job id on Safelight's control channel, and a worker with
+a free slot starts that job at once with arq's `Worker.start_jobs` (which checks
+it is due and not in progress, as the poll does), a pub/sub hop after it was
+queued. Only arq's public API and settings are used; no script writes its keys.
 
 Recovery: a worker killed with SIGKILL leaves arq's in-progress key for the job
 timeout (hours). Each worker therefore keeps a heartbeat key with a short TTL,
@@ -29,7 +31,6 @@ import json
 import logging
 import os
 import random
-import signal
 import socket
 import time
 import uuid
@@ -37,11 +38,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import uvloop
-from arq.connections import RedisSettings, create_pool, log_redis_info
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.utils import timestamp_ms
 from arq.worker import Retry, Worker, func
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -51,7 +51,7 @@ from db.engine import create_engine, create_session_factory, single_statement
 from db.reachability import database_unreachable
 from jobs.backend_list import read_backend_urls
 from jobs.backends import BackendPool
-from jobs.enqueue import JOB_FUNCTION, attempt_of, enqueue_generation, job_id_for
+from jobs.enqueue import JOB_FUNCTION, attempt_of, enqueue_generation, job_id_for, wake
 from jobs.generate import run_generation
 from jobs.keys import Keys
 from jobs.logs import configure_logging, generation_context
@@ -71,6 +71,9 @@ VERSION = "0.1.0"
 _MAX_JOB_TRIES = 1000
 _DB_PAUSE_MIN_S = 0.5
 _DB_PAUSE_MAX_S = 10.0
+_REDIS_TIMEOUT_S = 5.0
+# How long close() waits for arq to record the jobs it cancelled (put back on the queue).
+_CLOSE_WAIT_S = 5.0
 
 
 async def generate(ctx: dict[str, Any], generation_id: str) -> None:
@@ -80,6 +83,9 @@ async def generate(ctx: dict[str, Any], generation_id: str) -> None:
     gid = uuid.UUID(generation_id)
     generation_context(generation_id)  # arq runs each job in its own task: this tags only its lines
     worker.job_ids[gid] = job_id
+    task = asyncio.current_task()
+    if task is not None:
+        worker.job_functions[job_id] = task
     try:
         await run_generation(rt, gid, attempt_of(job_id))
     except Exception as exc:
@@ -87,184 +93,183 @@ async def generate(ctx: dict[str, Any], generation_id: str) -> None:
             raise
         # PostgreSQL is unreachable (the claim, or a final write: then recovery resumes the
         # generation once its lease is seen without a job). Try this job again later, not as an
-        # attempt, and stop taking new jobs for a while rather than failing the whole queue.
-        delay = worker.database_down()
-        log.warning("generation %s: database unreachable (%s); job retried in %.1fs", gid, exc, delay)
-        raise Retry(defer=timedelta(seconds=delay)) from None
+        # attempt, and stop taking new jobs for a while rather than failing the whole queue. The
+        # job keeps its slot meanwhile: arq's `start_jobs` goes on through the ids its poll read
+        # as long as slots free up, so a freed slot would start (and fail) the next queued job.
+        pause = worker.database_down()
+        log.warning("generation %s: database unreachable (%s); job retried in %.1fs", gid, exc, pause)
+        await asyncio.sleep(pause)
+        raise Retry(defer=timedelta(seconds=pause * random.uniform(0.0, 0.5))) from None
     else:
         worker.database_up()
     finally:
         if worker.job_ids.get(gid) == job_id:
             del worker.job_ids[gid]
-
-
-# arq's poll (ZRANGEBYSCORE of the due jobs) and start (for each: skip it when in progress already,
-# else mark it in progress), as one script: at most ARGV[6] jobs started. Returns job id, score pairs.
-_POLL_AND_START = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', ARGV[4], ARGV[5])
-local out = {}
-local free = tonumber(ARGV[6])
-for i = 1, #due, 2 do
-  if free <= 0 then
-    break
-  end
-  local in_progress = ARGV[3] .. due[i]
-  if redis.call('EXISTS', in_progress) == 0 then
-    redis.call('PSETEX', in_progress, ARGV[2], '1')
-    out[#out + 1] = due[i]
-    out[#out + 1] = due[i + 1]
-    free = free - 1
-  end
-end
-return out
-"""
+        if worker.job_functions.get(job_id) is task:
+            del worker.job_functions[job_id]
 
 
 class SafelightWorker(Worker):
-    """arq's Worker, woken by pub/sub instead of waiting for its next poll."""
+    """arq's Worker, on its public API: it polls its queue every `poll_delay` and, on a wake-up with a
+    job id, starts that job at once with `Worker.start_jobs`; Redis outages do not stop it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.wake = asyncio.Event()
-        self._closing = False
+        self.closing = False
         # The arq job id each running generation came with (the heartbeat lists them for recovery).
         self.job_ids: dict[uuid.UUID, str] = {}
+        # Safelight's own bookkeeping of arq's jobs: the task running each job function, and the
+        # jobs between arq's on_job_start and after_job_end (their results not yet written).
+        self.job_functions: dict[str, asyncio.Task[Any]] = {}
+        self.in_arq = 0
+        self.arq_idle = asyncio.Event()
+        self.arq_idle.set()
+        self._starting: set[asyncio.Task[None]] = set()
         self._db_failures = 0
-        self._paused_until = 0.0
+        self._held = False
+        self._resume: asyncio.TimerHandle | None = None
+
+    # -- pickup --------------------------------------------------------------------------------
+
+    @property
+    def picking(self) -> bool:
+        return self.allow_pick_jobs
+
+    def hold(self) -> None:
+        """Take no new jobs (neither by poll nor by wake-up) until `release`."""
+        self._held = True
+        self.allow_pick_jobs = False
+
+    def release(self) -> None:
+        self._held = False
+        if self._resume is None:
+            self.allow_pick_jobs = True
+
+    def start_now(self, job_id: str) -> None:
+        """A wake-up: start `job_id` now if a slot is free (arq checks it is due and not running)."""
+        if self.closing or not self.allow_pick_jobs or self.job_counter >= self.max_jobs or self.main_task is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.start_jobs([job_id.encode()]))
+        self._starting.add(task)
+        task.add_done_callback(self._started)
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self._starting.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("starting a woken job failed (%s); the next poll picks it up", task.exception())
 
     def database_down(self) -> float:
-        """A job found the database unreachable: pause picking up jobs (growing); the delay to retry it."""
+        """A job found the database unreachable: pause picking up jobs (growing); the pause."""
         self._db_failures += 1
         pause = min(_DB_PAUSE_MAX_S, _DB_PAUSE_MIN_S * 2.0 ** min(self._db_failures - 1, 16))
-        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+        if self._resume is not None:
+            self._resume.cancel()
+        self.allow_pick_jobs = False
+        self._resume = asyncio.get_running_loop().call_later(pause, self._pause_over)
         return pause * random.uniform(1.0, 1.5)
+
+    def _pause_over(self) -> None:
+        self._resume = None
+        if not self._held and not self.closing:
+            self.allow_pick_jobs = True
 
     def database_up(self) -> None:
         self._db_failures = 0
 
-    async def _poll_iteration(self) -> None:
-        """arq's poll iteration with one round trip to find and claim due jobs, not 1 + 4 per job.
+    # -- running and stopping --------------------------------------------------------------------
 
-        arq reads the due job ids, then checks and marks each in progress with WATCH, EXISTS,
-        ZSCORE and MULTI/EXEC, one job after another; `_POLL_AND_START` does the same atomically.
-        """
-        count = self.queue_read_limit
-        if self.burst and self.max_burst_jobs >= 0:
-            remaining = self.max_burst_jobs - self._jobs_started()
-            if remaining < 1:
+    def run(self) -> None:
+        """Run until a signal (arq's handlers cancel the main task) or the end of a burst, then close."""
+        try:
+            self.loop.run_until_complete(self.async_run())
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.loop.run_until_complete(self.close())
+
+    async def async_run(self) -> None:
+        """arq's `async_run`, started again while Redis is unreachable (running jobs go on: they
+        need only PostgreSQL and ComfyUI), until `close` or the end of a burst."""
+        while not self.closing:
+            try:
+                await super().async_run()
                 return
-            count = min(remaining, count)
-        free = self.max_jobs - self.job_counter
-        if self.allow_pick_jobs and free > 0 and time.monotonic() >= self._paused_until:
-            started = await self.pool.register_script(_POLL_AND_START)(
-                keys=[self.queue_name],
-                args=[
-                    timestamp_ms(),
-                    int(self.in_progress_timeout_s * 1000),
-                    in_progress_key_prefix,
-                    self._queue_read_offset,
-                    count,
-                    free,
-                ],
-            )
-            for index in range(0, len(started), 2):
-                await self._start(started[index].decode(), int(float(started[index + 1])))
-        if self.allow_abort_jobs:
-            await self._cancel_aborted_jobs()
-        for job_id, task in list(self.tasks.items()):
-            if task.done():
-                del self.tasks[job_id]
-                task.result()  # as arq does: errors in run_job propagate
-        await self.heart_beat()
-
-    async def _start(self, job_id: str, score: int) -> None:
-        await self.sem.acquire()  # free slot: does not wait
-        self.job_counter += 1
-        task = self.loop.create_task(self.run_job(job_id, score))
-        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-        self.tasks[job_id] = task
-
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self.wake.set()  # a slot freed: look for the next job now, not at the next poll
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                if self.closing:
+                    return
+                log.warning("queue unavailable (%s); retrying", exc)
+                await asyncio.sleep(0.5)
 
     async def close(self) -> None:
-        """arq's close, with redis-py 5's aclose() instead of the deprecated close().
-
-        Jobs still running are cancelled (their leases are taken over once the heartbeat is gone);
-        their cancellation is expected here and must not skip the shutdown that follows.
-        """
-        self._closing = True
-        self.wake.set()
-        if not self._handle_signals:
-            self.handle_sig(signal.SIGUSR1)
-        if not self._pool:
+        """Stop polling, cancel running jobs (their leases are taken over once the heartbeat is gone;
+        arq puts the jobs back), let arq record them, then shut down and close the Redis pool."""
+        if self.closing:
             return
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.closing = True
+        self.allow_pick_jobs = False
+        if self._resume is not None:
+            self._resume.cancel()
         main = self.main_task
-        if main is not None and main is not asyncio.current_task() and not main.done():
-            # Its cancel can be lost (Python 3.11's wait_for returns a wake-up that raced with it);
-            # `_closing` ends the loop at its next turn, before the pool below goes away.
-            await asyncio.wait([main])
-        await self.pool.delete(self.health_check_key)
+        if main is not None and main is not asyncio.current_task():
+            # A cancel can be lost (Python 3.11's wait_for, inside redis-py, may return a result that
+            # raced with it), and arq's poll loop then goes on: cancel again until it ends.
+            while not main.done():
+                main.cancel()
+                await asyncio.wait([main], timeout=0.1)
+        for task in [*self._starting, *self.job_functions.values()]:
+            task.cancel()
+        if self._starting:
+            await asyncio.wait(self._starting)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.arq_idle.wait(), _CLOSE_WAIT_S)
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+            await self.pool.delete(self.health_check_key)
         if self.on_shutdown:
             await self.on_shutdown(self.ctx)
         await self.pool.aclose(close_connection_pool=True)
-        self._pool = None
 
-    async def main(self) -> None:
-        if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
-        await log_redis_info(self.pool, log.info)
-        self.ctx["redis"] = self.pool
-        self.ctx["worker"] = self
-        if self.on_startup:
-            await self.on_startup(self.ctx)
-        while not self._closing:
-            self.wake.clear()
-            try:
-                await self._poll_iteration()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                # Redis restarting: running jobs go on (they only need PostgreSQL and ComfyUI);
-                # polling resumes when it answers again.
-                log.warning("queue unavailable (%s); retrying", exc)
-                await asyncio.sleep(0.5)
-                continue
-            if self.burst:
-                if 0 <= self.max_burst_jobs <= self._jobs_started():
-                    await asyncio.gather(*self.tasks.values())
-                    return
-                if await self.pool.zcard(self.queue_name) == 0 and not self.tasks:
-                    return
-            if self.job_counter >= self.max_jobs:
-                await self.wake.wait()  # no free slot: a finishing job wakes us
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.poll_delay_s)
+
+async def _job_started(ctx: dict[str, Any]) -> None:
+    worker: SafelightWorker = ctx["worker"]
+    worker.in_arq += 1
+    worker.arq_idle.clear()
+
+
+async def _job_ended(ctx: dict[str, Any]) -> None:
+    worker: SafelightWorker = ctx["worker"]
+    worker.in_arq -= 1
+    if worker.in_arq <= 0:
+        worker.in_arq = 0
+        worker.arq_idle.set()
 
 
 def build_worker(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> SafelightWorker:
     keys = Keys(settings.namespace)
-    return SafelightWorker(
+    redis = ArqRedis(
+        connection_pool=ConnectionPool.from_url(
+            settings.required_redis_url, socket_connect_timeout=_REDIS_TIMEOUT_S, socket_timeout=_REDIS_TIMEOUT_S
+        ),
+        default_queue_name=keys.queue,
+    )
+    ctx: dict[str, Any] = {"settings": settings}
+    worker = SafelightWorker(
         functions=[func(generate, name=JOB_FUNCTION, timeout=settings.job_timeout_s, max_tries=_MAX_JOB_TRIES)],
-        redis_settings=RedisSettings.from_dsn(settings.required_redis_url),
+        redis_pool=redis,
         queue_name=keys.queue,
         max_jobs=settings.worker_concurrency,
         job_timeout=settings.job_timeout_s,
         keep_result=0,
-        poll_delay=0.5,
+        poll_delay=settings.worker_poll_delay_s,
         burst=burst,
         handle_signals=handle_signals,
         on_startup=_startup,
         on_shutdown=_shutdown,
-        ctx={"settings": settings},
+        on_job_start=_job_started,
+        after_job_end=_job_ended,
+        ctx=ctx,
     )
+    ctx["worker"] = worker
+    return worker
 
 
 def run_worker(settings: Settings, *, burst: bool = False) -> None:
@@ -281,6 +286,8 @@ def run_worker(settings: Settings, *, burst: bool = False) -> None:
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
+    if "runtime" in ctx:
+        return  # arq started again after a Redis outage: everything is built already
     settings: Settings = ctx["settings"]
     worker: SafelightWorker = ctx["worker"]
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -334,8 +341,7 @@ async def _listen(rt: Runtime, worker: SafelightWorker, ready: asyncio.Event) ->
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(rt.keys.control)
-            ready.set()
-            worker.wake.set()  # anything enqueued while we were not listening
+            ready.set()  # anything enqueued while we were not listening: the next poll finds it
             async for message in pubsub.listen():
                 _on_control(rt, worker, message["data"])
         except asyncio.CancelledError:
@@ -355,7 +361,9 @@ def _on_control(rt: Runtime, worker: SafelightWorker, raw: bytes) -> None:
     except ValueError:
         return
     if message.get("op") == "wake":
-        worker.wake.set()
+        job_id = message.get("job")
+        if isinstance(job_id, str) and job_id:
+            worker.start_now(job_id)
     elif message.get("op") == "cancel":
         with contextlib.suppress(ValueError, KeyError):
             run = rt.running.get(uuid.UUID(message["g"]))
@@ -529,7 +537,7 @@ async def _recover_active(
     )
     if job is None:
         return False  # that recovery job exists already
-    await rt.redis.publish(rt.keys.control, '{"op":"wake"}')
+    await wake(rt.redis, rt.keys, job_id)
     log.warning(
         "generation %s: lease %s released (%s); recovery job %s at the front of the queue%s",
         row.id, lease, why, job_id, f", removed dead job {', '.join(job_ids)}" if job_ids else "",

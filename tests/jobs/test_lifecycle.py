@@ -88,7 +88,7 @@ async def test_cancel_before_pickup_never_reaches_comfyui(
     make_client: MakeClient, fake: FakeHandle, worker: SafelightWorker
 ) -> None:
     client = await make_client()
-    worker.allow_pick_jobs = False
+    worker.hold()
     try:
         gid = await create(client)
         behind = await create(client)
@@ -100,8 +100,7 @@ async def test_cancel_before_pickup_never_reaches_comfyui(
         assert (await get(client, behind))["progress"]["queuePosition"] == first["progress"]["queuePosition"]
         assert result == {"__typename": "GenerationPayload", "generation": {"status": "CANCELLED"}}
     finally:
-        worker.allow_pick_jobs = True
-        worker.wake.set()
+        worker.release()
     await asyncio.sleep(0.3)  # the worker now sees the job and must leave it alone
     generation = await get(client, gid)
     assert generation["status"] == "CANCELLED"
