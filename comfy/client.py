@@ -25,6 +25,7 @@ import httpx
 from comfy.catalog import Catalog
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, ComfyUnreachable, PromptValidationError
 from comfy.events import Failed, NodeOutput, OutputImage, failed_from, parse_images
+from comfy.transport import Http11Transport
 
 __all__ = [
     "ComfyClient",
@@ -37,11 +38,6 @@ __all__ = [
     "SystemStats",
     "without_credentials",
 ]
-
-# Calls to one backend at a time: a worker's jobs on it (submit, /history, /view, cancels) and its
-# checks; more wait for a free connection (within the timeout). Idle ones kept alive for the next.
-_MAX_CONNECTIONS = 64
-_MAX_KEEPALIVE = 16
 
 
 def without_credentials(url: str) -> str:
@@ -270,12 +266,10 @@ class ComfyClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.display_url = without_credentials(self.base_url)  # for messages: they end up in errors
-        # One client per backend, kept for the worker's life: its connections stay alive between calls.
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_KEEPALIVE),
-            transport=transport,
+            transport=transport if transport is not None else Http11Transport(),
             headers={"User-Agent": "safelight"},
         )
 

@@ -1,4 +1,4 @@
-"""ComfyClient's HTTP (httpx, one client per backend) against raw servers: keep-alive, framing, closes, timeouts."""
+"""ComfyClient's own HTTP/1.1 transport against raw servers: keep-alive, framing, closes, timeouts."""
 
 from __future__ import annotations
 
