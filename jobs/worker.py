@@ -131,10 +131,6 @@ class SafelightWorker(Worker):
 
     # -- pickup --------------------------------------------------------------------------------
 
-    @property
-    def picking(self) -> bool:
-        return self.allow_pick_jobs
-
     def hold(self) -> None:
         """Take no new jobs (neither by poll nor by wake-up) until `release`."""
         self._held = True
