@@ -371,7 +371,10 @@ async def main() -> None:
     parser.add_argument("--fault", choices=FAULTS, default="none")
     parser.add_argument("--n", type=int, default=500, help="generations")
     parser.add_argument("--users", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20, help="sampler steps of each (0.05 s each on the fake)")
+    # One fake ComfyUI runs prompts one at a time: 500 prompts of 20 steps of 0.05 s are 500 s of backend time, so
+    # "stuck 2 minutes after the fault" would count the backlog, not what the fault left behind. 2 steps (50 s in all)
+    # keep the count honest.
+    parser.add_argument("--steps", type=int, default=2, help="sampler steps of each (0.05 s each on the fake)")
     args = parser.parse_args()
     if args.quick:
         args.n, args.users, args.steps = min(args.n, 24), min(args.users, 2), min(args.steps, 10)
