@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -13,6 +14,7 @@ import websockets
 from starlette.types import ASGIApp
 
 from comfy.fake.server import serve_in_loop
+from settings import Settings
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -126,3 +128,18 @@ mutation($input: GenerationInput!, $key: String) {
   }
 }
 """
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Any]:
+    """One in-process arq worker on `settings` for the block; closed (and its task awaited) after."""
+    from jobs.worker import build_worker
+
+    worker = build_worker(settings, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        await worker.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -8,7 +8,6 @@ bodies by default), the stored error and its GraphQL shape.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +19,7 @@ from graph.state import AppState
 from jobs.enqueue import enqueue_generation
 from settings import Settings
 from tests.graph.schema_level import SchemaClient, schema_state
+from tests.stack import running_worker
 
 QUERY = "query($id: ID!) { generation(id: $id) { status error { code node input message } } }"
 BLUR: dict[str, Any] = {
@@ -29,25 +29,11 @@ BLUR: dict[str, Any] = {
 }
 
 
-@contextlib.asynccontextmanager
-async def _with_worker(settings: Settings) -> AsyncIterator[None]:
-    from jobs.worker import build_worker
-
-    worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await worker.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 @pytest.fixture
 async def state(stack_settings: Settings) -> AsyncIterator[AppState]:
     # ImageScale is in the allowlist (as in the default one), but the fake has no such class.
     classes = ("EmptyImage", "ImageBlur", "SaveImage", "ImageScale")
-    async with schema_state(stack_settings, raw_node_classes=classes) as s, _with_worker(s.settings):
+    async with schema_state(stack_settings, raw_node_classes=classes) as s, running_worker(s.settings):
         yield s
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ from comfy.templates import load_templates
 from graph.state import AppState
 from settings import Settings
 from tests.graph.schema_level import SchemaClient, schema_state
+from tests.stack import running_worker
 
 CREATE = """mutation($input: GenerationInput!) { createGeneration(input: $input) {
   __typename
@@ -43,20 +42,6 @@ def _template_dir(root: Path) -> Path:
     return root
 
 
-@contextlib.asynccontextmanager
-async def _worker(settings: Settings) -> AsyncIterator[None]:
-    from jobs.worker import build_worker
-
-    worker = build_worker(settings, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
-    try:
-        yield
-    finally:
-        await worker.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def _finished(client: SchemaClient, gid: str) -> dict[str, Any]:
     for _ in range(600):
         generation: dict[str, Any] = (await client.query(STATUS, {"id": gid}))["generation"]
@@ -76,7 +61,7 @@ async def test_a_template_without_prompt_is_requested_and_runs(stack_settings: S
     state: AppState
     async with schema_state(stack_settings, template_dirs=(directory,)) as state:
         client = await SchemaClient.create(state)
-        async with _worker(state.settings):
+        async with running_worker(state.settings):
             result = (await client.query(CREATE, {"input": {"template": "blur", "extra": {"radius": 5, "size": 32}}}))[
                 "createGeneration"
             ]

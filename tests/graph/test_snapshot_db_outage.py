@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlparse
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bench.proxy import CuttableProxy, cuttable_proxy
-from db.engine import create_engine, create_session_factory
+from bench.proxy import CuttableProxy
 from db.generations import create_generation
 from graph.context import Context
 from graph.loaders import Loaders
@@ -28,17 +25,6 @@ subscription($id: ID!) { generationEvents(id: $id) {
   kind generation { id images { url } owner { name } progress { queuePosition } }
 } }
 """
-
-
-@pytest.fixture
-async def proxied(settings: Settings) -> AsyncIterator[tuple[CuttableProxy, async_sessionmaker[AsyncSession]]]:
-    target = urlparse(str(settings.database_url))
-    async with cuttable_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-        engine = create_engine(settings.model_copy(update={"database_url": proxy.url(str(settings.database_url))}))
-        try:
-            yield proxy, create_session_factory(engine)
-        finally:
-            await engine.dispose()
 
 
 async def test_snapshot_fields_wait_for_the_database_instead_of_erroring(

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from urllib.parse import urlparse
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bench.proxy import CuttableProxy, cuttable_proxy
+from bench.proxy import CuttableProxy
 from db import generations as gens
-from db.engine import create_engine, create_session_factory
 from db.generations import create_generation
 from db.reachability import database_unreachable
 from db.users import ensure_user
 from graph.lastseq import LastSeqReads
 from graph.subscriptions import patiently
-from settings import Settings
-
-
-@pytest.fixture
-async def proxied(settings: Settings) -> AsyncIterator[tuple[CuttableProxy, async_sessionmaker[AsyncSession]]]:
-    target = urlparse(str(settings.database_url))
-    async with cuttable_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-        engine = create_engine(settings.model_copy(update={"database_url": proxy.url(str(settings.database_url))}))
-        try:
-            yield proxy, create_session_factory(engine)
-        finally:
-            await engine.dispose()
 
 
 async def _generation(sessions: async_sessionmaker[AsyncSession]) -> uuid.UUID:
