@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from db.states import Phase, Status
 from settings import DEFAULT_NAMESPACE
 
-__all__ = ["ApiToken", "Base", "Generation", "GenerationEvent", "Image", "User"]
+__all__ = ["ApiToken", "Base", "Generation", "GenerationEvent", "Image", "Input", "User"]
 
 
 class Base(DeclarativeBase):
@@ -144,4 +144,30 @@ class GenerationEvent(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class Input(Base):
+    """An uploaded image or mask, usable as an IMAGE/MASK parameter by its owner (migration 0008).
+
+    The bytes live in the content-addressed store under `content_hash`; one row per owner and content,
+    so the same file uploaded twice is one input.
+    """
+
+    __tablename__ = "inputs"
+    __table_args__ = (
+        UniqueConstraint("owner_id", "content_hash", name="uq_input_owner_content"),
+        # The hourly upload count of one owner, and "is this stored file still used" on deletes.
+        Index("ix_inputs_owner_created", "owner_id", "created_at"),
+        Index("ix_inputs_content_hash", "content_hash"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    mime: Mapped[str] = mapped_column(String(50))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(200), default="")  # the uploader's name, display only
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
