@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from inspect import isawaitable
@@ -61,15 +62,31 @@ async def test_idle_subscriptions_hold_no_task_of_their_own(make_client: MakeCli
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": {"authorization": f"Bearer {client.token}"}}))
         await ws.recv()
-        await asyncio.sleep(0.1)
-        before = len(asyncio.all_tasks())
         baseline = await _settle(api_url, -1, within=0.05)  # just a reading
+        before = asyncio.all_tasks()
         for i in range(operations):
             await ws.send(json.dumps({"id": str(i), "type": "subscribe", "payload": {"query": WATCH}}))
         assert await _settle(api_url, baseline + operations) == baseline + operations
-        await asyncio.sleep(0.1)
-        added = len(asyncio.all_tasks()) - before
-    assert operations <= added <= operations + 2, added
+        added = await _tasks_settled(before, expected=operations)
+    # Exactly one task per operation, all running the same coroutine: nothing else per subscription.
+    assert added == Counter({"BaseGraphQLTransportWSHandler.run_operation": operations}), added
+
+
+async def _tasks_settled(before: set[asyncio.Task[Any]], *, expected: int, within: float = 10.0) -> Counter[str]:
+    """The coroutines of tasks started since `before` and still alive, once their count is `expected` (the
+    request tasks of `_settle` end on their own) or time runs out."""
+    added: Counter[str] = Counter()
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        added = Counter(
+            task.get_coro().__qualname__  # type: ignore[union-attr]
+            for task in asyncio.all_tasks() - before
+            if not task.done() and task is not asyncio.current_task()
+        )
+        if sum(added.values()) == expected:
+            break
+        await asyncio.sleep(0.02)
+    return added
 
 
 async def test_subscribers_of_one_event_share_one_execution(
