@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import websockets
+from arq.jobs import Job, JobStatus
 
 from comfy.fake.catalog import CHECKPOINTS
 from comfy.fake.server import FakeHandle
@@ -16,6 +17,7 @@ from comfy.templates import validate_params
 from db.engine import single_statement
 from db.generations import create_generation
 from db.users import user_by_token
+from jobs.enqueue import job_id_for
 from jobs.generate import prompt_id_for, run_generation
 from jobs.runtime import Runtime
 from jobs.worker import SafelightWorker
@@ -101,7 +103,15 @@ async def test_cancel_before_pickup_never_reaches_comfyui(
         assert result == {"__typename": "GenerationPayload", "generation": {"status": "CANCELLED"}}
     finally:
         worker.release()
-    await asyncio.sleep(0.3)  # the worker now sees the job and must leave it alone
+    # The worker takes the cancelled job (it must leave it alone) and then the one behind it.
+    runtime: Runtime = worker.ctx["runtime"]
+    job = Job(job_id_for(uuid.UUID(gid), 1), runtime.redis, _queue_name=runtime.keys.queue)
+    await wait_for(client, behind, lambda g: g["status"] == "SUCCEEDED")
+    for _ in range(500):
+        if await job.status() == JobStatus.not_found:
+            break
+        await asyncio.sleep(0.01)
+    assert await job.status() == JobStatus.not_found
     generation = await get(client, gid)
     assert generation["status"] == "CANCELLED"
     assert generation["promptId"] is None
