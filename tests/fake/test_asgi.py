@@ -203,7 +203,10 @@ async def test_websocket_messages_both_ways(server: str) -> None:
         assert await ws.recv() == "echo " + large
         pong = await ws.ping()
         await asyncio.wait_for(pong, 5)
-    await asyncio.sleep(0.05)
+    for _ in range(500):  # the server learns of the close after the client's handshake ends
+        if "disconnect 1000" in EVENTS:
+            break
+        await asyncio.sleep(0.01)
     assert "disconnect 1000" in EVENTS
 
 
