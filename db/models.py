@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    CHAR,
     BigInteger,
     Boolean,
     DateTime,
@@ -26,7 +27,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from db.states import Phase, Status
 from settings import DEFAULT_NAMESPACE
 
-__all__ = ["ApiToken", "Base", "Generation", "GenerationEvent", "Image", "Input", "User"]
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Generation",
+    "GenerationEvent",
+    "Image",
+    "Input",
+    "TemplateRecord",
+    "TemplateVersion",
+    "User",
+]
 
 
 class Base(DeclarativeBase):
@@ -60,6 +71,37 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class TemplateRecord(Base):
+    """A template by name; its versions are immutable rows of `template_versions`."""
+
+    __tablename__ = "templates"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16))  # 'shipped' | 'directory' | 'uploaded'
+    current_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
+class TemplateVersion(Base):
+    """One saved version of a template: never updated, so a generation's version says what it ran."""
+
+    __tablename__ = "template_versions"
+    __table_args__ = (UniqueConstraint("template_name", "version", name="uq_template_version"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    template_name: Mapped[str] = mapped_column(ForeignKey("templates.name"))
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    workflow: Mapped[dict[str, Any]] = mapped_column(JSONB)  # API format
+    params: Mapped[list[Any]] = mapped_column(JSONB)  # the params list, as in *.params.json
+    source_format: Mapped[str] = mapped_column(String(8))  # 'api' | 'ui': what the admin uploaded
+    digest: Mapped[str] = mapped_column(CHAR(64))  # sha256 of the canonical workflow + params JSON
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+
 _status_enum = Enum(Status, name="generation_status", values_callable=lambda e: [m.value for m in e])
 _phase_enum = Enum(Phase, name="generation_phase", values_callable=lambda e: [m.value for m in e])
 
@@ -79,6 +121,9 @@ class Generation(Base):
     prompt: Mapped[str] = mapped_column(Text, default="")  # denormalised for search
     seed: Mapped[int] = mapped_column(BigInteger)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # The exact template version the generation runs (the worker builds from it, never from "the
+    # current"); NULL for raw workflows and rows older than templates in the database.
+    template_version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("template_versions.id"))
 
     status: Mapped[Status] = mapped_column(_status_enum, default=Status.QUEUED)
     phase: Mapped[Phase] = mapped_column(_phase_enum, default=Phase.WAITING)
