@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=2048 * 2048, ge=64 * 64)
     max_steps: int = Field(default=150, ge=1)
     max_prompt_length: int = Field(default=4000, ge=1)
+    # Uploaded inputs (POST /inputs): bytes per upload, pixels per image (at most Pillow's own
+    # decompression-bomb threshold, 89 M, which would answer first), uploads per owner per hour.
+    max_input_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    max_input_pixels: int = Field(default=4096 * 4096, ge=64 * 64, le=8192 * 8192)
+    max_input_uploads_per_hour: int = Field(default=200, ge=1)
     graphql_max_depth: int = Field(default=12, ge=2)
 
     # What one request may cost the API (graph/guards.py, graph/payloads.py, graph/documents.py).
