@@ -30,9 +30,6 @@ from typing import Any
 
 from comfy.events import (
     ComfyEvent,
-    ExecutionStarted,
-    Failed,
-    Interrupted,
     NodeExecuting,
     NodeOutput,
     NodesCached,
@@ -41,40 +38,20 @@ from comfy.events import (
     Succeeded,
 )
 
-__all__ = ["ProgressSnapshot", "ProgressTracker", "phase_of"]
+__all__ = ["ProgressSnapshot", "ProgressTracker"]
 
 _BELOW_DONE = 99.9
-
-_PHASES: tuple[tuple[str, str], ...] = (
-    ("Loader", "loading"),
-    ("TextEncode", "encoding"),
-    ("Sampler", "sampling"),
-    ("VAEDecode", "decoding"),
-    ("VAEEncode", "encoding"),
-    ("Upscale", "upscaling"),
-    ("Save", "saving"),
-    ("Preview", "saving"),
-)
-
-
-def phase_of(node_class: str | None) -> str:
-    """A coarse phase name for a node class, for people to read ("sampling", "decoding", ...)."""
-    if node_class is None:
-        return "running"
-    for fragment, phase in _PHASES:
-        if fragment in node_class:
-            return phase
-    return "running"
 
 
 @dataclass(frozen=True, slots=True)
 class ProgressSnapshot:
+    """Where the prompt is; what it is doing (the `Phase`) is the job's to say (jobs/worker/follow.py)."""
+
     percent: float
     node: str | None
     node_class: str | None
     step: int | None
     max_steps: int | None
-    phase: str = "queued"
 
 
 class ProgressTracker:
@@ -95,7 +72,7 @@ class ProgressTracker:
         self._done: dict[str, float] = {}  # units done per node
         self._percent = min(_BELOW_DONE, max(0.0, floor))
         self._succeeded = False
-        self._snapshot = ProgressSnapshot(round(self._percent, 2), None, None, None, None, "queued")
+        self._snapshot = ProgressSnapshot(round(self._percent, 2), None, None, None, None)
 
     @property
     def snapshot(self) -> ProgressSnapshot:
@@ -104,7 +81,7 @@ class ProgressTracker:
     def apply(self, event: ComfyEvent) -> ProgressSnapshot:
         """Fold one event of this prompt in and return the resulting snapshot."""
         snap = self._snapshot
-        node, step, max_steps, phase = snap.node, snap.step, snap.max_steps, snap.phase
+        node, step, max_steps = snap.node, snap.step, snap.max_steps
         if isinstance(event, Progress):
             if event.node in self._weight:
                 if event.max > 0 and event.max != self._weight[event.node]:
@@ -114,14 +91,12 @@ class ProgressTracker:
                     self._finish_current(node)
                     self._finish_inputs(event.node)
                     node = event.node
-                    phase = phase_of(self._classes.get(node))
             step, max_steps = event.value, event.max
         elif isinstance(event, NodeExecuting):
             if event.node != node:
                 self._finish_current(node)
                 self._finish_inputs(event.node)
                 node, step, max_steps = event.node, None, None
-                phase = phase_of(self._classes.get(node))
         elif isinstance(event, ProgressState):
             for node_id, state in event.nodes.items():
                 if node_id not in self._weight:
@@ -139,13 +114,9 @@ class ProgressTracker:
         elif isinstance(event, NodeOutput):
             if event.node in self._weight:
                 self._set_done(event.node, self._weight[event.node])
-        elif isinstance(event, ExecutionStarted):
-            phase = "starting"
         elif isinstance(event, Succeeded):
             self._succeeded = True
-            node, step, max_steps, phase = None, None, None, "done"
-        elif isinstance(event, Failed | Interrupted):
-            phase = "failed" if isinstance(event, Failed) else "interrupted"
+            node, step, max_steps = None, None, None
         else:
             return snap
         if self._succeeded:
@@ -155,7 +126,7 @@ class ProgressTracker:
             computed = min(_BELOW_DONE, 100.0 * done / self._total)
             self._percent = max(self._percent, computed)
         self._snapshot = ProgressSnapshot(
-            round(self._percent, 2), node, self._classes.get(node) if node else None, step, max_steps, phase
+            round(self._percent, 2), node, self._classes.get(node) if node else None, step, max_steps
         )
         return self._snapshot
 

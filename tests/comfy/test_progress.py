@@ -13,7 +13,7 @@ from comfy.events import (
     Succeeded,
     parse_message,
 )
-from comfy.progress import ProgressTracker, phase_of
+from comfy.progress import ProgressTracker
 from comfy.templates import load_templates
 
 from .conftest import http_answers, load_recording, ws_messages
@@ -73,22 +73,24 @@ def test_failure_keeps_percent() -> None:
     tracker.apply(NodeExecuting("p", "1"))
     tracker.apply(NodeExecuting("p", "2"))
     snap = tracker.apply(Failed("p", "2", "B", "RuntimeError", "boom"))
-    assert snap.percent == 50.0 and snap.phase == "failed"
+    assert snap.percent == 50.0
 
 
-def test_txt2img_phases() -> None:
+def test_txt2img_through_its_nodes() -> None:
     template = load_templates()["txt2img"]
     tracker = ProgressTracker(template.workflow)
     # 6 single-unit nodes + KSampler steps=20
-    assert tracker.apply(NodeExecuting("p", "4")).phase == "loading"
-    assert tracker.apply(NodeExecuting("p", "6")).phase == "encoding"
+    assert tracker.apply(NodeExecuting("p", "4")).node_class == "CheckpointLoaderSimple"
+    tracker.apply(NodeExecuting("p", "6"))
     snap = tracker.apply(Progress("p", "3", 10, 20))
     # the sampler runs: its inputs (loader 4, prompts 6 and 7, latent 5) have all run
-    assert snap.phase == "sampling" and snap.percent == round(100 * 14 / 26, 2)
-    assert tracker.apply(NodeExecuting("p", "8")).phase == "decoding"
-    assert tracker.apply(NodeExecuting("p", "9")).phase == "saving"
-    assert tracker.apply(Succeeded("p")).phase == "done"
-    assert phase_of(None) == "running"
+    assert snap.node_class == "KSampler" and snap.percent == round(100 * 14 / 26, 2)
+    assert (snap.step, snap.max_steps) == (10, 20)
+    snap = tracker.apply(NodeExecuting("p", "8"))
+    assert snap.percent == round(100 * 24 / 26, 2) and snap.step is None
+    tracker.apply(NodeExecuting("p", "9"))
+    snap = tracker.apply(Succeeded("p"))
+    assert snap.node is None and snap.percent == 100.0
     assert json.dumps(tracker.snapshot.percent) == "100.0"
 
 
