@@ -20,7 +20,7 @@ from arq.worker import Worker, func
 from comfy.client import ComfyClient
 from comfy.errors import ComfyUnavailable
 from comfy.templates import build_workflow, load_templates, validate_params
-from db import generations as gens
+from db import generation_reads, transitions
 from db.engine import create_engine, create_session_factory
 from db.images import add_image
 from db.states import IllegalTransition, Phase, Status
@@ -55,15 +55,15 @@ async def generate(ctx: dict[str, Any], generation_id: str) -> None:
     gid = uuid.UUID(generation_id)
     lease = f"polling/{uuid.uuid4().hex[:12]}"
     async with sessions() as session:
-        generation = await gens.get_generation(session, generation_id=gid)
+        generation = await generation_reads.get_generation(session, generation_id=gid)
         if generation is None or generation.status is not Status.QUEUED:
             return
         try:
-            await gens.transition(
+            await transitions.transition(
                 session,
                 generation_id=gid,
                 to=Status.RUNNING,
-                values={"lease": lease, "phase": Phase.SUBMITTING, "started_at": gens.now()},
+                values={"lease": lease, "phase": Phase.SUBMITTING, "started_at": transitions.now()},
             )
         except IllegalTransition:
             return
@@ -85,7 +85,7 @@ async def generate(ctx: dict[str, Any], generation_id: str) -> None:
         if entry is not None:
             break
         async with sessions() as session:
-            row = await gens.get_generation(session, generation_id=gid)
+            row = await generation_reads.get_generation(session, generation_id=gid)
         if row is not None and row.status is Status.CANCELLING and not cancelled:
             cancelled = True
             position = (await client.queue()).position(pid)
@@ -115,10 +115,10 @@ async def generate(ctx: dict[str, Any], generation_id: str) -> None:
         outcome = Status.CANCELLED if cancelled else Status.FAILED
     async with sessions() as session:
         try:
-            await gens.transition(session, generation_id=gid, to=outcome, lease=lease, values={"percent": 100.0})
+            await transitions.transition(session, generation_id=gid, to=outcome, lease=lease, values={"percent": 100.0})
         except IllegalTransition:
             await session.rollback()
-            await gens.transition(session, generation_id=gid, to=Status.CANCELLED, lease=lease)
+            await transitions.transition(session, generation_id=gid, to=Status.CANCELLED, lease=lease)
         await session.commit()
 
 

@@ -15,7 +15,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db import generations as gens
+from db import generation_reads
 
 __all__ = ["LastSeqReads"]
 
@@ -43,7 +43,7 @@ class LastSeqReads:
     async def _read(self, generation_id: uuid.UUID) -> int | None:
         self.reads += 1
         async with self._sessions() as session:
-            return await gens.last_seq(session, generation_id=generation_id)
+            return await generation_reads.last_seq(session, generation_id=generation_id)
 
     def _forget_failed(self, generation_id: uuid.UUID, read: asyncio.Future[int | None]) -> None:
         """A failed read is not shared after it failed: the next caller (a retry) reads again.

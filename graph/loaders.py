@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.dataloader import DataLoader
 
 from db import models
-from db.generations import queue_positions
+from db.generation_reads import queue_positions
 from db.images import images_for_generations
 from db.users import users_by_ids
 

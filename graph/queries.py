@@ -9,7 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from comfy.templates import Template as TemplateSpec
-from db import generations as gens
+from db import cursors, generation_reads
 from graph.context import BadRequest, Context
 from graph.results import api_field_name
 from graph.status import SystemStatusType, resolve_system_status
@@ -146,7 +146,7 @@ class Query:
         if gid is None:
             return None
         async with info.context.state.sessions() as session:
-            row = await gens.get_generation(session, generation_id=gid, owner_id=owner)
+            row = await generation_reads.get_generation(session, generation_id=gid, owner_id=owner)
         return None if row is None else Generation.from_row(row)
 
     @strawberry.field(description="The viewer's generations, newest first, with cursor pagination.")
@@ -162,7 +162,7 @@ class Query:
         first = max(1, min(first, MAX_PAGE))
         async with info.context.state.sessions() as session:
             try:
-                page = await gens.list_generations(
+                page = await generation_reads.list_generations(
                     session,
                     owner_id=owner,
                     first=first,
@@ -172,7 +172,7 @@ class Query:
                 )
             except ValueError as exc:
                 raise BadRequest("invalid cursor") from exc
-        edges = [GenerationEdge(cursor=gens.encode_cursor(r), node=Generation.from_row(r)) for r in page.rows]
+        edges = [GenerationEdge(cursor=cursors.encode_cursor(r), node=Generation.from_row(r)) for r in page.rows]
         return GenerationConnection(
             edges=edges,
             page_info=PageInfo(

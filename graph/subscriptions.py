@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import strawberry
 
-from db import generations as gens
+from db import generation_reads
 from db.events import EventKind as DbEventKind
 from db.events import EventPosition, database_now, events_after, owner_events_after
 from db.models import Generation as GenerationRow
@@ -177,7 +177,7 @@ class _Stream:
         async with self.context.state.sessions() as session:
             # The row's last sequence number first: a quiet check (the common catch-up) finds
             # nothing new with this one small query and reads no event.
-            last_seq = await gens.last_seq(session, generation_id=self.gid)
+            last_seq = await generation_reads.last_seq(session, generation_id=self.gid)
             rows: Sequence[EventRow] = ()
             if last_seq is not None and last_seq > self.last:
                 rows = await events_after(session, generation_id=self.gid, after_seq=self.last)
@@ -363,7 +363,7 @@ async def _open(
     async def read() -> GenerationRow | None:
         async with info.context.state.sessions() as session:
             owner = None if viewer.is_admin else viewer.id
-            return await gens.get_generation(session, generation_id=gid, owner_id=owner)
+            return await generation_reads.get_generation(session, generation_id=gid, owner_id=owner)
 
     row = await patiently(read)
     if row is None:

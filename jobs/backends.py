@@ -128,7 +128,7 @@ class BackendPool:
     def choices(self) -> tuple[dict[str, Backend], Backend]:
         """`choose()` for every checkpoint at once: the least busy backend that has it loaded, keyed by
         checkpoint ("" for none loaded), and the one any other checkpoint goes to. This is what lets a
-        claim record its backend before the generation's checkpoint is known (db.generations.Placement).
+        claim record its backend before the generation's checkpoint is known (db.transitions.Placement).
         """
         candidates = [b for b in self._backends.values() if b.healthy]
         if not candidates:

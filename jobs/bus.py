@@ -22,8 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from db.events import EventKind
-from db.generations import Change
 from db.models import GenerationEvent
+from db.transitions import Change
 from jobs.keys import Keys
 
 __all__ = ["BusEvent", "publish", "publish_change"]

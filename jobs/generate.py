@@ -69,7 +69,7 @@ from comfy.templates import (
     check_raw_workflow,
     validate_params,
 )
-from db import generations as gens
+from db import generation_reads, transitions
 from db.engine import single_statement
 from db.models import Generation
 from db.reachability import database_unreachable
@@ -144,19 +144,19 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str, attempt: int
     """
     async with single_statement(rt.sessions) as session:
         try:
-            change = await gens.transition(
+            change = await transitions.transition(
                 session,
                 generation_id=generation_id,
                 to=Status.RUNNING,
                 values={
                     "lease": lease,
                     "phase": Phase.SUBMITTING,
-                    "started_at": gens.UnlessSet(gens.now()),
+                    "started_at": transitions.UnlessSet(transitions.now()),
                 },
                 placement=_placement(rt, generation_id, attempt),
                 wait_for_flush=False,  # a lost claim is repaired by a re-run (see `transition`)
             )
-        except gens.GenerationNotFound:
+        except transitions.GenerationNotFound:
             return None
         except IllegalTransition as exc:
             if exc.current is not Status.RUNNING and exc.current is not Status.CANCELLING:
@@ -173,14 +173,14 @@ async def _claim(rt: Runtime, generation_id: uuid.UUID, lease: str, attempt: int
     return run
 
 
-def _placement(rt: Runtime, generation_id: uuid.UUID, attempt: int | None) -> gens.Placement | None:
+def _placement(rt: Runtime, generation_id: uuid.UUID, attempt: int | None) -> transitions.Placement | None:
     if attempt is None:
         return None
     try:
         by_checkpoint, default = rt.backends.choices()
     except NoBackend:
         return None  # `execute` retries or fails it
-    return gens.Placement(
+    return transitions.Placement(
         attempt=attempt,
         prompt_id=prompt_id_for(generation_id, attempt),
         backends={checkpoint: backend.url for checkpoint, backend in by_checkpoint.items()},
@@ -190,13 +190,13 @@ def _placement(rt: Runtime, generation_id: uuid.UUID, attempt: int | None) -> ge
 
 async def _take_over(rt: Runtime, session: AsyncSession, generation_id: uuid.UUID, lease: str) -> GenerationRun | None:
     """An active generation whose job died: take its lease over if its worker is gone."""
-    generation = await gens.get_generation(session, generation_id=generation_id)
+    generation = await generation_reads.get_generation(session, generation_id=generation_id)
     if generation is None or generation.status not in (Status.RUNNING, Status.CANCELLING):
         return None
     old_lease = generation.lease  # read now: take_over refreshes `generation` with the new lease
     if old_lease is not None and await _owner_alive(rt, old_lease):
         return None
-    taken = await gens.take_over(session, generation_id=generation_id, old_lease=old_lease, new_lease=lease)
+    taken = await transitions.take_over(session, generation_id=generation_id, old_lease=old_lease, new_lease=lease)
     await session.commit()
     if taken is None:
         return None
@@ -480,7 +480,7 @@ class GenerationRun:
         if backend is not self.backend or self.generation.prompt_id != self.prompt_id:
             # Record where the prompt goes before it goes there: a re-run after a crash looks here.
             async with single_statement(self.rt.sessions) as session:
-                ok = await gens.update_progress(
+                ok = await transitions.update_progress(
                     session,
                     generation_id=self.id,
                     lease=self.lease,
@@ -734,7 +734,7 @@ class GenerationRun:
                 # The image row, its event and, for the last one, SUCCEEDED: one statement that
                 # locks the generation first, so no cancel can come between them.
                 changes = await self._guarded(
-                    gens.record_image(
+                    transitions.record_image(
                         session,
                         generation_id=self.id,
                         lease=self.lease,
@@ -773,7 +773,7 @@ class GenerationRun:
     async def _guarded(self, write: Awaitable[_W]) -> _W:
         try:
             change = await write
-        except (gens.StaleLease, gens.GenerationNotFound):
+        except (transitions.StaleLease, transitions.GenerationNotFound):
             raise Lost from None
         except IllegalTransition as exc:
             if exc.current is Status.CANCELLING:
@@ -783,29 +783,29 @@ class GenerationRun:
 
     async def _check_still_ours(self) -> None:
         async with single_statement(self.rt.sessions) as session:
-            row = await gens.get_generation(session, generation_id=self.id)
+            row = await generation_reads.get_generation(session, generation_id=self.id)
         if row is None or row.lease != self.lease:
             raise Lost
         if row.status is Status.CANCELLING:
             raise Cancelled
 
-    async def _finish(self, status: Status, values: dict[str, Any]) -> gens.Change:
+    async def _finish(self, status: Status, values: dict[str, Any]) -> transitions.Change:
         """Move to `status` under our lease; a cancel that arrived meanwhile wins (CANCELLED)."""
         await self.relay.flush()  # what this run queued (its RUNNING event, say) goes out before its end
         async with single_statement(self.rt.sessions) as session:
             try:
-                change = await gens.transition(
+                change = await transitions.transition(
                     session, generation_id=self.id, to=status, lease=self.lease, values=values
                 )
             except IllegalTransition as exc:
                 if exc.current is Status.CANCELLING and status is not Status.CANCELLED:
                     await session.rollback()
-                    change = await gens.transition(
+                    change = await transitions.transition(
                         session, generation_id=self.id, to=Status.CANCELLED, lease=self.lease
                     )
                 else:
                     raise Lost from None
-            except (gens.StaleLease, gens.GenerationNotFound):
+            except (transitions.StaleLease, transitions.GenerationNotFound):
                 raise Lost from None
         await publish_change(self.rt.redis, self.rt.keys, change)
         return change
@@ -846,7 +846,7 @@ class GenerationRun:
             )
 
 
-async def _publish_both(rt: Runtime, first: gens.Change, second: gens.Change) -> None:
+async def _publish_both(rt: Runtime, first: transitions.Change, second: transitions.Change) -> None:
     """`publish_change` of two committed changes, in order, in one round trip (and as forgiving)."""
     try:
         async with rt.redis.pipeline(transaction=False) as pipe:

@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from comfy.events import Preview
 from db.engine import single_statement
 from db.events import EventKind
-from db.generations import update_progress
 from db.states import Phase
+from db.transitions import update_progress
 from jobs.bus import BusEvent, publish
 from jobs.keys import Keys
 

@@ -32,8 +32,7 @@ from comfy.templates import (
     check_template,
     validate_params,
 )
-from db import generations as gens
-from db import quotas
+from db import generation_reads, quotas, transitions
 from db.engine import single_statement
 from db.events import EventKind
 from db.models import Generation, Image, User
@@ -185,7 +184,7 @@ class JobService:
         limit = self.settings.max_active_per_user
         async with single_statement(self.sessions) as session:
             try:
-                change, created = await gens.create_generation(
+                change, created = await transitions.create_generation(
                     session,
                     owner_id=owner.id,
                     template=template,
@@ -196,7 +195,7 @@ class JobService:
                     max_active=limit,
                     namespace=self.keys.namespace,
                 )
-            except gens.ActiveLimitReached:
+            except transitions.ActiveLimitReached:
                 raise self._active_exceeded() from None
         if created:
             # Committed (one autocommit statement): the rate count, the QUEUED event and the job go in
@@ -206,7 +205,7 @@ class JobService:
                 await self._enqueue(change.generation.id, 1, event=event, rate=rate)
             except RateLimited:
                 async with single_statement(self.sessions) as session:
-                    await gens.delete_generation(session, generation_id=change.generation.id)
+                    await transitions.delete_generation(session, generation_id=change.generation.id)
                 self._over_rate[owner.id] = rate.key
                 raise self._rate_exceeded() from None
         return Created(change.generation, created=created)
@@ -265,7 +264,7 @@ class JobService:
             return (await session.execute(stmt)).scalar_one_or_none()
 
     async def _get(self, session: AsyncSession, generation_id: uuid.UUID, viewer: User) -> Generation:
-        generation = await gens.get_generation(
+        generation = await generation_reads.get_generation(
             session, generation_id=generation_id, owner_id=None if viewer.is_admin else viewer.id
         )
         if generation is None:
@@ -283,10 +282,10 @@ class JobService:
         for _ in range(10):
             async with single_statement(self.sessions) as session:
                 try:
-                    change = await gens.transition(
+                    change = await transitions.transition(
                         session, generation_id=generation_id, to=target, owner_id=owner_id, sources=(source,)
                     )
-                except gens.GenerationNotFound:
+                except transitions.GenerationNotFound:
                     raise NotFound(f"no generation {generation_id}") from None
                 except IllegalTransition as exc:
                     current = exc.current
@@ -325,7 +324,7 @@ class JobService:
                 raise self._active_exceeded()
             await self._take_rate(self._rate_limit(owner_id), owner_id)
             try:
-                change = await gens.transition(
+                change = await transitions.transition(
                     session,
                     generation_id=generation_id,
                     to=Status.QUEUED,
@@ -343,7 +342,7 @@ class JobService:
         async with self.sessions() as session:
             generation = await self._get(session, generation_id, viewer)
             owner_id, was_active = generation.owner_id, generation.status in ACTIVE
-            hashes = await gens.delete_generation(session, generation_id=generation_id)
+            hashes = await transitions.delete_generation(session, generation_id=generation_id)
             await session.commit()
             still_used = set(
                 (await session.execute(select(Image.content_hash).where(Image.content_hash.in_(hashes)))).scalars()

@@ -46,7 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from comfy.templates import load_templates
-from db import generations as gens
+from db import generation_reads, transitions
 from db.engine import create_engine, create_session_factory, single_statement
 from db.reachability import database_unreachable
 from jobs.backend_list import read_backend_urls
@@ -446,8 +446,8 @@ async def recover_orphans(rt: Runtime, *, queued_grace_s: float = 30.0, unlisted
         unlisted_grace_s = 2 * rt.settings.worker_heartbeat_s
     namespace = rt.keys.namespace
     async with single_statement(rt.sessions) as session:
-        active = await gens.active_leases(session, namespace=namespace)
-        queued = await gens.stale_queued(
+        active = await generation_reads.active_leases(session, namespace=namespace)
+        queued = await generation_reads.stale_queued(
             session, namespace=namespace, updated_before=datetime.now(UTC) - timedelta(seconds=queued_grace_s)
         )
     count = 0
@@ -488,7 +488,7 @@ async def _worker_records(rt: Runtime, worker_ids: set[str]) -> dict[str, dict[s
 
 
 async def _recover_active(
-    rt: Runtime, row: gens.ActiveRow, workers: dict[str, dict[str, Any] | None], unlisted_grace_s: float
+    rt: Runtime, row: generation_reads.ActiveRow, workers: dict[str, dict[str, Any] | None], unlisted_grace_s: float
 ) -> bool:
     lease = row.lease
     age = time.time() - row.updated_at.timestamp()
@@ -513,7 +513,7 @@ async def _recover_active(
                 return False
             why = f"worker {worker_id} beats but no longer runs it"
         async with single_statement(rt.sessions) as session:
-            released_at = await gens.release_lease(session, generation_id=row.id, lease=lease)
+            released_at = await transitions.release_lease(session, generation_id=row.id, lease=lease)
         if released_at is None:
             return False  # finished or taken over meanwhile
         released = released_at
@@ -541,7 +541,7 @@ async def _recover_active(
     return True
 
 
-async def _dead_job_ids(rt: Runtime, worker_id: str, lease: str, row: gens.ActiveRow) -> list[str]:
+async def _dead_job_ids(rt: Runtime, worker_id: str, lease: str, row: generation_reads.ActiveRow) -> list[str]:
     """The arq job id a dead worker ran `lease` under, from its last `worker_jobs` record; or, when
     it died before a heartbeat recorded it, the attempt's own job if that is still marked in progress."""
     raw = await rt.redis.get(rt.keys.worker_jobs(worker_id))

@@ -16,10 +16,10 @@ from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from comfy.fake.server import FakeHandle
-from db.generations import create_generation
 from db.images import add_image
 from db.models import Generation
 from db.states import Status
+from db.transitions import create_generation
 from db.users import user_by_token
 from graph.app import create_app
 from graph.context import Context

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from db.generations import create_generation
+from db.transitions import create_generation
 from graph.state import AppState
 from jobs.enqueue import enqueue_generation
 from settings import Settings

@@ -13,10 +13,10 @@ from PIL import Image as PILImage
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.generations import create_generation
 from db.images import add_image
 from db.models import Generation
 from db.states import Status
+from db.transitions import create_generation
 from jobs.logs import configure_logging
 from jobs.storage import ImageStore
 from settings import Settings

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.proxy import CuttableProxy
-from db.generations import create_generation
+from db.transitions import create_generation
 from graph.context import Context
 from graph.loaders import Loaders
 from graph.schema import build_schema

@@ -63,8 +63,8 @@ async def test_a_status_that_was_never_published_reaches_a_quiet_subscriber(
 ) -> None:
     """The bus lost nothing here: the CANCELLED is committed but never published (a worker that could not
     reach Redis). The subscriber finds it when, quiet for a while, it checks the log."""
-    from db.generations import create_generation, transition
     from db.states import Status
+    from db.transitions import create_generation, transition
     from graph import subscriptions
 
     monkeypatch.setattr(subscriptions, "QUIET_CHECK_S", 0.5)

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.proxy import CuttableProxy
-from db import generations as gens
-from db.generations import create_generation
+from db import generation_reads
 from db.reachability import database_unreachable
+from db.transitions import create_generation
 from db.users import ensure_user
 from graph.lastseq import LastSeqReads
 from graph.subscriptions import patiently
@@ -38,7 +38,7 @@ async def test_reads_wait_for_the_database_to_come_back(
 
     async def last_seq() -> int | None:
         async with sessions() as session:
-            return await gens.last_seq(session, generation_id=gid)
+            return await generation_reads.last_seq(session, generation_id=gid)
 
     await proxy.cut()
     with pytest.raises(Exception) as failed:  # noqa: PT011 (whatever the driver raises)

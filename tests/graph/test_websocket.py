@@ -14,7 +14,7 @@ import pytest
 import websockets
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.generations import create_generation
+from db.transitions import create_generation
 from graph import subscriptions
 from tests.graph.test_api import PRIVATE, fail_privately, logged_privately
 from tests.stack import GENERATION_EVENTS, GraphQLClient

@@ -15,7 +15,7 @@ from comfy.fake.catalog import CHECKPOINTS
 from comfy.fake.server import FakeHandle
 from comfy.templates import validate_params
 from db.engine import single_statement
-from db.generations import create_generation
+from db.transitions import create_generation
 from db.users import user_by_token
 from jobs.enqueue import job_id_for
 from jobs.generate import prompt_id_for, run_generation

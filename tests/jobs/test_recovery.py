@@ -24,9 +24,9 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.generations import create_generation
 from db.models import Generation
 from db.states import Status
+from db.transitions import create_generation
 from db.users import ensure_user
 from jobs.enqueue import enqueue_generation, job_id_for
 from jobs.keys import Keys

@@ -1,0 +1,45 @@
+"""db.images: one row per (generation, index), read for many generations at once."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.images import add_image, images_for_generations
+from tests.db.rows import new_generation, new_user
+
+
+async def test_images_are_unique_per_index_and_read_in_batches(session: AsyncSession) -> None:
+    owner = await new_user(session)
+    change, _ = await new_generation(session, owner)
+    gid = change.generation.id
+    for index in range(2):
+        row = await add_image(
+            session,
+            generation_id=gid,
+            index=index,
+            content_hash=f"{index:064x}",
+            mime="image/png",
+            width=64,
+            height=64,
+            seed=7 + index,
+            size_bytes=100,
+            node_id="9",
+        )
+        assert row is not None
+    duplicate = await add_image(
+        session,
+        generation_id=gid,
+        index=0,
+        content_hash="f" * 64,
+        mime="image/png",
+        width=64,
+        height=64,
+        seed=7,
+        size_bytes=100,
+        node_id="9",
+    )
+    assert duplicate is None
+    by_generation = await images_for_generations(session, generation_ids=[gid, uuid.uuid4()])
+    assert [i.index for i in by_generation[gid]] == [0, 1]
