@@ -7,14 +7,19 @@ workflow exactly as ComfyUI's "Save (API)" writes it) and `x.params.json`:
      "params": [{"name": "width", "type": "int", "default": 512, "min": 64, "max": 2048,
                  "multiple_of": 8, "description": "...", "targets": [["5", "width"]]}, ...]}
 
-Parameter types: `string` (max_length), `int` (min, max, multiple_of),
-`float` (min, max), `enum` (`choices`, or `catalog`: one of checkpoints,
-loras, samplers, schedulers — checked against the live catalogue when one is
-given), `seed` (0..2^53-1, random when absent) and `loras` (a list of
+Parameter types: `string` (max_length; `multiline`, a display hint for
+prompts), `int` (min, max, multiple_of), `float` (min, max), `boolean` (false
+unless a default says otherwise), `enum` (`choices`, or `catalog`: one of
+checkpoints, loras, samplers, schedulers — checked against the live catalogue
+when one is given), `seed` (0..2^53-1, random when absent), `loras` (a list of
 `{name, strength}`, at most `max_items`, strengths within min..max, inserted
 as a chain of LoraLoader nodes after `source_node`, whose outputs 0 and 1 must
-be MODEL and CLIP). `targets` lists the `[node_id, input_name]` pairs a value
-is written to.
+be MODEL and CLIP), and `image` / `mask`: an uploaded input's id (a UUID; no
+default). Here an image value is checked for form only: whether the id is the
+requester's input is the service's question, and the worker uploads it to the
+backend and passes `build_workflow` the file name ComfyUI knows it by.
+`targets` lists the `[node_id, input_name]` pairs a value is written to. A
+template needs no particular parameter (an upscaler has no prompt).
 
 `validate_params` is the one validation used by the API and the worker. It
 reports every bad field at once, under the names the API exposes
@@ -24,14 +29,19 @@ string parameter.
 
 Shipped templates live next to this module; operator directories given to
 `load_templates` are read after them and may replace a template by name.
+Templates saved at run time are the same parts (`template_from_parts`) kept in
+the database; `ParamSpec.to_json` and `template_digest` give their canonical
+JSON and its SHA-256, so an unchanged template is recognised as such.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import secrets
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +54,7 @@ if TYPE_CHECKING:
     from settings import Settings
 
 __all__ = [
+    "INPUT_TYPES",
     "MAX_LORAS",
     "MAX_SEED",
     "RAW_TEMPLATE",
@@ -58,8 +69,11 @@ __all__ = [
     "check_built_workflow",
     "check_raw_workflow",
     "check_template",
+    "input_targets",
     "load_template",
     "load_templates",
+    "template_digest",
+    "template_from_parts",
     "validate_params",
 ]
 
@@ -67,7 +81,9 @@ SHIPPED_DIR: Final = Path(__file__).resolve().parent / "templates"
 MAX_SEED: Final = 2**53 - 1  # the largest integer JavaScript represents exactly
 MAX_LORAS: Final = 8
 RAW_TEMPLATE: Final = "raw"  # the template name of an admin's raw workflow (check_raw_workflow)
-PARAM_TYPES: Final = frozenset({"string", "int", "float", "enum", "seed", "loras"})
+PARAM_TYPES: Final = frozenset({"string", "int", "float", "boolean", "enum", "seed", "loras", "image", "mask"})
+# Parameters whose value is an uploaded input's id; the workflow gets the file name on the backend.
+INPUT_TYPES: Final = frozenset({"image", "mask"})
 CATALOG_KINDS: Final = frozenset({"checkpoints", "loras", "samplers", "schedulers"})
 _MISSING: Final = object()
 
@@ -121,6 +137,7 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None
     catalog: str | None = None
     source_node: str | None = None
+    multiline: bool = False  # display hint for strings: a text area, not a line
     targets: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -152,6 +169,13 @@ class ParamSpec:
             raise ValueError(f"parameter {name!r}: targets must be [[node_id, input_name], ...]")
         if kind == "loras" and not isinstance(raw.get("source_node"), str):
             raise ValueError(f"loras parameter {name!r} needs a source_node (the checkpoint loader)")
+        multiline = raw.get("multiline", False)
+        if not isinstance(multiline, bool):
+            raise ValueError(f"parameter {name!r}: multiline must be true or false")
+        if multiline and kind != "string":
+            raise ValueError(f"parameter {name!r}: only string parameters can be multiline")
+        if kind in INPUT_TYPES and raw.get("default") is not None:
+            raise ValueError(f"{kind} parameter {name!r} cannot have a default (its value is an uploaded input)")
         for key in ("min", "max"):
             if raw.get(key) is not None and not _is_number(raw[key]):
                 raise ValueError(f"parameter {name!r}: {key} must be a number")
@@ -174,8 +198,29 @@ class ParamSpec:
             choices=None if choices is None else tuple(choices),
             catalog=catalog,
             source_node=raw.get("source_node"),
+            multiline=multiline,
             targets=tuple((t[0], t[1]) for t in targets_raw),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The declaration in *.params.json form, keys that say nothing left out: `parse` reads it back."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.description:
+            out["description"] = self.description
+        if self.has_default:
+            out["default"] = copy.deepcopy(self.default)
+        if self.required:
+            out["required"] = True
+        for key in ("min", "max", "multiple_of", "max_length", "max_items", "catalog", "source_node"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        if self.multiline:
+            out["multiline"] = True
+        out["targets"] = [[node, name] for node, name in self.targets]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,18 +286,45 @@ def load_template(workflow_path: Path) -> Template:
     try:
         if not isinstance(declaration, Mapping) or not isinstance(declaration.get("params"), list):
             raise ValueError('expected {"title", "description", "params": [...]}')
-        params = tuple(ParamSpec.parse(p) for p in declaration["params"])
-        template = Template(
+        return template_from_parts(
             name=name,
             title=str(declaration.get("title") or name),
             description=str(declaration.get("description") or ""),
             workflow=workflow,
-            params=params,
+            params=declaration["params"],
         )
-        _check_params(template)
     except ValueError as exc:
         raise TemplateError(f"{params_path}: {exc}") from None
+
+
+def template_from_parts(*, name: str, title: str, description: str, workflow: Any, params: Sequence[Any]) -> Template:
+    """A template from its parts (a directory's files, a database row, an admin's upload).
+
+    Raises ValueError naming what is wrong: the workflow's shape, a parameter's declaration, or a
+    target that is not an input of the workflow.
+    """
+    _check_workflow(workflow)
+    template = Template(
+        name=name,
+        title=title or name,
+        description=description,
+        workflow=workflow,
+        params=tuple(ParamSpec.parse(p) for p in params),
+    )
+    _check_params(template)
     return template
+
+
+def template_digest(workflow: Mapping[str, Any], params: Sequence[ParamSpec]) -> str:
+    """SHA-256 of the canonical JSON of a workflow and its parameters: equal templates, equal digests."""
+    canonical = json.dumps(
+        {"workflow": workflow, "params": [p.to_json() for p in params]},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _read_json(path: Path) -> Any:
@@ -344,6 +416,8 @@ def _default(spec: ParamSpec, catalog: Catalog | None, errors: list[FieldError])
         return secrets.randbelow(int(spec.max if spec.max is not None else MAX_SEED) + 1)
     if spec.has_default and spec.default is not None:
         return copy.deepcopy(spec.default)
+    if spec.type == "boolean":
+        return False
     if spec.type == "enum" and spec.catalog is not None and catalog is not None and not spec.required:
         options = catalog.choices(spec.catalog)
         if options:
@@ -397,9 +471,31 @@ def _check_value(spec: ParamSpec, value: Any, catalog: Catalog | None, limits: L
             return _MISSING
         _check_choice(name, value, spec.choices, spec.catalog, catalog, errors)
         return value
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            errors.append(FieldError(name, "must be true or false"))
+            return _MISSING
+        return value
+    if kind in INPUT_TYPES:
+        # Form only: whether the id names one of the requester's inputs is the service's check.
+        input_id = _input_id(value)
+        if input_id is None:
+            errors.append(FieldError(name, "must be the id of an uploaded input"))
+            return _MISSING
+        return input_id
     if kind == "loras":
         return _check_loras(spec, value, catalog, errors)
     raise AssertionError(f"unhandled parameter type {kind}")
+
+
+def _input_id(value: Any) -> str | None:
+    """An input id in its canonical form (lower-case, hyphenated), None if `value` is not a UUID."""
+    if not isinstance(value, str) or len(value) > 64:  # bounded before parsing
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 def _check_choice(
@@ -477,8 +573,20 @@ def _range_message(low: float | None, high: float | None) -> str:
 # -- building ------------------------------------------------------------------------------------
 
 
-def build_workflow(template: Template, params: ValidatedParams, *, filename_prefix: str) -> dict[str, Any]:
-    """A fresh API-format workflow with the parameters written in and outputs named `filename_prefix`."""
+def build_workflow(
+    template: Template,
+    params: ValidatedParams,
+    *,
+    filename_prefix: str,
+    input_files: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A fresh API-format workflow with the parameters written in and outputs named `filename_prefix`.
+
+    `input_files` maps each image/mask parameter's input id to the file name the worker uploaded it
+    as on the backend (what LoadImage reads); every such value must be there. Without it (the API's
+    check before anything is uploaded) the input id itself is written, and `check_built_workflow`
+    does not hold those inputs to the backend's file list.
+    """
     if params.template != template.name:
         raise ValueError(f"parameters were validated for {params.template!r}, not {template.name!r}")
     workflow: dict[str, Any] = copy.deepcopy(dict(template.workflow))
@@ -486,6 +594,12 @@ def build_workflow(template: Template, params: ValidatedParams, *, filename_pref
         if spec.name not in params.values or spec.type == "loras":
             continue
         value = params.values[spec.name]
+        if spec.type in INPUT_TYPES and value is None:
+            continue  # an optional input left out: the workflow keeps its own file
+        if spec.type in INPUT_TYPES and input_files is not None:
+            if value not in input_files:
+                raise ValueError(f"input {value} of parameter {spec.name!r} was not uploaded to the backend")
+            value = input_files[value]
         for node_id, input_name in spec.targets:
             workflow[node_id]["inputs"][input_name] = copy.deepcopy(value)
     for spec in template.params:
@@ -546,6 +660,12 @@ def check_template(template: Template, object_info: Mapping[str, Any]) -> list[F
     return [FieldError(p.field, p.message) for p in problems]
 
 
+def input_targets(template: Template) -> set[tuple[str, str]]:
+    """The node inputs image/mask parameters are written to: a loader's file choice lists the backend's
+    input directory, which holds our file only once the worker has uploaded it."""
+    return {target for spec in template.params if spec.type in INPUT_TYPES for target in spec.targets}
+
+
 def check_built_workflow(
     template: Template, workflow: Mapping[str, Any], object_info: Mapping[str, Any]
 ) -> list[FieldError]:
@@ -561,7 +681,7 @@ def check_built_workflow(
             owners.setdefault(target, spec.name)
     loras = next((spec.name for spec in template.params if spec.type == "loras"), None)
     errors: list[FieldError] = []
-    for problem in check_workflow(workflow, object_info):
+    for problem in check_workflow(workflow, object_info, skip_values=input_targets(template)):
         node, name = problem.node_id, problem.input_name
         if node is not None and name is not None and (node, name) in owners:
             errors.append(FieldError(owners[node, name], problem.message))
