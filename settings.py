@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     max_input_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     max_input_pixels: int = Field(default=4096 * 4096, ge=64 * 64, le=8192 * 8192)
     max_input_uploads_per_hour: int = Field(default=200, ge=1)
+    # One output file fetched from ComfyUI (an image, a video, ...): larger ones fail the generation, unstored.
+    max_output_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     graphql_max_depth: int = Field(default=12, ge=2)
 
     # What one request may cost the API (graph/guards.py, graph/payloads.py, graph/documents.py).

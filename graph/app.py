@@ -48,7 +48,8 @@ from graph.playground import Playground
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
 from graph.websocket import QueryTexts, guard_connection
-from jobs.storage import THUMBNAIL_SIZES, sniff_mime
+from jobs.media import sniff_mime
+from jobs.storage import THUMBNAIL_SIZES
 from settings import Settings, load_settings
 
 __all__ = ["create_app"]

@@ -1,8 +1,10 @@
-"""Content-addressed image storage on a local directory.
+"""Content-addressed storage of outputs (images, animations, video, audio, text) and inputs on a local directory.
 
-Files are named by the SHA-256 of their bytes, so storing the same image twice
+Files are named by the SHA-256 of their bytes, so storing the same file twice
 is a no-op and a job that runs twice cannot create two copies. Lookups accept
 only 64 lowercase hex characters: a path is never built from anything else.
+Bytes are stored as received: a PNG keeps its tEXt chunks (ComfyUI's `prompt` and
+`workflow`), so a downloaded image dropped into ComfyUI opens its workflow.
 
 Content addressing stays internal: image URLs name a generation's image (its id and
 index, graph/app.py), so two users who made the same image get different URLs, and
@@ -21,24 +23,24 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageStore", "StoredImage", "is_content_hash", "sniff_mime"]
+from jobs.media import OutputKind, measure
+
+__all__ = ["ImageStore", "OutputTooLarge", "StoredImage", "StoredOutput", "is_content_hash"]
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 THUMBNAIL_SIZES = (128, 256, 512)
 
 
-def sniff_mime(data: bytes) -> str:
-    """The image type of `data` by its first bytes (previews are JPEG or PNG), for an honest Content-Type."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return "application/octet-stream"
+class OutputTooLarge(ValueError):
+    """An output larger than the configured limit (SAFELIGHT_MAX_OUTPUT_BYTES): nothing was stored."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"output of {size} bytes is larger than the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 def is_content_hash(value: str) -> bool:
@@ -52,6 +54,20 @@ class StoredImage:
     width: int
     height: int
     mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    """A stored output and its measures (jobs/media.py); None where a measure does not apply."""
+
+    content_hash: str
+    size_bytes: int
+    mime: str
+    kind: OutputKind
+    width: int | None
+    height: int | None
+    frames: int | None
+    duration_s: float | None
 
 
 class ImageStore:
@@ -84,6 +100,45 @@ class ImageStore:
             self._write_new(path, data)
         return StoredImage(content_hash, len(data), width, height, mime)
 
+    async def put_output(self, data: bytes, *, declared_kind: OutputKind, max_bytes: int) -> StoredOutput:
+        """Store one output of any kind, unchanged; its mime and measures from its bytes (jobs/media.py).
+
+        `declared_kind` is what ComfyUI's history called it (only TEXT is taken on trust). Raises
+        OutputTooLarge past `max_bytes` and ValueError for bytes of an image type that do not open,
+        before anything is written.
+        """
+        if len(data) > max_bytes:
+            raise OutputTooLarge(len(data), max_bytes)
+        return await asyncio.to_thread(self._put_output, data, declared_kind)
+
+    def _put_output(self, data: bytes, declared_kind: OutputKind) -> StoredOutput:
+        media = measure(data, declared_kind=declared_kind)
+        content_hash = hashlib.sha256(data).hexdigest()
+        path = self.path_for(content_hash)
+        if not os.path.exists(path):
+            self._write_new(path, data)
+        return StoredOutput(
+            content_hash=content_hash,
+            size_bytes=len(data),
+            mime=media.mime,
+            kind=media.kind,
+            width=media.width,
+            height=media.height,
+            frames=media.frames,
+            duration_s=media.duration_s,
+        )
+
+    def read_text(self, content_hash: str, *, max_bytes: int) -> str | None:
+        """The first `max_bytes` of a stored text output, decoded (a cut character is replaced); None if absent.
+
+        Blocking: call it in a thread.
+        """
+        try:
+            with open(self.path_for(content_hash), "rb") as file:
+                return file.read(max_bytes).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
     @staticmethod
     def _write_new(path: Path, data: bytes) -> None:
         """Write to a unique temporary name beside `path`, then rename: `path` is never partial.
@@ -112,7 +167,8 @@ class ImageStore:
             raise
 
     async def thumbnail(self, content_hash: str, size: int) -> Path | None:
-        """A PNG thumbnail no larger than size x size, made once and kept; None if no such image."""
+        """A PNG thumbnail no larger than size x size (an animation's first frame), made once and kept;
+        None if there is no such file or it is no image."""
         if size not in THUMBNAIL_SIZES:
             raise ValueError(f"thumbnail size must be one of {THUMBNAIL_SIZES}")
         return await asyncio.to_thread(self._thumbnail, content_hash, size)
@@ -124,9 +180,12 @@ class ImageStore:
         target = self.root / "thumbs" / str(size) / content_hash
         if not target.exists():
             png = io.BytesIO()
-            with Image.open(source) as image:
-                image.thumbnail((size, size))
-                image.save(png, format="PNG")
+            try:
+                with Image.open(source) as image:
+                    image.thumbnail((size, size))
+                    image.save(png, format="PNG")
+            except UnidentifiedImageError:
+                return None
             self._write_new(target, png.getvalue())
         return target
 
