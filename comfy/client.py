@@ -14,6 +14,7 @@ pairs (upstream) or plain strings.
 
 from __future__ import annotations
 
+import json as _json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -24,10 +25,11 @@ import httpx
 
 from comfy.catalog import Catalog
 from comfy.errors import ComfyProtocolError, ComfyUnavailable, ComfyUnreachable, PromptValidationError
-from comfy.events import Failed, NodeOutput, OutputImage, failed_from, parse_images
+from comfy.events import MAX_OUTPUT_FILES, Failed, OutputFile, OutputImage, failed_from, parse_output_files
 from comfy.transport import Http11Transport
 
 __all__ = [
+    "MAX_UPLOAD_BYTES",
     "ComfyClient",
     "Device",
     "HistoryEntry",
@@ -36,8 +38,16 @@ __all__ = [
     "QueueSnapshot",
     "Submitted",
     "SystemStats",
+    "UploadTooLargeError",
     "without_credentials",
 ]
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+"""The default bound of one `upload_image`/`upload_mask` body (ComfyUI's own default is 100 MB)."""
+
+
+class UploadTooLargeError(ValueError):
+    """An upload larger than the caller's bound; nothing was sent."""
 
 
 def without_credentials(url: str) -> str:
@@ -133,7 +143,7 @@ class HistoryEntry:
     prompt_id: str
     status_str: str | None
     completed: bool
-    outputs: tuple[NodeOutput, ...]
+    outputs: tuple[OutputFile, ...]
     messages: tuple[HistoryMessage, ...]
 
     @classmethod
@@ -143,10 +153,10 @@ class HistoryEntry:
         status = raw.get("status")
         status = status if isinstance(status, Mapping) else {}
         outputs_raw = raw.get("outputs")
-        outputs = tuple(
-            NodeOutput(prompt_id, str(node), parse_images(out))
-            for node, out in (outputs_raw.items() if isinstance(outputs_raw, Mapping) else ())
-        )
+        files: list[OutputFile] = []
+        for node, out in outputs_raw.items() if isinstance(outputs_raw, Mapping) else ():
+            files.extend(parse_output_files(str(node), out, limit=MAX_OUTPUT_FILES - len(files)))
+        outputs = tuple(files)
         messages = tuple(HistoryMessage.parse(m) for m in status.get("messages") or ())
         status_str = status.get("status_str")
         return cls(
@@ -159,8 +169,10 @@ class HistoryEntry:
 
     @property
     def images(self) -> tuple[OutputImage, ...]:
-        """Every image of every output node, in node order (output and temp alike)."""
-        return tuple(image for out in self.outputs for image in out.images)
+        """Every still or animated image of every output node, in node order (output and temp alike)."""
+        return tuple(
+            OutputImage(f.filename, f.subfolder, f.type) for f in self.outputs if f.kind in ("image", "animation")
+        )
 
     def _has(self, event: str) -> bool:
         return any(m.event == event for m in self.messages)
@@ -250,6 +262,16 @@ class SystemStats:
         )
 
 
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _check_upload_name(name: str) -> None:
+    """A plain file name: ComfyUI joins it to its input directory (and refuses `..` itself)."""
+    if not name or len(name) > 255 or name != name.strip() or any(c in name for c in "/\\\x00") or name in (".", ".."):
+        raise ValueError(f"{name[:100]!r} is not a plain file name for ComfyUI's input directory")
+
+
 def _describe(exc: Exception) -> str:
     """A transport error for a message: its kind and the OS's words, not its request (and URL)."""
     text = str(exc).strip()
@@ -296,10 +318,12 @@ class ComfyClient:
         *,
         json: Any = None,
         params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
         ok: Iterable[int] = (200,),
     ) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, json=json, params=params)
+            response = await self._http.request(method, path, json=json, params=params, data=data, files=files)
         except httpx.TimeoutException as exc:
             sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
             raise ComfyUnreachable(
@@ -371,14 +395,64 @@ class ComfyClient:
         entry = raw.get(prompt_id)
         return None if entry is None else HistoryEntry.parse(prompt_id, entry)
 
-    async def view(self, image: OutputImage) -> bytes:
-        """The bytes of an output image, through `GET /view` (never the host path)."""
+    async def view(self, image: OutputImage | OutputFile) -> bytes:
+        """The bytes of an output file, through `GET /view` (never the host path)."""
         params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}
         try:
             response = await self._request("GET", "/view", params=params)
         except ComfyProtocolError as exc:
             raise ComfyProtocolError(f"output {image.type}/{image.subfolder}/{image.filename}: {exc}") from exc
         return response.content
+
+    async def has_input(self, name: str) -> bool:
+        """Whether ComfyUI's input directory holds `name` (`HEAD /view?type=input`: 200 or 404)."""
+        _check_upload_name(name)
+        params = {"filename": name, "type": "input"}
+        response = await self._request("HEAD", "/view", params=params, ok=(200, 404, 405))
+        if response.status_code == 405:  # a proxy in front that knows no HEAD: ask with GET
+            response = await self._request("GET", "/view", params=params, ok=(200, 404))
+        return response.status_code == 200
+
+    async def upload_image(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        overwrite: bool = True,
+        type: str = "input",
+        max_bytes: int = MAX_UPLOAD_BYTES,
+    ) -> str:
+        """`POST /upload/image` (multipart `image`, `overwrite`, `type`): the name ComfyUI stored the
+        file under, as a loader node's input expects it (`subfolder/name` when it used a subfolder).
+
+        Without `overwrite` ComfyUI keeps an existing file of other content and answers another name.
+        """
+        return await self._upload("/upload/image", name, data, {"overwrite": _flag(overwrite), "type": type}, max_bytes)
+
+    async def upload_mask(
+        self,
+        name: str,
+        data: bytes,
+        original_ref: Mapping[str, str],
+        *,
+        overwrite: bool = True,
+        max_bytes: int = MAX_UPLOAD_BYTES,
+    ) -> str:
+        """`POST /upload/mask`: ComfyUI writes `data`'s alpha into a copy of the image `original_ref`
+        (`{"filename", "subfolder"?, "type"?}`) names, stored as `name`; returns the stored name."""
+        fields = {"overwrite": _flag(overwrite), "type": "input", "original_ref": _json.dumps(dict(original_ref))}
+        return await self._upload("/upload/mask", name, data, fields, max_bytes)
+
+    async def _upload(self, path: str, name: str, data: bytes, fields: dict[str, str], max_bytes: int) -> str:
+        _check_upload_name(name)
+        if len(data) > max_bytes:
+            raise UploadTooLargeError(f"{name}: {len(data)} bytes is more than the upload limit of {max_bytes}")
+        files = {"image": (name, data, "application/octet-stream")}
+        answer = await self._json("POST", path, data=fields, files=files)
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("name"), str) or not answer["name"]:
+            raise ComfyProtocolError(f"POST {path} answered {str(answer)[:300]!r}")
+        subfolder = answer.get("subfolder")
+        return f"{subfolder}/{answer['name']}" if isinstance(subfolder, str) and subfolder else str(answer["name"])
 
     async def delete_from_queue(self, prompt_ids: Sequence[str]) -> None:
         """Remove pending prompts; a running one is not affected (interrupt it)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 from comfy.errors import ComfyProtocolError
 
@@ -32,7 +32,9 @@ __all__ = [
     "NodeOutput",
     "NodeProgress",
     "NodesCached",
+    "OutputFile",
     "OutputImage",
+    "OutputKind",
     "Preview",
     "Progress",
     "ProgressState",
@@ -41,6 +43,7 @@ __all__ = [
     "Succeeded",
     "parse_binary",
     "parse_message",
+    "parse_output_files",
 ]
 
 
@@ -110,11 +113,38 @@ class OutputImage:
     type: str
 
 
+OutputKind = Literal["image", "animation", "video", "audio", "text"]
+
+MAX_OUTPUT_FILES: Final = 1000
+MAX_OUTPUT_NAME: Final = 255
+MAX_OUTPUT_TEXT_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """One output of one node: a file on the ComfyUI host (fetched through `GET /view`) or a text.
+
+    `batch_index` is the position in that node's list of its kind; a text output has no file
+    (`filename` is empty) and carries `text` (at most 64 KB of UTF-8, cut at a character boundary).
+    """
+
+    node: str
+    filename: str
+    subfolder: str
+    type: str
+    kind: OutputKind
+    batch_index: int
+    text: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class NodeOutput:
+    """`executed`: `images` are the node's `images` entries (still or animated); `files` every output."""
+
     prompt_id: str
     node: str
     images: tuple[OutputImage, ...]
+    files: tuple[OutputFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,11 +279,84 @@ def parse_images(output: Any) -> tuple[OutputImage, ...]:
     )
 
 
+_VIDEO_SUFFIXES: Final = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
+
+
+def parse_output_files(node: str, output: Any, *, limit: int = MAX_OUTPUT_FILES) -> tuple[OutputFile, ...]:
+    """Every output of one node's `output` object, in key order: `images` (+ `animated` flags),
+    `gifs` (video-combine nodes), `video`/`videos`, `audio`, then `text`. Unknown keys are ignored.
+
+    Raises ComfyProtocolError past `limit` files or for a file name over 255 characters: either
+    is a backend this client will not follow, not an output to store.
+    """
+    if not isinstance(output, Mapping):
+        return ()
+    files: list[OutputFile] = []
+
+    def add(file: OutputFile) -> None:
+        if len(files) >= limit:
+            raise ComfyProtocolError(f"node {node} reports more than {limit} output files")
+        files.append(file)
+
+    animated = output.get("animated")
+    flags = list(animated) if isinstance(animated, list | tuple) else []
+    for index, entry in enumerate(_entries(output.get("images"))):
+        flag = flags[index] if index < len(flags) else (flags[0] if len(flags) == 1 else False)
+        name = _filename(node, entry)
+        kind: OutputKind = "image"
+        if name.lower().endswith(_VIDEO_SUFFIXES):
+            kind = "video"
+        elif flag is True:
+            kind = "animation"
+        add(_file(node, entry, name, kind, index))
+    for index, entry in enumerate(_entries(output.get("gifs"))):
+        name = _filename(node, entry)
+        fmt = str(entry.get("format") or "")
+        video = fmt.startswith("video/") or (not fmt and name.lower().endswith(_VIDEO_SUFFIXES))
+        add(_file(node, entry, name, "video" if video else "animation", index))
+    for key, kind in (("video", "video"), ("videos", "video"), ("audio", "audio")):
+        for index, entry in enumerate(_entries(output.get(key))):
+            add(_file(node, entry, _filename(node, entry), kind, index))
+    texts = output.get("text")
+    if isinstance(texts, str):
+        texts = [texts]
+    if isinstance(texts, list | tuple):
+        for index, text in enumerate(t for t in texts if isinstance(t, str)):
+            add(OutputFile(node, "", "", "", "text", index, _cut_utf8(text, MAX_OUTPUT_TEXT_BYTES)))
+    return tuple(files)
+
+
+def _entries(value: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [e for e in value if isinstance(e, Mapping) and isinstance(e.get("filename"), str) and e["filename"]]
+
+
+def _filename(node: str, entry: Mapping[str, Any]) -> str:
+    name = str(entry["filename"])
+    if len(name) > MAX_OUTPUT_NAME or len(str(entry.get("subfolder") or "")) > MAX_OUTPUT_NAME:
+        raise ComfyProtocolError(f"node {node} reports an output file name of {len(name)} characters")
+    return name
+
+
+def _file(node: str, entry: Mapping[str, Any], name: str, kind: OutputKind, index: int) -> OutputFile:
+    return OutputFile(node, name, str(entry.get("subfolder") or ""), str(entry.get("type") or "output"), kind, index)
+
+
+def _cut_utf8(text: str, limit: int) -> str:
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
 def _executed(data: dict[str, Any], default: str | None) -> ComfyEvent | None:
     pid = _pid(data, default)
     if pid is None:
         return None
-    return NodeOutput(pid, str(data["node"]), parse_images(data.get("output")))
+    node = str(data["node"])
+    output = data.get("output")
+    return NodeOutput(pid, node, parse_images(output), parse_output_files(node, output))
 
 
 def _execution_success(data: dict[str, Any], default: str | None) -> ComfyEvent | None:

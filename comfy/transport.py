@@ -43,9 +43,14 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 + [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
                 + [b"\r\n"]
             )
+            body = await request.aread()
+            if "chunked" in request.headers.get("transfer-encoding", "").lower():
+                # httpx announces chunked framing for a body of unknown length (a multipart upload
+                # of a stream): it is all in memory now, so it goes as one chunk and the last one.
+                body = (b"%x\r\n%b\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
             try:
                 async with asyncio.timeout(timeouts.get("write")):
-                    writer.write(head + await request.aread())
+                    writer.write(head + body)
                     await writer.drain()
             except TimeoutError as exc:
                 raise httpx.WriteTimeout(f"writing to {url.host} timed out", request=request) from exc

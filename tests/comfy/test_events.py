@@ -14,6 +14,7 @@ from comfy.events import (
     NodeExecuting,
     NodeOutput,
     NodesCached,
+    OutputFile,
     OutputImage,
     Preview,
     Progress,
@@ -61,7 +62,12 @@ def test_normal_run_sequence() -> None:
         NodeExecuting(pid, "1"),
         NodeExecuting(pid, "2"),
         NodeExecuting(pid, "3"),
-        NodeOutput(pid, "3", (OutputImage("rec_blur_00001_.png", "", "output"),)),
+        NodeOutput(
+            pid,
+            "3",
+            (OutputImage("rec_blur_00001_.png", "", "output"),),
+            (OutputFile("3", "rec_blur_00001_.png", "", "output", "image", 0),),
+        ),
         Succeeded(pid),
         Finished(pid),
     ]

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from email import message_from_bytes, policy
 
+import httpx
 import pytest
 
-from comfy.client import ComfyClient
+from comfy.client import ComfyClient, UploadTooLargeError
 from comfy.errors import ComfyUnavailable
+from comfy.transport import Http11Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -130,3 +133,152 @@ async def test_a_garbled_answer_is_unavailable() -> None:
     async with raw_server(garbage) as (url, _), ComfyClient(url) as client:
         with pytest.raises(ComfyUnavailable):
             await client.queue()
+
+
+# -- request bodies: multipart uploads, chunked framing -------------------------------------------
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """One request as a server reads it: the request line, headers (lower-cased names), the body
+    de-framed by Content-Length or chunked Transfer-Encoding."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    line, *rest = head[:-4].split(b"\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (h.partition(b":") for h in rest)}
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        parts = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
+            parts.append(await reader.readexactly(size))
+            assert await reader.readexactly(2) == b"\r\n"
+        assert await reader.readuntil(b"\r\n") == b"\r\n"
+        return line, headers, b"".join(parts)
+    return line, headers, await reader.readexactly(int(headers.get(b"content-length", b"0")))
+
+
+def _form_parts(headers: dict[bytes, bytes], body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """A multipart/form-data body → {field: (file name, bytes)}, parsed by the standard library."""
+    message = message_from_bytes(b"Content-Type: " + headers[b"content-type"] + b"\r\n\r\n" + body, policy=policy.HTTP)
+    assert message.is_multipart()
+    parts: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        assert isinstance(name, str) and isinstance(payload, bytes)
+        parts[name] = (part.get_filename(), payload)
+    return parts
+
+
+@contextlib.asynccontextmanager
+async def recording_server(
+    answer: Callable[[bytes, dict[bytes, bytes], bytes], bytes],
+) -> AsyncIterator[tuple[str, list[tuple[bytes, dict[bytes, bytes], bytes]], list[int]]]:
+    """A keep-alive server that records every request it read, whatever its framing."""
+    seen: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(0)
+        try:
+            while True:
+                try:
+                    request = await _read_request(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                seen.append(request)
+                connections[-1] += 1
+                writer.write(answer(*request))
+                await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen, connections
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40  # every byte value, CRLFs included
+
+
+async def test_upload_image_sends_a_multipart_body_the_server_reads() -> None:
+    def stored(line: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        if line.startswith(b"POST /upload/image "):
+            name = _form_parts(headers, body)["image"][0]
+            return _json({"name": name, "subfolder": "", "type": "input"})
+        return _json({"queue_running": [], "queue_pending": []})
+
+    async with recording_server(stored) as (url, seen, connections), ComfyClient(url) as client:
+        name = await client.upload_image("safelight-abc.png", PNG_BYTES)
+        assert (await client.queue()).pending == ()  # the same connection still frames correctly
+    assert name == "safelight-abc.png"
+    line, headers, body = seen[0]
+    assert line == b"POST /upload/image HTTP/1.1"
+    assert headers[b"content-type"].startswith(b"multipart/form-data; boundary=")
+    assert int(headers[b"content-length"]) == len(body)
+    parts = _form_parts(headers, body)
+    assert parts["image"] == ("safelight-abc.png", PNG_BYTES)
+    assert parts["overwrite"] == (None, b"true") and parts["type"] == (None, b"input")
+    assert connections == [2]
+
+
+async def test_upload_mask_sends_the_original_ref_and_returns_the_subfolder_name() -> None:
+    def stored(line: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        return _json({"name": "m.png", "subfolder": "clipspace", "type": "input"})
+
+    async with recording_server(stored) as (url, seen, _), ComfyClient(url) as client:
+        name = await client.upload_mask("m.png", PNG_BYTES, {"filename": "a.png", "subfolder": "", "type": "input"})
+    assert name == "clipspace/m.png"
+    parts = _form_parts(seen[0][1], seen[0][2])
+    assert seen[0][0] == b"POST /upload/mask HTTP/1.1"
+    assert json.loads(parts["original_ref"][1]) == {"filename": "a.png", "subfolder": "", "type": "input"}
+    assert parts["image"] == ("m.png", PNG_BYTES)
+
+
+async def test_a_chunked_request_body_is_framed_and_the_connection_reused() -> None:
+    def echo_length(line: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        return _json({"length": len(body), "first": body[:4].decode()})
+
+    async def stream(count: int) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"abcd" * 1000
+
+    async with (
+        recording_server(echo_length) as (url, seen, connections),
+        httpx.AsyncClient(base_url=url, transport=Http11Transport()) as http,
+    ):
+        first = await http.post("/x", content=stream(3))  # no length known: httpx announces chunked
+        empty = await http.post("/y", content=stream(0))
+        plain = await http.post("/z", content=b"hello")
+    assert seen[0][1][b"transfer-encoding"] == b"chunked"
+    assert first.json() == {"length": 12000, "first": "abcd"}
+    assert empty.json() == {"length": 0, "first": ""}
+    assert plain.json() == {"length": 5, "first": "hell"}
+    assert connections == [3]
+
+
+async def test_has_input_asks_with_head() -> None:
+    def view(line: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        if b"filename=there.png" in line:
+            return b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1234\r\n\r\n"
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+
+    async with recording_server(view) as (url, seen, connections), ComfyClient(url) as client:
+        assert await client.has_input("there.png") is True
+        assert await client.has_input("gone.png") is False
+    assert [line.split(b" ")[0] for line, _, _ in seen] == [b"HEAD", b"HEAD"]
+    assert b"type=input" in seen[0][0] and connections == [2]
+
+
+async def test_uploads_are_bounded_and_names_plain() -> None:
+    def never(line: bytes, headers: dict[bytes, bytes], body: bytes) -> bytes:
+        raise AssertionError("nothing should be sent")
+
+    async with recording_server(never) as (url, seen, _), ComfyClient(url) as client:
+        with pytest.raises(UploadTooLargeError, match="upload limit of 100"):
+            await client.upload_image("a.png", b"x" * 101, max_bytes=100)
+        for bad in ("", "../a.png", "sub/a.png", "a\\b.png", " a.png", "x" * 256):
+            with pytest.raises(ValueError, match="plain file name"):
+                await client.upload_image(bad, b"x")
+    assert seen == []
