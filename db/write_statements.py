@@ -25,7 +25,6 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-    null,
     select,
     true,
     union_all,
@@ -37,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from db.events import EventKind
 from db.models import Generation, GenerationEvent, Image
+from db.payloads import status_payload_sql
 from db.quotas import active_count
 from db.states import ACTIVE, Phase, Status
 
@@ -106,7 +106,7 @@ def create_statement(idempotent: bool, limited: bool) -> Select[Any]:
         insert(event_table)
         .from_select(
             ["generation_id", "seq", "kind", "payload"],
-            select(inserted.c.id, inserted.c.last_seq, _event_kind(EventKind.STATUS), _status_payload(inserted)),
+            select(inserted.c.id, inserted.c.last_seq, _event_kind(EventKind.STATUS), status_payload_sql(inserted)),
         )
         .returning(*event_table.c)
         .cte("ev")
@@ -202,7 +202,7 @@ def write_statement(shape: WriteShape) -> Select[Any]:
             updated.c.id,
             updated.c.last_seq - (count - 1 - index),
             _event_kind(EventKind.STATUS if kind is None else EventKind(kind)),
-            _status_payload(updated) if kind is None else bindparam(f"p_{index}", type_=JSONB),
+            status_payload_sql(updated) if kind is None else bindparam(f"p_{index}", type_=JSONB),
         )
         for index, kind in enumerate(shape.events)
     ]
@@ -250,31 +250,6 @@ def status_in(statuses: Collection[Status]) -> Any:
 
 def _event_kind(kind: EventKind) -> Any:
     return literal_column(f"'{kind.value}'", String)
-
-
-def _status_payload(row: Any) -> Any:
-    """The payload of a STATUS event, computed by PostgreSQL from the row a CTE returned: `status`,
-    `attempt`, and `error` (null, or `code`, `message`, `retryable`, `node`, `input`)."""
-
-    def key(name: str) -> Any:
-        return literal_column(f"'{name}'", String)
-
-    error = case(
-        (row.c.error_code.is_(None), null()),
-        else_=func.jsonb_build_object(
-            key("code"),
-            row.c.error_code,
-            key("message"),
-            row.c.error_message,
-            key("retryable"),
-            row.c.error_retryable,
-            key("node"),
-            row.c.error_node,
-            key("input"),
-            row.c.error_input,
-        ),
-    )
-    return func.jsonb_build_object(key("status"), row.c.status, key("attempt"), row.c.attempt, key("error"), error)
 
 
 def _event_columns(event: Any) -> list[Any]:
