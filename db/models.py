@@ -170,11 +170,18 @@ class Image(Base):
     index: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     mime: Mapped[str] = mapped_column(String(50), default="image/png")
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
+    # 'image' | 'animation' | 'video' | 'audio' | 'text' (jobs/media.py OutputKind); the size in pixels,
+    # frames and duration where the kind has them (null otherwise: a sound has no width).
+    kind: Mapped[str] = mapped_column(String(16), default="image", server_default="image")
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    frames: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
     seed: Mapped[int] = mapped_column(BigInteger)
+    batch_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # within its output node
     size_bytes: Mapped[int] = mapped_column(Integer)
     node_id: Mapped[str] = mapped_column(String(100), default="")
+    filename: Mapped[str] = mapped_column(String(200), default="", server_default="")  # ComfyUI's file name
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
