@@ -22,7 +22,7 @@ from typing import Any, Self
 
 from sqlalchemy import String, case, func, literal_column, null
 
-from db.models import Generation
+from db.models import Generation, Image
 from db.states import Phase, Status
 
 __all__ = [
@@ -244,19 +244,32 @@ class ProgressPayload(_Payload):
 
 @dataclass(frozen=True, slots=True)
 class ImagePayload(_Payload):
-    """An IMAGE event: one stored output. Its fields are also the `images` row's columns, by name."""
+    """An IMAGE event: one stored output. Its fields are also the `images` row's columns, by name.
+
+    Any output kind (image, animation, video, audio, text; migration 0009): width and height are None
+    where the kind has none; events published before 0009 decode as images of batch index 0.
+    """
 
     index: int
     content_hash: str
-    width: int
-    height: int
+    width: int | None
+    height: int | None
     seed: int
     size_bytes: int
     mime: str
+    kind: str = "image"
+    batch_index: int = 0
+    duration_s: float | None = field(default=None, metadata=wire(key="durationSeconds"))
+    frames: int | None = None
+    filename: str = ""
 
     def columns(self) -> dict[str, Any]:
         """The `images` row's values (all but the generation id and node)."""
         return {k.name: getattr(self, k.name) for k in _keys(type(self))}
+
+    @classmethod
+    def from_row(cls, image: Image) -> ImagePayload:
+        return cls(**{k.name: getattr(image, k.name) for k in _keys(cls)})
 
 
 @dataclass(frozen=True, slots=True)
