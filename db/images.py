@@ -1,4 +1,4 @@
-"""Image rows: one per output image of a generation."""
+"""Image rows: one per output of a generation (an image, animation, video, sound or text; `kind` says which)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Image
+from db.models import Generation, Image
 
-__all__ = ["add_image", "image_at", "images_for_generations"]
+__all__ = ["add_image", "image_at", "image_with_template_at", "images_for_generations"]
 
 
 async def add_image(
@@ -21,13 +21,18 @@ async def add_image(
     index: int,
     content_hash: str,
     mime: str,
-    width: int,
-    height: int,
+    width: int | None,
+    height: int | None,
     seed: int,
     size_bytes: int,
     node_id: str,
+    kind: str = "image",
+    batch_index: int = 0,
+    frames: int | None = None,
+    duration_s: float | None = None,
+    filename: str = "",
 ) -> Image | None:
-    """Insert an image row; None when this index was already recorded (a job that ran twice)."""
+    """Insert an output row; None when this index was already recorded (a job that ran twice)."""
     stmt = (
         pg_insert(Image)
         .values(
@@ -41,6 +46,11 @@ async def add_image(
             seed=seed,
             size_bytes=size_bytes,
             node_id=node_id,
+            kind=kind,
+            batch_index=batch_index,
+            frames=frames,
+            duration_s=duration_s,
+            filename=filename,
         )
         .on_conflict_do_nothing(constraint="uq_image_index")
         .returning(Image)
@@ -65,3 +75,16 @@ async def image_at(session: AsyncSession, *, generation_id: uuid.UUID, index: in
     """One output image of a generation, by its index (what an image URL names); None once deleted."""
     stmt = select(Image).where(Image.generation_id == generation_id, Image.index == index)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def image_with_template_at(
+    session: AsyncSession, *, generation_id: uuid.UUID, index: int
+) -> tuple[Image, str] | None:
+    """An output and the template name of its generation (a download's file name says both); None once deleted."""
+    stmt = (
+        select(Image, Generation.template)
+        .join(Generation, Generation.id == Image.generation_id)
+        .where(Image.generation_id == generation_id, Image.index == index)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    return None if row is None else (row[0], row[1])
