@@ -52,5 +52,11 @@ class Keys:
     def rate(self, user_id: str, minute: int) -> str:
         return f"{self.namespace}:rate:{user_id}:{minute}"
 
+    @property
+    def templates_epoch(self) -> str:
+        """A counter incremented by each template save: an API process whose cache was loaded at another
+        value reloads the templates (jobs/templates.py)."""
+        return f"{self.namespace}:templates-epoch"
+
     def catalog(self, backend_url: str) -> str:
         return f"{self.namespace}:catalog:{backend_url}"
