@@ -110,6 +110,7 @@ async def create_generation(
     idempotency_key: str | None = None,
     max_active: int | None = None,
     namespace: str = DEFAULT_NAMESPACE,
+    template_version_id: uuid.UUID | None = None,
 ) -> tuple[Change, bool]:
     """Insert a QUEUED generation of `namespace` with its first event, in one statement; `(change, created)`.
 
@@ -121,6 +122,7 @@ async def create_generation(
         "id": uuid.uuid4(),
         "owner_id": owner_id,
         "template": template,
+        "template_version_id": template_version_id,
         "params": params,
         "prompt": prompt,
         "seed": seed,

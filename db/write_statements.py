@@ -85,7 +85,9 @@ def create_statement(idempotent: bool, limited: bool) -> Select[Any]:
     active count) and, unless refused, the new generation's and event's columns."""
     generations = generation_table
     fixed = {"status": Status.QUEUED, "phase": Phase.WAITING, "percent": 0.0, "attempt": 1, "last_seq": 1}
-    bound = ("id", "owner_id", "template", "params", "prompt", "seed", "idempotency_key", "namespace")
+    bound = (
+        "id", "owner_id", "template", "template_version_id", "params", "prompt", "seed", "idempotency_key", "namespace"
+    )  # fmt: skip
     # With a limit, counted under the owner's lock (db.quotas): concurrent creates cannot all pass it.
     owner = bindparam("owner_id", type_=generations.c.owner_id.type)
     if limited:

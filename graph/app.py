@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -36,7 +37,8 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
-from db.images import image_at
+from db.images import image_with_template_at
+from db.models import Image
 from db.users import MAX_TOKEN_LENGTH, hash_token
 from graph.auth import Auth
 from graph.context import Context
@@ -48,7 +50,7 @@ from graph.playground import Playground
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
 from graph.websocket import QueryTexts, guard_connection
-from jobs.media import sniff_mime
+from jobs.media import EXTENSIONS, THUMBNAILED_KINDS, sniff_mime
 from jobs.storage import THUMBNAIL_SIZES
 from settings import Settings, load_settings
 
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 _FRONTEND_DIST = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 # Private: an image URL stops answering when its generation is deleted, and no shared cache may keep it.
 _IMMUTABLE = "private, max-age=31536000, immutable"
+_THUMBNAILED = {kind.value for kind in THUMBNAILED_KINDS}
 
 
 def _bearer(value: str | None) -> str | None:
@@ -216,8 +219,8 @@ def _is_local(scope: Scope) -> bool:
     return _client(scope) in LOOPBACK_HOSTS
 
 
-async def _stored_image(request: Request) -> tuple[AppState, str, str] | None:
-    """(state, content hash, mime) of the image a URL names by generation and index; None if there is none."""
+async def _stored_image(request: Request) -> tuple[AppState, Image, str] | None:
+    """(state, row, template name) of the output a URL names by generation and index; None if there is none."""
     try:
         generation_id = uuid.UUID(request.path_params["generation_id"])
     except ValueError:
@@ -227,29 +230,46 @@ async def _stored_image(request: Request) -> tuple[AppState, str, str] | None:
         return None
     state: AppState = request.app.state.safelight
     async with state.sessions() as session:
-        row = await image_at(session, generation_id=generation_id, index=index)
-    return None if row is None else (state, row.content_hash, row.mime)
+        found = await image_with_template_at(session, generation_id=generation_id, index=index)
+    return None if found is None else (state, *found)
+
+
+_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def download_name(*, template: str, generation_id: uuid.UUID, index: int, seed: int, mime: str) -> str:
+    """`<template>-<generation id[:8]>-<index>-<seed>.<ext>`, in RFC 6266's plain token characters only
+    (no quoting or encoding questions for any browser); the template name is what may need replacing."""
+    name = _UNSAFE_IN_FILE_NAME.sub("_", template).strip("._")[:64] or "output"
+    return f"{name}-{str(generation_id)[:8]}-{index}-{seed}.{EXTENSIONS.get(mime, 'bin')}"
 
 
 async def _image(request: Request) -> Response:
+    """Any output with its real Content-Type (nosniff: see graph/guards.py); `?download=1` as an attachment
+    with a readable file name. Range requests (seeking in a video or a sound) are FileResponse's own."""
     found = await _stored_image(request)
     if found is None:
         return PlainTextResponse("not found", status_code=404)
-    state, content_hash, mime = found
-    path = state.store.path_for(content_hash)
+    state, row, template = found
+    path = state.store.path_for(row.content_hash)
     if not await asyncio.to_thread(path.is_file):
         return PlainTextResponse("not found", status_code=404)
-    return FileResponse(path, media_type=mime, headers={"Cache-Control": _IMMUTABLE})
+    filename = None
+    if request.query_params.get("download") in ("1", "true"):
+        filename = download_name(
+            template=template, generation_id=row.generation_id, index=row.index, seed=row.seed, mime=row.mime
+        )
+    return FileResponse(path, media_type=row.mime, filename=filename, headers={"Cache-Control": _IMMUTABLE})
 
 
 async def _thumbnail(request: Request) -> Response:
     if request.path_params["size"] not in THUMBNAIL_SIZES:
         return PlainTextResponse("not found", status_code=404)
     found = await _stored_image(request)
-    if found is None:
+    if found is None or found[1].kind not in _THUMBNAILED:
         return PlainTextResponse("not found", status_code=404)
-    state, content_hash, _ = found
-    path = await state.store.thumbnail(content_hash, request.path_params["size"])
+    state, row, _ = found
+    path = await state.store.thumbnail(row.content_hash, request.path_params["size"])
     if path is None:
         return PlainTextResponse("not found", status_code=404)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": _IMMUTABLE})

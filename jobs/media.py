@@ -22,6 +22,7 @@ from PIL import Image
 __all__ = [
     "EXTENSIONS",
     "MAX_FRAMES_MEASURED",
+    "THUMBNAILED_KINDS",
     "Media",
     "OutputKind",
     "measure",
@@ -38,6 +39,10 @@ class OutputKind(enum.Enum):
     VIDEO = "video"
     AUDIO = "audio"
     TEXT = "text"
+
+
+# Kinds Pillow reads, and so has thumbnails of (an animation's: its first frame).
+THUMBNAILED_KINDS = frozenset({OutputKind.IMAGE, OutputKind.ANIMATION})
 
 
 # The file name extension of each mime type we can tell (download names, graph/app.py).
