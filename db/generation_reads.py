@@ -18,6 +18,7 @@ __all__ = [
     "ActiveRow",
     "Page",
     "active_leases",
+    "by_idempotency_key",
     "get_generation",
     "last_seq",
     "list_generations",
@@ -33,6 +34,12 @@ async def get_generation(
     stmt = select(Generation).where(Generation.id == generation_id)
     if owner_id is not None:
         stmt = stmt.where(Generation.owner_id == owner_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def by_idempotency_key(session: AsyncSession, *, owner_id: uuid.UUID, idempotency_key: str) -> Generation | None:
+    """The owner's generation created with `idempotency_key`, if any."""
+    stmt = select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == idempotency_key)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

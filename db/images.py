@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Generation, Image
 
-__all__ = ["add_image", "image_at", "image_with_template_at", "images_for_generations"]
+__all__ = ["add_image", "content_hashes_in_use", "image_at", "image_with_template_at", "images_for_generations"]
 
 
 async def add_image(
@@ -75,6 +75,14 @@ async def image_at(session: AsyncSession, *, generation_id: uuid.UUID, index: in
     """One output image of a generation, by its index (what an image URL names); None once deleted."""
     stmt = select(Image).where(Image.generation_id == generation_id, Image.index == index)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def content_hashes_in_use(session: AsyncSession, *, content_hashes: Sequence[str]) -> set[str]:
+    """Those of `content_hashes` that an image row still names (a stored file shared by generations)."""
+    if not content_hashes:
+        return set()
+    stmt = select(Image.content_hash).where(Image.content_hash.in_(list(content_hashes)))
+    return set((await session.execute(stmt)).scalars())
 
 
 async def image_with_template_at(

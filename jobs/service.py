@@ -17,7 +17,6 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.catalog import Catalog
@@ -32,10 +31,10 @@ from comfy.templates import (
     check_template,
     validate_params,
 )
-from db import generation_reads, quotas, transitions
+from db import generation_reads, images, quotas, transitions
 from db.engine import single_statement
 from db.events import EventKind
-from db.models import Generation, Image, User
+from db.models import Generation, User
 from db.states import ACTIVE, IllegalTransition, Phase, Status
 from jobs.bus import BusEvent, publish, publish_change
 from jobs.catalogs import CatalogCache
@@ -260,8 +259,7 @@ class JobService:
 
     async def _by_idempotency_key(self, owner_id: uuid.UUID, key: str) -> Generation | None:
         async with single_statement(self.sessions) as session:
-            stmt = select(Generation).where(Generation.owner_id == owner_id, Generation.idempotency_key == key)
-            return (await session.execute(stmt)).scalar_one_or_none()
+            return await generation_reads.by_idempotency_key(session, owner_id=owner_id, idempotency_key=key)
 
     async def _get(self, session: AsyncSession, generation_id: uuid.UUID, viewer: User) -> Generation:
         generation = await generation_reads.get_generation(
@@ -344,9 +342,7 @@ class JobService:
             owner_id, was_active = generation.owner_id, generation.status in ACTIVE
             hashes = await transitions.delete_generation(session, generation_id=generation_id)
             await session.commit()
-            still_used = set(
-                (await session.execute(select(Image.content_hash).where(Image.content_hash.in_(hashes)))).scalars()
-            )
+            still_used = await images.content_hashes_in_use(session, content_hashes=hashes)
         if was_active:
             await request_cancel(self.redis, self.keys, generation_id=generation_id)
         await self.store.delete_unreferenced(hashes, still_used)

@@ -17,13 +17,11 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.client import ComfyClient
 from comfy.errors import ComfyError
-from db.models import Generation
-from db.states import Status
+from db.system_counts import generation_counts
 from jobs.keys import Keys
 from settings import Settings, redact_userinfo
 
@@ -169,34 +167,14 @@ async def _backend(client: ComfyClient) -> BackendStatus:
 
 
 async def _counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
-    hour_ago = datetime.now(UTC) - timedelta(hours=1)
     async with sessions() as session:
-        active = dict(
-            (
-                await session.execute(
-                    select(Generation.status, func.count())
-                    .where(Generation.status.in_((Status.QUEUED, Status.RUNNING, Status.CANCELLING)))
-                    .group_by(Generation.status)
-                )
-            ).all()
-        )
-        finished = dict(
-            (
-                await session.execute(
-                    select(Generation.status, func.count())
-                    .where(Generation.finished_at >= hour_ago)
-                    .group_by(Generation.status)
-                )
-            ).all()
-        )
-        oldest = (
-            await session.execute(select(func.min(Generation.created_at)).where(Generation.status == Status.QUEUED))
-        ).scalar_one()
+        counts = await generation_counts(session, finished_since=datetime.now(UTC) - timedelta(hours=1))
+    oldest = counts.oldest_queued_at
     return {
-        "queued": int(active.get(Status.QUEUED, 0)),
-        "running": int(active.get(Status.RUNNING, 0)) + int(active.get(Status.CANCELLING, 0)),
+        "queued": counts.queued,
+        "running": counts.running,
         "oldest_queued_s": None if oldest is None else max(0.0, time.time() - oldest.timestamp()),
-        "succeeded_last_hour": int(finished.get(Status.SUCCEEDED, 0)),
-        "failed_last_hour": int(finished.get(Status.FAILED, 0)),
-        "cancelled_last_hour": int(finished.get(Status.CANCELLED, 0)),
+        "succeeded_last_hour": counts.succeeded,
+        "failed_last_hour": counts.failed,
+        "cancelled_last_hour": counts.cancelled,
     }

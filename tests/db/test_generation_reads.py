@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.cursors import encode_cursor
-from db.generation_reads import list_generations
+from db.generation_reads import by_idempotency_key, list_generations
 from db.states import Status
 from tests.db.rows import new_generation, new_user
 
@@ -27,3 +27,12 @@ async def test_pagination_newest_first_with_filters(session: AsyncSession) -> No
     assert wildcard.rows == []
     queued = await list_generations(session, owner_id=owner.id, first=10, statuses=[Status.SUCCEEDED])
     assert queued.rows == []
+
+
+async def test_an_idempotency_key_finds_only_its_owners_generation(session: AsyncSession) -> None:
+    owner, stranger = await new_user(session), await new_user(session)
+    change, _ = await new_generation(session, owner, key="k1")
+    found = await by_idempotency_key(session, owner_id=owner.id, idempotency_key="k1")
+    assert found is not None and found.id == change.generation.id
+    assert await by_idempotency_key(session, owner_id=stranger.id, idempotency_key="k1") is None
+    assert await by_idempotency_key(session, owner_id=owner.id, idempotency_key="k2") is None

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.images import add_image, images_for_generations
+from db.images import add_image, content_hashes_in_use, images_for_generations
 from tests.db.rows import new_generation, new_user
 
 
@@ -43,3 +43,22 @@ async def test_images_are_unique_per_index_and_read_in_batches(session: AsyncSes
     assert duplicate is None
     by_generation = await images_for_generations(session, generation_ids=[gid, uuid.uuid4()])
     assert [i.index for i in by_generation[gid]] == [0, 1]
+
+
+async def test_content_hashes_in_use_are_those_an_image_row_names(session: AsyncSession) -> None:
+    owner = await new_user(session)
+    change, _ = await new_generation(session, owner)
+    await add_image(
+        session,
+        generation_id=change.generation.id,
+        index=0,
+        content_hash="a" * 64,
+        mime="image/png",
+        width=64,
+        height=64,
+        seed=7,
+        size_bytes=100,
+        node_id="9",
+    )
+    assert await content_hashes_in_use(session, content_hashes=["a" * 64, "b" * 64]) == {"a" * 64}
+    assert await content_hashes_in_use(session, content_hashes=[]) == set()
