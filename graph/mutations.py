@@ -32,7 +32,7 @@ from graph.results import (
 from graph.types import Generation
 from jobs.backend_list import write_backend_urls
 from jobs.errors import JobError
-from jobs.service import JobService
+from jobs.service.generations import JobService
 from settings import redact_userinfo
 
 __all__ = ["GenerationInput", "LoraInput", "Mutation"]

@@ -15,9 +15,9 @@ from db.users import create_token, ensure_user
 from graph.fanout import EventHub
 from graph.lastseq import LastSeqReads
 from jobs.backend_list import read_backend_urls
-from jobs.catalogs import CatalogCache
 from jobs.keys import Keys
-from jobs.service import JobService
+from jobs.service.catalogs import CatalogCache
+from jobs.service.generations import JobService
 from jobs.storage import ImageStore
 from settings import Settings
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from graph.context import Context, NotAuthenticated
-from jobs import status as jobs_status
+from jobs.service import system_status
 from settings import redact_userinfo
 
 __all__ = ["SystemStatusType", "resolve_system_status", "watch_system_status"]
@@ -48,7 +48,7 @@ class BackendInfo:
 
 @strawberry.type(name="SystemStatus")
 class SystemStatusType:
-    """The GraphQL view of `jobs.status.SystemStatus` (its durations in seconds, its names the schema's)."""
+    """The GraphQL view of `system_status.SystemReport` (its durations in seconds, its names the schema's)."""
 
     fingerprint: str = strawberry.field(description="The API's settings fingerprint; workers should match it.")
     queued: int
@@ -62,7 +62,7 @@ class SystemStatusType:
     backends: list[BackendInfo]
 
     @classmethod
-    def from_status(cls, s: jobs_status.SystemStatus) -> SystemStatusType:
+    def from_status(cls, s: system_status.SystemReport) -> SystemStatusType:
         return cls(
             fingerprint=s.fingerprint,
             queued=s.queued,
@@ -107,7 +107,7 @@ async def _read(info: strawberry.Info[Context, None]) -> SystemStatusType:
         raise NotAuthenticated("system status is for admins")
     state = info.context.state
     await state.catalogs.get()  # brings the API's backend clients up to date with the list in force
-    status = await jobs_status.read_status(
+    status = await system_status.read_status(
         settings=state.settings, sessions=state.sessions, redis=state.redis, clients=state.catalogs.clients
     )
     return SystemStatusType.from_status(status)

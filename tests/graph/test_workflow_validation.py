@@ -134,7 +134,7 @@ async def test_operator_templates_that_do_not_fit_the_backends_are_refused(
         assert [e["field"] for e in result["errors"]] == ["workflow.2.inputs.sigma"]
         assert "template 'broken'" in result["errors"][0]["message"]
     # The operator hears of it in the log, once per change of what the backends offer.
-    warnings = [r.getMessage() for r in caplog.records if r.name == "jobs.service"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jobs.service.generations"]
     assert warnings == [
         "template 'broken' does not fit the backends: workflow.2.inputs.sigma: must be a number, not 'soft'"
     ]

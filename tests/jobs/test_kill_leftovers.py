@@ -14,7 +14,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from comfy.fake.server import FakeHandle
 from jobs.enqueue import job_id_for
 from jobs.keys import Keys
-from jobs.status import waiting_jobs
+from jobs.service.system_status import waiting_jobs
 from settings import Settings
 from tests.jobs.test_crash_recovery import _next_progress, isolated, worker_process
 from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.client import ComfyClient
 from comfy.fake.server import FakeHandle
-from jobs.status import read_status
+from jobs.service.system_status import read_status
 from settings import Settings
 
 

@@ -25,7 +25,7 @@ from db.system_counts import generation_counts
 from jobs.keys import Keys
 from settings import Settings, redact_userinfo
 
-__all__ = ["BackendStatus", "SystemStatus", "WorkerStatus", "read_status", "waiting_jobs"]
+__all__ = ["BackendStatus", "SystemReport", "WorkerStatus", "read_status", "waiting_jobs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class BackendStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class SystemStatus:
+class SystemReport:
     fingerprint: str
     queued: int
     running: int
@@ -80,7 +80,7 @@ async def read_status(
     sessions: async_sessionmaker[AsyncSession],
     redis: ArqRedis,
     clients: Sequence[ComfyClient],
-) -> SystemStatus:
+) -> SystemReport:
     keys = Keys(settings.namespace)
     fingerprint = settings.fingerprint()
     workers, backends, counts, depth = await asyncio.gather(
@@ -89,7 +89,7 @@ async def read_status(
         _counts(sessions),
         waiting_jobs(redis, keys),
     )
-    return SystemStatus(
+    return SystemReport(
         fingerprint=fingerprint,
         arq_queue_depth=int(depth),
         workers=tuple(workers),

@@ -37,10 +37,10 @@ from db.events import EventKind
 from db.models import Generation, User
 from db.states import ACTIVE, IllegalTransition, Phase, Status
 from jobs.bus import BusEvent, publish, publish_change
-from jobs.catalogs import CatalogCache
 from jobs.enqueue import RateLimit, RateLimited, enqueue_generation, request_cancel, take_rate
 from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotAllowed, NotFound, QuotaExceeded, Rejected
 from jobs.keys import Keys
+from jobs.service.catalogs import CatalogCache
 from jobs.storage import ImageStore
 from settings import Settings
 
