@@ -48,6 +48,10 @@ _MAX_PIPELINED = 16
 """Requests parsed ahead of the one being answered before the connection stops reading."""
 _WS_MAX_SIZE = 16 * 1024 * 1024
 """Largest websocket message a client may send (uvicorn's default)."""
+_MAX_BODY = 128 * 1024 * 1024
+"""Largest request body read into memory; the connection answers 413 and closes beyond it (the routes
+enforce their own, smaller limits: this one only bounds what a request can cost before a route sees it)."""
+"""Largest websocket message a client may send (uvicorn's default)."""
 _CLOSE_TIMEOUT_S = 5.0
 _SHUTDOWN_TIMEOUT_S = 5.0
 
@@ -110,6 +114,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
+        self._body_size = 0
         self._upgrade: _Request | None = None
         self._requests: deque[_Request] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -162,6 +167,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._body = []
+        self._body_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -174,9 +180,19 @@ class _Connection(asyncio.Protocol):
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
+        if self._body_size < 0:
+            return
+        self._body_size += len(body)
+        if self._body_size > _MAX_BODY:
+            self._body_size, self._body = -1, []
+            self.write(_status_line(413) + b"content-length: 0\r\nconnection: close\r\n\r\n")
+            self.close()
+            return
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._body_size < 0:
+            return  # answered 413
         parser = self._parser
         method = parser.get_method().decode("ascii")
         url = httptools.parse_url(self._url)

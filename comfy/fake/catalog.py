@@ -296,8 +296,198 @@ _NODES = [
     ),
 ]
 
+_UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+_VHS_FORMATS = ["image/gif", "image/webp"]
+"""The fake's video combine formats: the two VideoHelperSuite writes without ffmpeg."""
+
+# Loaders of uploaded files and the image-to-image, inpainting, upscaling and other output nodes. Combos
+# that list a folder (LoadImage's input files, UpscaleModelLoader's models) are empty here: the server
+# fills them from the running fake (`LIVE_CHOICES`).
+_NODES += [
+    NodeDef(
+        name="LoadImage",
+        display_name="Load Image",
+        category="image",
+        required={"image": ([], {"image_upload": True})},
+        outputs=("IMAGE", "MASK"),
+    ),
+    NodeDef(
+        name="LoadImageMask",
+        display_name="Load Image (as Mask)",
+        category="mask",
+        required={"image": ([], {"image_upload": True}), "channel": (["alpha", "red", "green", "blue"],)},
+        outputs=("MASK",),
+    ),
+    NodeDef(
+        name="VAEEncode",
+        display_name="VAE Encode",
+        category="latent",
+        required={"pixels": ("IMAGE",), "vae": ("VAE",)},
+        outputs=("LATENT",),
+    ),
+    NodeDef(
+        name="VAEEncodeForInpaint",
+        display_name="VAE Encode (for Inpainting)",
+        category="latent/inpaint",
+        required={
+            "pixels": ("IMAGE",),
+            "vae": ("VAE",),
+            "mask": ("MASK",),
+            "grow_mask_by": _int(6, 0, 64, 1),
+        },
+        outputs=("LATENT",),
+    ),
+    NodeDef(
+        name="SetLatentNoiseMask",
+        display_name="Set Latent Noise Mask",
+        category="latent/inpaint",
+        required={"samples": ("LATENT",), "mask": ("MASK",)},
+        outputs=("LATENT",),
+    ),
+    NodeDef(
+        name="ImageScale",
+        display_name="Upscale Image",
+        category="image/upscaling",
+        required={
+            "image": ("IMAGE",),
+            "upscale_method": (_UPSCALE_METHODS,),
+            "width": _int(512, 0, MAX_RESOLUTION, 1),
+            "height": _int(512, 0, MAX_RESOLUTION, 1),
+            "crop": (["disabled", "center"],),
+        },
+        outputs=("IMAGE",),
+    ),
+    NodeDef(
+        name="ImageScaleBy",
+        display_name="Upscale Image By",
+        category="image/upscaling",
+        required={
+            "image": ("IMAGE",),
+            "upscale_method": (_UPSCALE_METHODS,),
+            "scale_by": _float(1.0, 0.01, 8.0, 0.01),
+        },
+        outputs=("IMAGE",),
+    ),
+    NodeDef(
+        name="UpscaleModelLoader",
+        display_name="Load Upscale Model",
+        category="loaders",
+        python_module="comfy_extras.nodes_upscale_model",
+        required={"model_name": ([],)},
+        outputs=("UPSCALE_MODEL",),
+    ),
+    NodeDef(
+        name="ImageUpscaleWithModel",
+        display_name="Upscale Image (using Model)",
+        category="image/upscaling",
+        python_module="comfy_extras.nodes_upscale_model",
+        required={"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)},
+        outputs=("IMAGE",),
+    ),
+    NodeDef(
+        name="SaveAnimatedWEBP",
+        display_name="SaveAnimatedWEBP",
+        category="image/animation",
+        python_module="comfy_extras.nodes_images",
+        required={
+            "images": ("IMAGE",),
+            "filename_prefix": ("STRING", {"default": "ComfyUI"}),
+            "fps": _float(6.0, 0.01, 1000.0, 0.01),
+            "lossless": ("BOOLEAN", {"default": True}),
+            "quality": _int(80, 0, 100),
+            "method": (["default", "fastest", "slowest"],),
+        },
+        hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        outputs=(),
+        output_node=True,
+    ),
+    NodeDef(
+        name="PrimitiveString",
+        display_name="String",
+        category="utils/primitive",
+        python_module="comfy_extras.nodes_primitive",
+        required={"value": ("STRING", {})},
+        outputs=("STRING",),
+    ),
+    NodeDef(
+        name="PreviewAny",
+        display_name="Preview Any",
+        category="utils",
+        python_module="comfy_extras.nodes_preview_any",
+        required={"source": ("*", {})},
+        outputs=(),
+        output_node=True,
+    ),
+    NodeDef(
+        name="EmptyLatentAudio",
+        display_name="Empty Latent Audio",
+        category="latent/audio",
+        python_module="comfy_extras.nodes_audio",
+        required={"seconds": _float(47.6, 1.0, 1000.0, 0.1), "batch_size": _int(1, 1, 4096)},
+        outputs=("LATENT",),
+    ),
+    NodeDef(
+        name="VAEDecodeAudio",
+        display_name="VAE Decode Audio",
+        category="latent/audio",
+        python_module="comfy_extras.nodes_audio",
+        required={"samples": ("LATENT",), "vae": ("VAE",)},
+        outputs=("AUDIO",),
+    ),
+    NodeDef(
+        name="SaveAudio",
+        display_name="Save Audio (FLAC)",
+        category="audio",
+        python_module="comfy_extras.nodes_audio",
+        required={"audio": ("AUDIO",), "filename_prefix": ("STRING", {"default": "audio/ComfyUI"})},
+        hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        outputs=(),
+        output_node=True,
+    ),
+    NodeDef(
+        name="VHS_VideoCombine",
+        display_name="Video Combine 🎥🅥🅗🅢",
+        category="Video Helper Suite 🎥🅥🅗🅢",
+        python_module="custom_nodes.ComfyUI-VideoHelperSuite",
+        required={
+            "images": ("IMAGE",),
+            "frame_rate": ("FLOAT", {"default": 8, "min": 1, "step": 1}),
+            "loop_count": _int(0, 0, 100, 1),
+            "filename_prefix": ("STRING", {"default": "AnimateDiff"}),
+            "format": (_VHS_FORMATS,),
+            "pingpong": ("BOOLEAN", {"default": False}),
+            "save_output": ("BOOLEAN", {"default": True}),
+        },
+        optional={"audio": ("AUDIO",), "vae": ("VAE",)},
+        hidden={"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
+        outputs=("VHS_FILENAMES",),
+        output_names=("Filenames",),
+        output_node=True,
+    ),
+]
+
+UNRECORDED_NODES = frozenset({"VHS_VideoCombine", "EmptyLatentAudio", "VAEDecodeAudio", "SaveAudio"})
+"""Nodes the recorded upstream host did not list: a custom node (VideoHelperSuite) and comfy_extras.nodes_audio,
+which ComfyUI loads only where torchaudio is installed."""
+
+CUSTOM_VALIDATION = {"LoadImage": ("image",), "LoadImageMask": ("image",)}
+"""Inputs checked by the node's own VALIDATE_INPUTS (an uploaded file must exist) instead of their combo."""
+
 NODES: dict[str, NodeDef] = {node.name: node for node in _NODES}
 
 
-def object_info(*, upstream: bool = True) -> dict[str, Any]:
-    return {name: node.object_info(upstream=upstream) for name, node in NODES.items()}
+LiveChoices = dict[tuple[str, str], list[str]]
+"""(class, input) → the choices of a combo that lists something the running fake holds."""
+
+
+def object_info(*, upstream: bool = True, live: LiveChoices | None = None) -> dict[str, Any]:
+    return {name: node_info(name, upstream=upstream, live=live) for name in NODES}
+
+
+def node_info(name: str, *, upstream: bool = True, live: LiveChoices | None = None) -> dict[str, Any]:
+    info = NODES[name].object_info(upstream=upstream)
+    for (class_type, input_name), choices in (live or {}).items():
+        if class_type == name:
+            spec = info["input"]["required"][input_name]
+            info["input"]["required"][input_name] = [list(choices), *spec[1:]]
+    return info

@@ -34,6 +34,12 @@ class FakeConfig:
     """`POST /prompt` waits this long before validating and answering."""
     queue_array_form: bool = False
     """`GET /queue` answers upstream's arrays in the packaging dialect too (upstream always does)."""
+    max_upload_bytes: int = 50 * 1024 * 1024
+    """Largest request body `POST /upload/image` and `/upload/mask` accept (413 beyond, as aiohttp's
+    `client_max_size`); the fake holds uploads in memory, so it takes less than upstream's 100 MiB."""
+    upscale_models: tuple[str, ...] = ()
+    """What `UpscaleModelLoader` offers (upstream lists `models/upscale_models/`): none by default, so
+    templates fall back to model-free scaling."""
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -51,7 +57,7 @@ class FakeConfig:
 
 _FLOATS = {"step_time", "accept_delay_s"}
 _BOOLS = {"preview", "stamp_messages", "queue_array_form"}
-_INTS = {"submit_http_500", "drop_ws_mid_run"}
+_INTS = {"submit_http_500", "drop_ws_mid_run", "max_upload_bytes"}
 
 
 def _checked(name: str, value: Any) -> Any:
@@ -65,4 +71,6 @@ def _checked(name: str, value: Any) -> Any:
         return value
     if name == "dialect" and value in DIALECTS:
         return value
+    if name == "upscale_models" and isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
     raise ValueError(f"bad value for {name!r}: {value!r}")

@@ -40,6 +40,8 @@ from comfy.fake.hub import (
     progress_state_message,
     prompt_event_message,
 )
+from comfy.fake.inputs import InputStore
+from comfy.fake.media_nodes import MEDIA_RUNNERS
 from comfy.fake.nodes import RUNNERS, VALUE_REPR, NodeError, Outputs
 from comfy.fake.queue import PromptQueue, QueueItem
 from comfy.fake.stats import Instant, Stats
@@ -110,8 +112,13 @@ def _frozen(value: Any) -> Hashable:
     return ("json", json.dumps(value, sort_keys=True, default=str))
 
 
-def _signatures(prompt: dict[str, Any]) -> dict[str, Hashable]:
-    """A node's cache key: its class and inputs, with each link replaced by the key of its source.
+_ALL_RUNNERS = {**RUNNERS, **MEDIA_RUNNERS}
+_FILE_LOADERS = {"LoadImage", "LoadImageMask"}
+
+
+def _signatures(prompt: dict[str, Any], inputs: InputStore | None = None) -> dict[str, Hashable]:
+    """A node's cache key: its class and inputs, with each link replaced by the key of its source; a file
+    loader's also holds the file's digest (upstream's IS_CHANGED), so a re-uploaded file runs again.
 
     Keys are nested tuples (a link holds its source's key itself): they tell apart what the sorted JSON
     they replace told apart, without encoding and hashing JSON for every node of every prompt.
@@ -129,6 +136,9 @@ def _signatures(prompt: dict[str, Any]) -> dict[str, Hashable]:
                 parts.append((name, ("link", signature(value[0], visiting | {node_id}), _frozen(value[1]))))
             else:
                 parts.append((name, _frozen(value)))
+        if inputs is not None and node["class_type"] in _FILE_LOADERS:
+            stored = inputs.resolve(str(node["inputs"].get("image")))
+            parts.append(("\0is_changed", None if stored is None else stored.digest))
         key = (node["class_type"], tuple(parts))
         memo[node_id] = key
         return key
@@ -155,8 +165,11 @@ def _execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:
 
 
 class Executor:
-    def __init__(self, *, config: FakeConfig, hub: Hub, store: OutputStore, stats: Stats, queue: PromptQueue) -> None:
+    def __init__(
+        self, *, config: FakeConfig, hub: Hub, store: OutputStore, stats: Stats, queue: PromptQueue, inputs: InputStore
+    ) -> None:
         self.config = config
+        self.inputs = inputs
         self.hub = hub
         self.store = store
         self.stats = stats
@@ -201,6 +214,7 @@ class Run:
         self.prompt_id = item.prompt_id
         self.client_id = item.client_id
         self.store = executor.store
+        self.inputs = executor.inputs
         self.interrupted = asyncio.Event()
         self.last_node_id: str | None = None
         self._config = executor.config
@@ -222,6 +236,15 @@ class Run:
     @property
     def step_time(self) -> float:
         return self._config.step_time
+
+    @property
+    def prompt(self) -> dict[str, Any]:
+        return self.item.prompt
+
+    @property
+    def extra_pnginfo(self) -> dict[str, Any] | None:
+        extra = self.item.extra_data.get("extra_pnginfo")
+        return extra if isinstance(extra, dict) else None
 
     @property
     def preview_enabled(self) -> bool:
@@ -324,7 +347,7 @@ class Run:
         self._to_client_text(lambda: prompt_event_message("execution_start", self._prompt_json, stamp))
         self._record("execution_start", {"prompt_id": self.prompt_id, "timestamp": stamp})
 
-        signatures = _signatures(prompt)
+        signatures = _signatures(prompt, executor.inputs)
         cached = [node_id for node_id in prompt if signatures[node_id] in executor.cache]
         stamp = _now_ms()
         self._to_client_text(lambda: execution_cached_message(cached, self._prompt_json, stamp))
@@ -391,7 +414,7 @@ class Run:
         }
         if self._config.execution_error_node_class == class_type:
             raise NodeError("RuntimeError", f"Injected execution error in {class_type} (fake ComfyUI)")
-        outputs, ui = await RUNNERS[class_type](inputs, self)
+        outputs, ui = await _ALL_RUNNERS[class_type](inputs, self)
         values[node_id] = outputs
         self._executed.append(node_id)
         if ui is not None:

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from comfy.fake import render
+from comfy.fake import media, render
+from comfy.fake.inputs import InputStore
 from comfy.fake.storage import OutputStore
 
 Outputs = tuple[Any, ...]
@@ -34,6 +35,15 @@ class NodeContext(Protocol):
     """What a running node may use: timing, progress reporting, and the output store."""
 
     store: OutputStore
+    inputs: InputStore
+
+    @property
+    def prompt(self) -> dict[str, Any]:
+        """The running prompt, as validated: what SaveImage embeds as the `prompt` chunk."""
+
+    @property
+    def extra_pnginfo(self) -> dict[str, Any] | None:
+        """`extra_data.extra_pnginfo` of the submission (the editor's `workflow`), embedded per key."""
 
     @property
     def step_time(self) -> float:
@@ -72,6 +82,16 @@ class Latent:
     height: int
     batch_size: int
     spec: render.Txt2Img | None = None
+    source: tuple[Image.Image, ...] = ()
+    """The encoded images (VAEEncode): the sampler changes them by `denoise` instead of drawing anew."""
+    noise_mask: tuple[Image.Image, ...] = ()
+    """"L" masks, 255 where the sampler may change the source (inpainting); none: everywhere."""
+
+
+@dataclass(frozen=True)
+class AudioLatent:
+    seconds: float
+    batch_size: int
 
 
 def _pixels(latent: Latent) -> int:
@@ -109,8 +129,13 @@ async def _empty_latent(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outpu
 
 
 async def _ksampler(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UiOutput]:
-    latent: Latent = inputs["latent_image"]
+    latent: Latent | AudioLatent = inputs["latent_image"]
     model: Model = inputs["model"]
+    if isinstance(latent, AudioLatent):
+        for step in range(1, inputs["steps"] + 1):
+            await ctx.sleep(ctx.step_time)
+            await ctx.progress(step, inputs["steps"])
+        return (latent,), None
     spec = render.Txt2Img(
         positive=inputs["positive"].text,
         negative=inputs["negative"].text,
@@ -147,6 +172,16 @@ async def _vae_decode(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs
     latent: Latent = inputs["samples"]
 
     def decode() -> list[Image.Image]:
+        if latent.source:
+            return [
+                render.img2img(
+                    latent.spec,
+                    latent.source[index % len(latent.source)],
+                    index,
+                    latent.noise_mask[index % len(latent.noise_mask)] if latent.noise_mask else None,
+                )
+                for index in range(latent.batch_size)
+            ]
         if latent.spec is None:
             return [render.solid(latent.width, latent.height, 0x808080) for _ in range(latent.batch_size)]
         return [render.txt2img(latent.spec, index) for index in range(latent.batch_size)]
@@ -176,12 +211,13 @@ async def _image_invert(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outpu
 
 async def _save(images: list[Image.Image], kind: str, prefix: str, ctx: NodeContext) -> UiOutput:
     entries: list[dict[str, Any]] = []
+    metadata = media.png_metadata(ctx.prompt, ctx.extra_pnginfo)
     for image in images:
         try:
             subfolder, filename, path = ctx.store.reserve(kind, prefix)
         except ValueError as ex:
             raise NodeError("Exception", str(ex)) from ex
-        data = await render.offload(image.width * image.height, partial(render.png_bytes, image))
+        data = await render.offload(image.width * image.height, partial(media.png_bytes, image, metadata))
         ctx.store.save(kind, subfolder, filename, data)
         entry = {"filename": filename, "subfolder": subfolder, "type": kind}
         entries.append({"abs_path": str(path), **entry} if ctx.abs_paths else entry)
@@ -235,4 +271,6 @@ VALUE_REPR = {
     "CLIP": "<class 'comfy.sd.CLIP'>",
     "VAE": "<class 'comfy.sd.VAE'>",
     "CONDITIONING": "<class 'list'>",
+    "MASK": "<class 'torch.Tensor'>",
+    "AUDIO": "<class 'dict'>",
 }

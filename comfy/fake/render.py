@@ -15,7 +15,7 @@ import io
 import json
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TypeVar
 
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
@@ -161,3 +161,17 @@ def jpeg_preview(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     small.convert("RGB").save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
+
+
+def img2img(spec: Txt2Img | None, source: Image.Image, batch_index: int, mask: Image.Image | None) -> Image.Image:
+    """An image-to-image render: the source blended with the txt2img render of `spec` by its denoise, only
+    where `mask` (an "L" image, 255 = change) allows. Without a sampler (`spec` None) the source itself."""
+    if spec is None:
+        return source.copy()
+    drawn = txt2img(replace(spec, width=source.width, height=source.height), batch_index)
+    result = Image.blend(source.convert("RGB"), drawn, max(0.0, min(1.0, spec.denoise)))
+    if mask is None:
+        return result
+    if mask.size != source.size:
+        mask = mask.resize(source.size, Image.Resampling.BILINEAR)
+    return Image.composite(result, source.convert("RGB"), mask)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
 import os
 import platform
+import posixpath
 import sys
 from typing import Any
 
@@ -19,7 +21,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from comfy.fake.catalog import MODEL_FILES, NODES, object_info
+from comfy.fake.catalog import MODEL_FILES, NODES, node_info, object_info
+from comfy.fake.inputs import UPLOAD_TYPES, split_annotation, view_path
 from comfy.fake.state import FakeComfy
 from comfy.fake.stats import Instant
 
@@ -102,13 +105,14 @@ async def system_stats(request: Request) -> Response:
 
 
 async def get_object_info(request: Request) -> Response:
-    return json_response(object_info(upstream=_upstream(request)))
+    return json_response(object_info(upstream=_upstream(request), live=_fake(request).live_choices()))
 
 
 async def get_node_info(request: Request) -> Response:
     name = request.path_params["node_class"]
-    node = NODES.get(name)
-    return json_response({} if node is None else {name: node.object_info(upstream=_upstream(request))})
+    if name not in NODES:
+        return json_response({})
+    return json_response({name: node_info(name, upstream=_upstream(request), live=_fake(request).live_choices())})
 
 
 async def features(request: Request) -> Response:
@@ -124,6 +128,8 @@ async def models_in(request: Request) -> Response:
     folder = request.path_params["folder"]
     if folder not in _MODEL_FOLDERS:
         return Response(status_code=404)
+    if folder == "upscale_models":
+        return json_response(list(_fake(request).config.upscale_models))
     return json_response(MODEL_FILES.get(folder, []))
 
 
@@ -239,13 +245,43 @@ async def post_history(request: Request) -> Response:
     return Response(status_code=200)
 
 
+_CONTENT_TYPES = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif",
+    ".bmp": "image/bmp", ".flac": "audio/flac", ".wav": "audio/x-wav", ".mp3": "audio/mpeg",
+    ".mp4": "video/mp4", ".webm": "video/webm", ".txt": "text/plain",
+}  # fmt: skip
+"""What `mimetypes.guess_type` answers for them on a Linux host (upstream's `/view` asks it)."""
+
+
+def content_type(filename: str) -> str:
+    suffix = posixpath.splitext(filename)[1].lower()
+    if suffix in {".html", ".htm", ".js", ".css"}:
+        return "application/octet-stream"  # upstream forces these to download
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
 async def view(request: Request) -> Response:
+    """Upstream's `view_image` without `preview`/`channel` conversions: uploads (any type) and outputs."""
     params = request.query_params
-    filename = params.get("filename", "")
-    data = await _fake(request).store.read(params.get("type", "output"), params.get("subfolder", ""), filename)
+    if "filename" not in params:
+        return Response(status_code=404)
+    filename, kind = split_annotation(params["filename"], params.get("type", "output"))
+    if not filename or filename[0] == "/" or ".." in filename or kind not in UPLOAD_TYPES:
+        return Response(status_code=400)
+    path = view_path(kind, params.get("subfolder"), filename)
+    if path is None:
+        return Response(status_code=403)
+    fake = _fake(request)
+    uploaded = fake.inputs.get(kind, path)
+    if uploaded is not None:
+        data: bytes | None = uploaded.data
+    else:
+        subfolder, name = posixpath.split(path)
+        data = await fake.store.read(kind, subfolder, name)
     if data is None:
         return Response(status_code=404)
-    return Response(data, media_type="image/png", headers={"Content-Disposition": f'filename="{filename}"'})
+    name = posixpath.basename(path)
+    return Response(data, media_type=content_type(name), headers={"Content-Disposition": f'filename="{name}"'})
 
 
 ROUTES = [

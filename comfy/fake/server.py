@@ -29,6 +29,7 @@ from comfy.fake.config import Dialect, FakeConfig
 from comfy.fake.control import CONTROL_ROUTES
 from comfy.fake.routes import ROUTES
 from comfy.fake.state import FakeComfy
+from comfy.fake.uploads import UPLOAD_ROUTES
 from comfy.fake.websocket import websocket_endpoint
 
 __all__ = ["FakeComfy", "FakeConfig", "FakeHandle", "create_app", "running_fake", "serve_fake", "serve_in_loop"]
@@ -48,7 +49,7 @@ def create_app(config: FakeConfig | None = None) -> Starlette:
         finally:
             await fake.close()
 
-    comfy_routes: list[BaseRoute] = [*ROUTES, WebSocketRoute("/ws", websocket_endpoint)]
+    comfy_routes: list[BaseRoute] = [*ROUTES, *UPLOAD_ROUTES, WebSocketRoute("/ws", websocket_endpoint)]
     app = Starlette(
         routes=[*comfy_routes, Mount("/api", routes=comfy_routes), *CONTROL_ROUTES],
         lifespan=lifespan,

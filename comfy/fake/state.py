@@ -9,13 +9,15 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from comfy.fake.catalog import LiveChoices
 from comfy.fake.config import FakeConfig
 from comfy.fake.executor import Executor
 from comfy.fake.hub import Hub, status_message
+from comfy.fake.inputs import InputStore
 from comfy.fake.queue import PromptQueue, QueueItem
 from comfy.fake.stats import Stats
 from comfy.fake.storage import OutputStore
-from comfy.fake.validation import Accepted, no_prompt, validate_prompt
+from comfy.fake.validation import Accepted, Live, no_prompt, validate_prompt
 
 SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 
@@ -27,12 +29,23 @@ class FakeComfy:
         self.hub = Hub()
         self.stats = Stats()
         self.store = OutputStore()
+        self.inputs = InputStore()
         self.queue = PromptQueue(self._announce_status)
         self.executor = self._new_executor()
         self._worker: asyncio.Task[None] | None = None
 
     def _new_executor(self) -> Executor:
-        return Executor(config=self.config, hub=self.hub, store=self.store, stats=self.stats, queue=self.queue)
+        return Executor(
+            config=self.config, hub=self.hub, store=self.store, stats=self.stats, queue=self.queue, inputs=self.inputs
+        )
+
+    def live_choices(self) -> LiveChoices:
+        """The combos that list folders: LoadImage's input files, UpscaleModelLoader's models."""
+        return {
+            ("LoadImage", "image"): self.inputs.image_names(),
+            ("LoadImageMask", "image"): self.inputs.file_names(),
+            ("UpscaleModelLoader", "model_name"): list(self.config.upscale_models),
+        }
 
     def status_data(self) -> dict[str, Any]:
         return {"status": {"exec_info": {"queue_remaining": self.queue.remaining}}}
@@ -55,6 +68,7 @@ class FakeComfy:
         await self.stop()
         self.hub.close_all()
         self.store.remove()
+        self.inputs.clear()
 
     async def reset(self) -> None:
         """Forget everything (queue, history, cache, outputs, stats) and restore the starting config."""
@@ -62,6 +76,7 @@ class FakeComfy:
         self.config.replace_with(self._initial_config)
         self.stats = Stats()
         self.store.clear()
+        self.inputs.clear()
         self.queue = PromptQueue(self._announce_status)
         self.executor = self._new_executor()
         await self.start()
@@ -78,7 +93,11 @@ class FakeComfy:
             return 400, no_prompt().body
         prompt_id = str(body.get("prompt_id", uuid.uuid4()))
         upstream = self.config.dialect == "upstream"
-        result = validate_prompt(body["prompt"], upstream=upstream)
+        live = Live(
+            choices={("UpscaleModelLoader", "model_name"): list(self.config.upscale_models)},
+            input_exists=lambda name: self.inputs.resolve(name) is not None,
+        )
+        result = validate_prompt(body["prompt"], upstream=upstream, live=live)
         extra_data: dict[str, Any] = dict(body.get("extra_data", {}))
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]

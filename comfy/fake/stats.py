@@ -28,6 +28,10 @@ class Stats:
     submits: int = 0
     interrupts: int = 0
     deletes: int = 0
+    uploads: Counter[str] = field(default_factory=Counter)
+    """`POST /upload/image` and `/upload/mask` requests per file name as sent, duplicates included."""
+    upload_writes: Counter[str] = field(default_factory=Counter)
+    """Uploads that wrote a file (not a duplicate of the same name and content), per stored name."""
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_MAX_EVENTS))
 
     def count_execution(self, prompt_id: str) -> None:
@@ -45,5 +49,7 @@ class Stats:
             "submits": self.submits,
             "interrupts": self.interrupts,
             "deletes": self.deletes,
+            "uploads": dict(self.uploads),
+            "upload_writes": dict(self.upload_writes),
             "events": list(self.events),
         }

@@ -59,8 +59,9 @@ class OutputStore:
             self._root = Path(tempfile.mkdtemp(prefix="fake-comfyui-"))
         return self._root
 
-    def reserve(self, kind: str, filename_prefix: str) -> tuple[str, str, Path]:
-        """(subfolder, filename, path) for the next `{prefix}_{counter:05}_.png`, as ComfyUI names them."""
+    def reserve(self, kind: str, filename_prefix: str, suffix: str = "_.png") -> tuple[str, str, Path]:
+        """(subfolder, filename, path) for the next `{prefix}_{counter:05}{suffix}`, as ComfyUI names them
+        (`_.png`, `_.webp`, `_.flac`; a video combine node `.png`); one counter per prefix."""
         normalized = os.path.normpath(filename_prefix)
         subfolder, prefix = os.path.split(normalized)
         folder = self._folder(kind, subfolder)
@@ -70,7 +71,7 @@ class OutputStore:
         if len(self._counters) > MAX_OUTPUTS:
             # Unused for MAX_OUTPUTS saves, so none of its files is still readable: restarting at 1 is safe.
             self._counters.popitem(last=False)
-        filename = f"{prefix}_{counter:05}_.png"
+        filename = f"{prefix}_{counter:05}{suffix}"
         return subfolder, filename, folder / filename
 
     def _folder(self, kind: str, subfolder: str) -> Path:

@@ -12,10 +12,11 @@ errors of their own, and `dependent_outputs` lists the output nodes that were be
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from comfy.fake.catalog import NODES
+from comfy.fake.catalog import CUSTOM_VALIDATION, NODES, LiveChoices
 
 # The stack ComfyUI 0.12.1 reports for a plain validation failure (copied from recording 11).
 _VALIDATION_STACK = [
@@ -79,6 +80,14 @@ Result = tuple[bool, list[dict[str, Any]], str]
 
 
 @dataclass(frozen=True)
+class Live:
+    """What validation reads from the running fake: folder-listing combos and uploaded input files."""
+
+    choices: LiveChoices = field(default_factory=dict)
+    input_exists: Callable[[str], bool] = lambda name: False
+
+
+@dataclass(frozen=True)
 class Accepted:
     prompt: dict[str, Any]
     """The prompt with widget values converted to their declared types, as ComfyUI stores it."""
@@ -101,9 +110,10 @@ def no_prompt() -> Rejected:
     return Rejected({"error": error, "node_errors": {}})
 
 
-def validate_prompt(prompt: dict[str, Any], *, upstream: bool = True) -> Accepted | Rejected:
+def validate_prompt(prompt: dict[str, Any], *, upstream: bool = True, live: Live | None = None) -> Accepted | Rejected:
     """Validate an API-format prompt, answering as upstream ComfyUI or (`upstream=False`) as the packaging.
     Malformed shapes raise (the server answers 500, as ComfyUI does)."""
+    live = live if live is not None else Live()
     outputs: list[str] = []
     link_traceback = _UPSTREAM_LINK_TRACEBACK if upstream else _LINK_TRACEBACK
     for node_id, node in prompt.items():
@@ -148,7 +158,7 @@ def validate_prompt(prompt: dict[str, Any], *, upstream: bool = True) -> Accepte
     validated: dict[str, Result] = {}
     for output in outputs:
         try:
-            valid, reasons, _ = _validate_inputs(prompt, output, validated, upstream)
+            valid, reasons, _ = _validate_inputs(prompt, output, validated, upstream, live)
         except Exception as ex:
             valid = False
             reasons = [
@@ -197,19 +207,23 @@ def _outputs_failed(
     return _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", details, extra_info)
 
 
-def _validate_inputs(prompt: dict[str, Any], node_id: str, validated: dict[str, Result], upstream: bool) -> Result:
+def _validate_inputs(
+    prompt: dict[str, Any], node_id: str, validated: dict[str, Result], upstream: bool, live: Live
+) -> Result:
     if node_id in validated:
         return validated[node_id]
     node = prompt[node_id]
     inputs: dict[str, Any] = node["inputs"]
-    definition = NODES[node["class_type"]]
+    class_type = node["class_type"]
+    definition = NODES[class_type]
+    custom = CUSTOM_VALIDATION.get(class_type, ())
     errors: list[dict[str, Any]] = []
     valid = True
     for name in [*definition.required, *definition.optional]:
         found = definition.input_spec(name)
         assert found is not None
         spec, category = found
-        input_type = spec[0]
+        input_type = live.choices.get((class_type, name), spec[0])
         options: dict[str, Any] = spec[1] if len(spec) > 1 else {}
         if name not in inputs:
             if category == "required":
@@ -218,15 +232,27 @@ def _validate_inputs(prompt: dict[str, Any], node_id: str, validated: dict[str, 
         value = inputs[name]
         config = list(spec)
         if isinstance(value, list):
-            linked = _check_link(prompt, name, value, input_type, config, validated, upstream)
+            linked = _check_link(prompt, name, value, input_type, config, validated, upstream, live)
             if isinstance(linked, dict):
                 errors.append(linked)
             elif linked is False:
                 valid = False
             continue
-        error = _check_value(inputs, name, value, input_type, options, config)
+        error = _check_value(inputs, name, value, input_type, options, config, checked=name not in custom)
         if error is not None:
             errors.append(error)
+    for name in custom:
+        # The loaders' VALIDATE_INPUTS (upstream nodes.py): the file must exist; reported after the loop.
+        value = inputs.get(name)
+        if isinstance(value, str) and not live.input_exists(value):
+            errors.append(
+                _error(
+                    "custom_validation_failed",
+                    "Custom validation failed for node",
+                    f"{name} - Invalid image file: {value}",
+                    {"input_name": name},
+                )
+            )
     result: Result = (False, errors, node_id) if errors or not valid else (True, [], node_id)
     validated[node_id] = result
     return result
@@ -240,6 +266,7 @@ def _check_link(
     config: list[Any],
     validated: dict[str, Result],
     upstream: bool,
+    live: Live,
 ) -> dict[str, Any] | bool | None:
     """None: the link is good; False: the linked node is invalid; a dict: this input's own error."""
     if len(value) != 2:
@@ -267,7 +294,7 @@ def _check_link(
             },
         )
     try:
-        ok, _, _ = _validate_inputs(prompt, source_id, validated, upstream)
+        ok, _, _ = _validate_inputs(prompt, source_id, validated, upstream, live)
     except Exception as ex:
         reasons = [
             _error(
@@ -304,7 +331,11 @@ def _check_value(
     input_type: Any,
     options: dict[str, Any],
     config: list[Any],
+    *,
+    checked: bool = True,
 ) -> dict[str, Any] | None:
+    """Convert the value to its type; then, unless the node validates it itself (`checked=False`), check its
+    range and choices."""
     converter = _CONVERTERS.get(input_type) if isinstance(input_type, str) else None
     if converter is not None:
         try:
@@ -322,6 +353,8 @@ def _check_value(
                 },
             )
         inputs[name] = value
+    if not checked:
+        return None
     if "min" in options and value < options["min"]:
         return _error(
             "value_smaller_than_min",

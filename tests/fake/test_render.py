@@ -67,7 +67,10 @@ async def test_filenames_count_like_comfyui(http: httpx.AsyncClient, dialect: Di
         assert set(image) == {"filename", "subfolder", "type"}
     escape = await http.post("/prompt", json={"prompt": txt2img(**{"9__filename_prefix": "../x"})})
     assert (await wait_history(http, escape.json()["prompt_id"]))["status"]["status_str"] == "error"
-    assert (await http.get("/view", params={"filename": "b_00001_.png", "subfolder": "../output/a"})).status_code == 404
+    # Upstream resolves the subfolder against its output folder: `../output/a` is inside it, `../../a` is not.
+    assert (await http.get("/view", params={"filename": "b_00001_.png", "subfolder": "../output/a"})).status_code == 200
+    assert (await http.get("/view", params={"filename": "b_00001_.png", "subfolder": "../../a"})).status_code == 403
+    assert (await http.get("/view", params={"filename": "b_00001_.png", "subfolder": "b"})).status_code == 404
 
 
 def _reference_txt2img(spec: render.Txt2Img, batch_index: int, max_size: int | None = None) -> Image.Image:
