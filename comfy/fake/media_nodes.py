@@ -207,8 +207,9 @@ async def _image_scale_by(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Out
 
 async def _upscale_model_loader(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UiOutput]:
     name = str(inputs["model_name"])
-    found = re.search(r"(\d)x", name, re.IGNORECASE)
-    return (UpscaleModel(name, int(found.group(1)) if found else 4),), None
+    # The scale a model's name announces ("4x-UltraSharp", "RealESRGAN_x2plus"); ESRGAN's 4 otherwise.
+    found = re.search(r"(\d)x|x(\d)", name, re.IGNORECASE)
+    return (UpscaleModel(name, int(found.group(1) or found.group(2)) if found else 4),), None
 
 
 async def _image_upscale_with_model(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UiOutput]:
