@@ -49,6 +49,7 @@ from graph.payloads import BadPayload, decode
 from graph.playground import Playground
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
+from graph.uploads import UPLOAD_PATH, input_routes
 from graph.websocket import QueryTexts, guard_connection
 from jobs.media import EXTENSIONS, THUMBNAILED_KINDS, sniff_mime
 from jobs.storage import THUMBNAIL_SIZES
@@ -407,6 +408,7 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
         Route("/readyz", _readyz),
         Route("/metrics", _metrics),
         Route("/dev/token", _dev_token),
+        *input_routes(effective),
         # Anything else under these prefixes is a missing file, never the app's index page.
         *(Route(f"/{prefix}/{{rest:path}}", _not_found) for prefix in ("images", "thumbs", "previews", "dev")),
     ]
@@ -419,7 +421,8 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
     if effective.dev_mode:
         hosts = [effective.host, *(h for h in (effective.public_url, *effective.cors_origins) if h)]
         middleware.append(Middleware(DevHostGuard, allowed_hosts=[_host_of(h) for h in hosts]))
-    middleware.append(Middleware(BodyLimit, max_bytes=effective.max_body_bytes))
+    # Uploads bound their own (larger) bodies while streaming (graph/uploads.py).
+    middleware.append(Middleware(BodyLimit, max_bytes=effective.max_body_bytes, exempt=(UPLOAD_PATH,)))
     if effective.cors_origins:
         middleware.append(
             Middleware(

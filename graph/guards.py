@@ -75,14 +75,18 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413: by Content-Length at once, or while streaming."""
+    """Refuse request bodies over `max_bytes` with 413: by Content-Length at once, or while streaming.
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    `exempt`: paths whose handler reads its body under a limit of its own (uploads).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt: Iterable[str] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt = frozenset(exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         message = f"the request body is over the limit of {self.max_bytes:,} bytes (SAFELIGHT_MAX_BODY_BYTES)"

@@ -26,11 +26,13 @@ from graphql import (
 from starlette.requests import Request
 from strawberry.extensions import QueryDepthLimiter, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 
 from graph.context import BadRequest, NotAuthenticated
 from graph.core_schema import core_schema
 from graph.documents import THREAD_PARSE_CHARS, DocumentCache, DocumentLimits, LimitError, cost_rule, literal_rule
 from graph.execution import LiveExecutor
+from graph.inputs import InputQueries
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.subscriptions import GenerationNotFoundError, Subscription
@@ -233,7 +235,7 @@ def build_schema(
         rules = (*rules, NoSchemaIntrospectionCustomRule)
     documents = DocumentCache(limits)
     return SafelightSchema(
-        query=Query,
+        query=merge_types("Query", (Query, InputQueries)),
         mutation=Mutation,
         subscription=Subscription,
         document_checks=lambda: _DocumentChecks(documents, rules, first_rules),

@@ -30,7 +30,7 @@ from db import models
 from db.inputs import input_by_id
 from graph.guards import LOOPBACK_HOSTS, allowed_origin
 from graph.state import AppState
-from jobs.inputs import InputRejected, Intake
+from jobs.service.inputs import InputRejected, Intake
 from settings import Settings
 
 if TYPE_CHECKING:

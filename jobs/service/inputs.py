@@ -39,21 +39,19 @@ __all__ = [
     "Intake",
     "check_image",
     "clean_filename",
-    "comfy_file_name",
 ]
 
 log = logging.getLogger(__name__)
 
-# Pillow format → (mime, file extension on ComfyUI). GIF and WEBP may be animated: ComfyUI's LoadImage
-# reads every frame into a batch, so their frames are bounded too.
-ACCEPTED_FORMATS: dict[str, tuple[str, str]] = {
-    "PNG": ("image/png", "png"),
-    "JPEG": ("image/jpeg", "jpg"),
-    "WEBP": ("image/webp", "webp"),
-    "GIF": ("image/gif", "gif"),
-    "BMP": ("image/bmp", "bmp"),
+# Pillow format → mime (jobs/worker/deliver.py names the file on ComfyUI by it). GIF and WEBP may be
+# animated: ComfyUI's LoadImage reads every frame into a batch, so their frames are bounded too.
+ACCEPTED_FORMATS: dict[str, str] = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "BMP": "image/bmp",
 }
-_EXTENSIONS = dict(ACCEPTED_FORMATS.values())
 MAX_FRAMES = 100
 _MAX_FILENAME = 200
 
@@ -81,11 +79,6 @@ class CheckedImage:
     mime: str
     width: int
     height: int
-
-
-def comfy_file_name(content_hash: str, mime: str) -> str:
-    """The input's file name on every ComfyUI backend: the same content has the same name everywhere."""
-    return f"safelight-{content_hash[:32]}.{_EXTENSIONS.get(mime, 'png')}"
 
 
 def clean_filename(name: str | None) -> str:
@@ -131,7 +124,7 @@ def check_image(data: bytes, *, max_pixels: int) -> CheckedImage:
         raise _not_an_image(f"the image is truncated or corrupt ({type(exc).__name__})") from None
     if width < 1 or height < 1:
         raise _not_an_image("the image has no pixels")
-    mime = ACCEPTED_FORMATS[kind][0] if kind in ACCEPTED_FORMATS else ""
+    mime = ACCEPTED_FORMATS.get(kind, "")
     if not mime:
         raise _not_an_image(f"format {kind or 'unknown'} is not accepted")
     return CheckedImage(mime=mime, width=width, height=height)
