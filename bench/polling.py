@@ -25,9 +25,9 @@ from db.engine import create_engine, create_session_factory
 from db.images import add_image
 from db.states import IllegalTransition, Phase, Status
 from jobs.enqueue import JOB_FUNCTION
-from jobs.generate import prompt_id_for
 from jobs.keys import Keys
 from jobs.storage import ImageStore
+from jobs.worker.submit import prompt_id_for
 from settings import Settings, load_settings
 
 POLL_S = 1.0

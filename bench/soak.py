@@ -324,7 +324,7 @@ async def soak(args: Any, report: Report) -> None:
                     break
                 await asyncio.sleep(0.5)
             executions = faults.executions + await _fake_executions(stack)
-            from jobs.generate import prompt_id_for
+            from jobs.worker.submit import prompt_id_for
 
             ours = {prompt_id_for(uuid.UUID(w.gid), a): w.gid for w in watches for a in range(1, 8)}
             runs = [count for pid, count in executions.items() if pid in ours]

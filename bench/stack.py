@@ -807,7 +807,7 @@ def events_of(stats: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 def prompt_id(generation_id: str, attempt: int = 1) -> str:
-    from jobs.generate import prompt_id_for
+    from jobs.worker.submit import prompt_id_for
 
     return prompt_id_for(uuid.UUID(generation_id), attempt)
 

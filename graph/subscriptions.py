@@ -37,8 +37,8 @@ from db.events import EventPosition, database_now, events_after, owner_events_af
 from db.models import Generation as GenerationRow
 from db.models import GenerationEvent as EventRow
 from db.models import User
+from db.payloads import ImagePayload, PreviewPayload, ProgressPayload, StatusPayload
 from db.reachability import database_unreachable
-from db.states import Status as DbStatus
 from graph.context import BadRequest, Context
 from graph.execution import share_results
 from graph.fanout import QUIET
@@ -103,21 +103,22 @@ def _convert(event: BusEvent, *, base_url: str) -> GenerationEvent:
     out.cursor = encode_event_cursor(event)
     kind = event.kind
     if kind is DbEventKind.STATUS:
-        status = DbStatus(payload["status"])
+        status = StatusPayload.decode(payload)
         out.kind = EventKind.STATUS
-        out.terminal = status.is_terminal
-        out.status = status
-        out.attempt = payload.get("attempt")
-        out.error = GenerationError.from_payload(payload.get("error"))
+        out.terminal = status.status.is_terminal
+        out.status = status.status
+        out.attempt = status.attempt
+        out.error = GenerationError.from_payload(status.error)
     elif kind is DbEventKind.PROGRESS:
         out.kind = EventKind.PROGRESS
-        out.progress = Progress.from_payload(payload)
+        out.progress = Progress.from_payload(ProgressPayload.decode(payload))
     elif kind is DbEventKind.IMAGE:
         out.kind = EventKind.IMAGE
-        out.image = Image.from_payload(payload, base_url=base_url, generation_id=event.generation_id)
+        image = ImagePayload.decode(payload)
+        out.image = Image.from_payload(image, base_url=base_url, generation_id=event.generation_id)
     elif kind is DbEventKind.PREVIEW:
         out.kind = EventKind.PREVIEW
-        out.preview_url = f"{base_url}/previews/{payload['token']}"
+        out.preview_url = f"{base_url}/previews/{PreviewPayload.decode(payload).token}"
     else:
         out.terminal = True  # DELETED
     return out

@@ -6,7 +6,6 @@ import enum
 import re
 import uuid
 from datetime import datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 import strawberry
@@ -14,6 +13,7 @@ from strawberry.scalars import JSON
 
 from db import models
 from db.events import EventKind as DbEventKind
+from db.payloads import ErrorPayload, ImagePayload, ProgressPayload, StatusPayload
 from db.states import Phase as DbPhase
 from db.states import Status as DbStatus
 from graph.context import Context
@@ -115,30 +115,21 @@ class Image:
 
     @classmethod
     def from_row(cls, row: models.Image, *, base_url: str) -> Image:
-        return cls.from_parts(
-            base_url=base_url,
-            generation_id=row.generation_id,
-            index=row.index,
-            content_hash=row.content_hash,
-            width=row.width,
-            height=row.height,
-            seed=row.seed,
-            size_bytes=row.size_bytes,
-            mime=row.mime,
-        )
+        return cls.from_payload(ImagePayload.from_row(row), base_url=base_url, generation_id=row.generation_id)
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], *, base_url: str, generation_id: uuid.UUID) -> Image:
+    def from_payload(cls, payload: ImagePayload, *, base_url: str, generation_id: uuid.UUID) -> Image:
         return cls.from_parts(
             base_url=base_url,
             generation_id=generation_id,
-            index=int(payload["index"]),
-            content_hash=str(payload["contentHash"]),
-            width=int(payload["width"]),
-            height=int(payload["height"]),
-            seed=int(payload["seed"]),
-            size_bytes=int(payload["sizeBytes"]),
-            mime=str(payload["mime"]),
+            index=payload.index,
+            content_hash=payload.content_hash,
+            # Until the schema says which outputs have no size (issue 16), a sizeless one shows 0.
+            width=payload.width or 0,
+            height=payload.height or 0,
+            seed=payload.seed,
+            size_bytes=payload.size_bytes,
+            mime=payload.mime,
         )
 
 
@@ -178,19 +169,20 @@ class Progress:
         return info.context.loaders.queue_positions.load(self.waiting_row)  # type: ignore[return-value]
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> Progress:
+    def from_payload(cls, payload: ProgressPayload, *, waiting_row: uuid.UUID | None = None) -> Progress:
         return cls(
-            phase=DbPhase(payload.get("phase", DbPhase.EXECUTING.value)),
-            percent=float(payload.get("percent") or 0.0),
-            node=payload.get("node"),
-            node_class=payload.get("nodeClass"),
-            step=payload.get("step"),
-            max_steps=payload.get("maxSteps"),
-            known_queue_position=payload.get("queuePosition"),
-            emitted_at=payload.get("emittedAt"),
-            reason=None if payload.get("reason") is None else hide_urls(str(payload["reason"])),
-            retry_at=payload.get("retryAt"),
-            deadline_at=payload.get("deadlineAt"),
+            phase=payload.phase,
+            percent=payload.percent,
+            node=payload.node,
+            node_class=payload.node_class,
+            step=payload.step,
+            max_steps=payload.max_steps,
+            known_queue_position=payload.queue_position,
+            emitted_at=payload.emitted_at,
+            waiting_row=waiting_row,
+            reason=None if payload.reason is None else hide_urls(payload.reason),
+            retry_at=payload.retry_at,
+            deadline_at=payload.deadline_at,
         )
 
 
@@ -205,15 +197,15 @@ class GenerationError:
     )
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any] | None) -> GenerationError | None:
-        if not payload:
+    def from_payload(cls, payload: ErrorPayload | None) -> GenerationError | None:
+        if payload is None:
             return None
         return cls(
-            code=str(payload["code"]),
-            message=hide_urls(str(payload.get("message") or "")),
-            retryable=bool(payload.get("retryable")),
-            node=payload.get("node"),
-            input=payload.get("input"),
+            code=payload.code,
+            message=hide_urls(payload.message or ""),
+            retryable=bool(payload.retryable),
+            node=payload.node,
+            input=payload.input,
         )
 
 
@@ -269,37 +261,18 @@ class Generation:
 
     @classmethod
     def from_row(cls, row: models.Generation) -> Generation:
-        error = None
-        if row.error_code is not None:
-            error = GenerationError(
-                code=row.error_code,
-                message=hide_urls(row.error_message or ""),
-                retryable=bool(row.error_retryable),
-                node=row.error_node,
-                input=row.error_input,
-            )
         return cls(
             id=strawberry.ID(str(row.id)),
             template=row.template,
             status=row.status,
-            progress=Progress(
-                phase=row.phase,
-                percent=row.percent,
-                node=row.current_node,
-                node_class=None,
-                step=row.step,
-                max_steps=row.max_steps,
-                known_queue_position=row.queue_position,
-                waiting_row=row.id if row.status is DbStatus.QUEUED else None,
-                reason=None if row.phase_reason is None else hide_urls(row.phase_reason),
-                retry_at=None if row.retry_at is None else row.retry_at.timestamp(),
-                deadline_at=None if row.deadline_at is None else row.deadline_at.timestamp(),
+            progress=Progress.from_payload(
+                ProgressPayload.from_columns(row), waiting_row=row.id if row.status is DbStatus.QUEUED else None
             ),
             attempt=row.attempt,
             seed=row.seed,
             parameters=JSON(dict(row.params)),
             prompt=row.prompt,
-            error=error,
+            error=GenerationError.from_payload(StatusPayload.from_row(row).error),
             backend=backend_name(row.backend_url),
             prompt_id=row.prompt_id,
             created_at=row.created_at,

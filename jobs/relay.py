@@ -15,8 +15,7 @@ import logging
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -28,15 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from comfy.events import Preview
 from db.engine import single_statement
 from db.events import EventKind
+from db.payloads import PreviewPayload, ProgressPayload
 from db.states import Phase
 from db.transitions import update_progress
 from jobs.bus import BusEvent, publish
 from jobs.keys import Keys
 
-__all__ = ["WAIT_KEYS", "Relay"]
-
-WAIT_KEYS = ("reason", "retryAt", "deadlineAt")
-"""Progress fields that only a waiting (or untracked) phase carries; absent otherwise."""
+__all__ = ["Relay"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ class Relay:
         owner_id: uuid.UUID,
         lease: str,
         seq: int,
-        state: Mapping[str, Any] | None = None,
+        state: ProgressPayload | None = None,
         db_interval_s: float = 0.5,
         preview_interval_s: float = 0.25,
         preview_ttl_s: int = 300,
@@ -67,17 +64,8 @@ class Relay:
         self._db_interval_s = db_interval_s
         self._preview_interval_s = preview_interval_s
         self._preview_ttl_s = preview_ttl_s
-        self.state: dict[str, Any] = {
-            "phase": Phase.SUBMITTING.value,
-            "percent": 0.0,
-            "node": None,
-            "nodeClass": None,
-            "step": None,
-            "maxSteps": None,
-            "queuePosition": None,
-        }
-        if state is not None:
-            self.state.update(state)  # a job that took over goes on from what the row says
+        # A job that took over goes on from what the row says.
+        self.state = state if state is not None else ProgressPayload(phase=Phase.SUBMITTING)
         self._outbox: list[str] = []  # encoded events waiting for flush(), in order
         # The claim has just written the row's progress (SUBMITTING): the first snapshot write waits
         # one interval like any other, so a job shorter than that writes none (one transaction less).
@@ -89,14 +77,13 @@ class Relay:
         self._preview_timer: asyncio.TimerHandle | None = None
         self._preview_tasks: set[asyncio.Task[None]] = set()
 
-    def _event(self, kind: EventKind, payload: dict[str, Any]) -> BusEvent:
-        return BusEvent(self.generation_id, self.owner_id, self.seq, kind, payload, time.time())
+    def _event(self, kind: EventKind, payload: ProgressPayload | PreviewPayload) -> BusEvent:
+        return BusEvent(self.generation_id, self.owner_id, self.seq, kind, payload.encode(), time.time())
 
     async def progress(self, emitted_at: float | None = None, **changes: Any) -> None:
-        """Publish the progress state after `changes` (and anything queued before); schedule a row update.
-
-        A change that changes nothing is not published (ComfyUI repeats itself).
-        """
+        """Publish the progress state after `changes` (ProgressPayload fields, and anything queued
+        before); schedule a row update. A change that changes nothing is not published (ComfyUI repeats
+        itself)."""
         self.queue_progress(emitted_at, **changes)
         await self.flush()
 
@@ -106,26 +93,19 @@ class Relay:
         Still one PUBLISH per message; a burst of them shares one round trip to Redis.
         """
         state = self.state
-        if emitted_at is None and all(state.get(k) == v for k, v in changes.items()):
+        if emitted_at is None and all(getattr(state, k) == v for k, v in changes.items()):
             return
-        if "phase" in changes and changes["phase"] != state["phase"]:
-            # Why it waited, and until when, belongs to the phase that said so.
-            for key in WAIT_KEYS:
-                if key not in changes:
-                    state.pop(key, None)
-        state.update(changes)
-        payload = dict(self.state)
-        if emitted_at is not None:
-            payload["emittedAt"] = emitted_at
-        self._outbox.append(self._event(EventKind.PROGRESS, payload).encode())
+        self.state = state = state.changed(**changes)
+        message = state if emitted_at is None else replace(state, emitted_at=emitted_at)
+        self._outbox.append(self._event(EventKind.PROGRESS, message).encode())
         self._db_dirty = True
         if self._db_task is None:
             self._db_task = asyncio.create_task(self._write_db())
 
     async def announce(self, **changes: Any) -> None:
         """Publish a progress change without writing the row (the caller's own write recorded it)."""
-        self.state.update(changes)
-        self._outbox.append(self._event(EventKind.PROGRESS, dict(self.state)).encode())
+        self.state = self.state.changed(**changes)
+        self._outbox.append(self._event(EventKind.PROGRESS, self.state).encode())
         await self.flush()
 
     def queue_event(self, event: BusEvent) -> None:
@@ -157,22 +137,8 @@ class Relay:
         self._db_written_at = time.monotonic()
         async with single_statement(self._sessions) as session:
             return await update_progress(
-                session, generation_id=self.generation_id, lease=self.lease, values=self._columns()
+                session, generation_id=self.generation_id, lease=self.lease, values=self.state.columns()
             )
-
-    def _columns(self) -> dict[str, Any]:
-        state = self.state
-        return {
-            "phase": Phase(state["phase"]),
-            "percent": state["percent"],
-            "step": state["step"],
-            "max_steps": state["maxSteps"],
-            "current_node": state["node"],
-            "queue_position": state["queuePosition"],
-            "phase_reason": state.get("reason"),
-            "retry_at": _datetime(state.get("retryAt")),
-            "deadline_at": _datetime(state.get("deadlineAt")),
-        }
 
     async def _write_db(self) -> None:
         try:
@@ -184,7 +150,7 @@ class Relay:
                 self._db_written_at = time.monotonic()
                 async with single_statement(self._sessions) as session:
                     await update_progress(
-                        session, generation_id=self.generation_id, lease=self.lease, values=self._columns()
+                        session, generation_id=self.generation_id, lease=self.lease, values=self.state.columns()
                     )
                 await asyncio.sleep(self._db_interval_s)
         except Exception:
@@ -218,7 +184,7 @@ class Relay:
             await publish(
                 self._redis,
                 self._keys,
-                self._event(EventKind.PREVIEW, {"token": token, "mime": preview.mime}),
+                self._event(EventKind.PREVIEW, PreviewPayload(token=token, mime=preview.mime)),
             )
         except (RedisError, OSError) as exc:
             log.warning("preview for %s dropped: %s", self.generation_id, exc)
@@ -241,7 +207,3 @@ class Relay:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _datetime(unix: float | None) -> datetime | None:
-    return None if unix is None else datetime.fromtimestamp(unix, UTC)

@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
         serve_api(settings, host=args.host, port=args.port, before_serving=_freeze_startup_heap)
         return 0
     if args.command == "worker":
-        from jobs.worker import run_worker
+        from jobs.worker.app import run_worker
 
         _freeze_startup_heap()
         run_worker(settings, burst=args.burst)

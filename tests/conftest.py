@@ -173,7 +173,7 @@ async def api_url(stack_settings: Settings) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def worker(stack_settings: Settings) -> AsyncIterator[Any]:
     """One in-process arq worker for the session (multi-process tests start their own)."""
-    from jobs.worker import build_worker
+    from jobs.worker.app import build_worker
 
     w = build_worker(stack_settings, handle_signals=False)
     task = asyncio.create_task(w.async_run())

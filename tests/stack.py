@@ -133,7 +133,7 @@ mutation($input: GenerationInput!, $key: String) {
 @asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Any]:
     """One in-process arq worker on `settings` for the block; closed (and its task awaited) after."""
-    from jobs.worker import build_worker
+    from jobs.worker.app import build_worker
 
     worker = build_worker(settings, handle_signals=False)
     task = asyncio.create_task(worker.async_run())

@@ -17,7 +17,7 @@ from jobs.storage import ImageStore
 from settings import Settings
 
 if TYPE_CHECKING:
-    from jobs.generate import GenerationRun
+    from jobs.worker.run import GenerationRun
 
 __all__ = ["Runtime"]
 

@@ -21,7 +21,7 @@ from db.users import create_token, ensure_user
 from graph.app import create_app
 from graph.subscriptions import encode_event_cursor
 from jobs.bus import BusEvent
-from jobs.worker import build_worker
+from jobs.worker.app import build_worker
 from settings import Settings
 from tests.stack import CREATE, GraphQLClient, Subscription, serve
 

@@ -24,8 +24,8 @@ import pytest
 from bench.proxy import cuttable_proxy
 from comfy.fake.server import FakeHandle
 from graph.app import create_app
-from jobs.generate import prompt_id_for
-from jobs.worker import build_worker
+from jobs.worker.app import build_worker
+from jobs.worker.submit import prompt_id_for
 from settings import Settings
 from tests.stack import CREATE, GraphQLClient, Subscription, serve
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from comfy.fake.server import FakeHandle
 from db.users import create_token, ensure_user
 from graph.app import create_app
-from jobs.generate import prompt_id_for
+from jobs.worker.submit import prompt_id_for
 from settings import Settings
 from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, serve
 
@@ -172,7 +172,7 @@ async def test_comfyui_down_waits_then_fails_without_using_attempts(
             "backend_wait_s": 1.5,
         }
     )
-    from jobs.worker import build_worker
+    from jobs.worker.app import build_worker
 
     client = await make_client()
     # The API checks the catalogue on the session's healthy fake; this worker only knows a dead port.

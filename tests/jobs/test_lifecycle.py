@@ -18,9 +18,10 @@ from db.engine import single_statement
 from db.transitions import create_generation
 from db.users import user_by_token
 from jobs.enqueue import job_id_for
-from jobs.generate import prompt_id_for, run_generation
-from jobs.runtime import Runtime
-from jobs.worker import SafelightWorker
+from jobs.worker.arq_worker import SafelightWorker
+from jobs.worker.run import run_generation
+from jobs.worker.runtime import Runtime
+from jobs.worker.submit import prompt_id_for
 from tests.sql import recorded_statements
 from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, Subscription
 

@@ -31,7 +31,7 @@ from db.users import ensure_user
 from jobs.enqueue import enqueue_generation, job_id_for
 from jobs.keys import Keys
 from jobs.service.system_status import waiting_jobs
-from jobs.worker import recover_orphans
+from jobs.worker.recovery import recover_orphans
 
 LONG_AGO = datetime.fromtimestamp(time.time() - 3600, UTC)
 

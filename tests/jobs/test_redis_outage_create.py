@@ -24,7 +24,7 @@ from db.models import Generation
 from db.states import Status
 from db.users import create_token, ensure_user
 from graph.app import create_app
-from jobs.worker import build_worker
+from jobs.worker.app import build_worker
 from settings import Settings
 from tests.stack import CREATE, GraphQLClient, serve
 

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from comfy.fake.server import FakeHandle
 from db.users import create_token, ensure_user
 from graph.app import create_app
-from jobs.generate import prompt_id_for
-from jobs.worker import build_worker
+from jobs.worker.app import build_worker
+from jobs.worker.submit import prompt_id_for
 from safelight.embedded import EmbeddedRedis
 from settings import Settings
 from tests.stack import CREATE, GENERATION_EVENTS, GraphQLClient, serve

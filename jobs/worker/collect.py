@@ -1,0 +1,116 @@
+"""Collecting: the prompt's verdict from the backend, and on success its outputs stored and recorded.
+
+Each output is fetched from the backend (`/view`), stored content-addressed, and recorded as an image
+row with its IMAGE event; the last one also moves the generation to SUCCEEDED, in the same statement,
+so no cancel can come between them. A re-run of the job finds rows recorded before and skips them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from comfy.client import ComfyClient, HistoryEntry
+from comfy.events import OutputImage
+from db import transitions
+from db.engine import single_statement
+from db.payloads import ImagePayload
+from db.states import Phase, Status
+from jobs.bus import BusEvent, publish_change
+from jobs.worker.outcomes import Cancelled, Transient, failure_of
+from jobs.worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jobs.worker.run import GenerationRun
+
+__all__ = ["collect", "conclude", "store_output"]
+
+log = logging.getLogger(__name__)
+
+
+async def conclude(
+    run: GenerationRun, client: ComfyClient, entry: HistoryEntry, *, outputs: list[OutputImage] | None
+) -> None:
+    """The backend's history of the prompt decides: collect on success, else raise how it ended."""
+    if entry.succeeded:
+        await collect(run, client, outputs)
+        return
+    if entry.interrupted:
+        if run.cancel_requested.is_set():
+            raise Cancelled
+        raise Transient("the prompt was interrupted on the backend")
+    failure = entry.error
+    if failure is not None:
+        raise failure_of(failure)
+    if run.cancel_requested.is_set():
+        raise Cancelled
+    raise Transient(f"history of {run.prompt_id} has no verdict ({entry.status_str})")
+
+
+async def collect(run: GenerationRun, client: ComfyClient, outputs: list[OutputImage] | None) -> None:
+    """Store and record every output (`outputs` as the socket announced them; None or empty: from the
+    backend's history), then SUCCEEDED."""
+    if not outputs:
+        entry = await client.history(run.prompt_id)
+        outputs = [i for i in (entry.images if entry else ()) if i.type == "output"]
+    run.relay.stop_previews()
+    await run.relay.progress(phase=Phase.SAVING)
+    last = len(outputs) - 1
+    for index, output in enumerate(outputs):
+        payload = await store_output(run, client, output, index)
+        final = index == last
+        async with single_statement(run.runtime.sessions) as session:
+            # The image row, its event and, for the last one, SUCCEEDED: one statement that
+            # locks the generation first, so no cancel can come between them.
+            changes = await run.guarded(
+                transitions.record_image(
+                    session,
+                    generation_id=run.id,
+                    lease=run.lease,
+                    image={**payload.columns(), "node_id": ""},
+                    payload=payload.encode(),
+                    then=Status.SUCCEEDED if final else None,
+                    values={"percent": 100.0} if final else None,
+                )
+            )
+        if not changes:
+            continue  # recorded by an earlier run of this job
+        run.relay.seq = changes[0].event.seq
+        if final:
+            await _publish_both(run.runtime, changes[0], changes[1])
+            return
+        await publish_change(run.runtime.redis, run.runtime.keys, changes[0])
+    await run.finish(Status.SUCCEEDED, {"percent": 100.0})
+
+
+async def store_output(run: GenerationRun, client: ComfyClient, output: OutputImage, index: int) -> ImagePayload:
+    """Fetch one output from the backend and store it: what its row and IMAGE event say.
+
+    The one place that decides what an output becomes (issue 16 adds every output kind here).
+    """
+    data = await client.view(output)
+    stored = await run.runtime.store.put(data)
+    return ImagePayload(
+        index=index,
+        content_hash=stored.content_hash,
+        width=stored.width,
+        height=stored.height,
+        seed=run.generation.seed,
+        size_bytes=stored.size_bytes,
+        mime=stored.mime,
+    )
+
+
+async def _publish_both(runtime: Runtime, first: transitions.Change, second: transitions.Change) -> None:
+    """`publish_change` of two committed changes, in order, in one round trip (and as forgiving)."""
+    try:
+        async with runtime.redis.pipeline(transaction=False) as pipe:
+            for change in (first, second):
+                event = BusEvent.from_row(change.event, owner_id=change.generation.owner_id)
+                pipe.publish(runtime.keys.events, event.encode())
+            await pipe.execute()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        log.warning("event bus unavailable, events of %s not published: %s", first.generation.id, exc)
