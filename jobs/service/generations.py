@@ -34,6 +34,7 @@ from comfy.templates import (
 from db import generation_reads, images, quotas, transitions
 from db.engine import single_statement
 from db.events import EventKind
+from db.inputs import input_hashes_in
 from db.models import Generation, User
 from db.states import ACTIVE, IllegalTransition, Phase, Status
 from jobs.bus import BusEvent, publish, publish_change
@@ -41,6 +42,7 @@ from jobs.enqueue import RateLimit, RateLimited, enqueue_generation, request_can
 from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotAllowed, NotFound, QuotaExceeded, Rejected
 from jobs.keys import Keys
 from jobs.service.catalogs import CatalogCache
+from jobs.service.inputs import unowned_inputs
 from jobs.storage import ImageStore
 from settings import Settings
 
@@ -105,6 +107,9 @@ class JobService:
             validated = validate_params(spec, params, catalog=catalog, limits=self.limits)
         except ParamValidationError as exc:
             raise Rejected([FieldProblem(e.field, e.message) for e in exc.errors]) from None
+        unowned = await unowned_inputs(self.sessions, owner=owner, template=spec, params=validated)
+        if unowned:
+            raise Rejected(unowned)
         if catalog.object_info:
             self._report_templates(catalog)
             # The workflow the worker will submit, checked against what the backends offer now.
@@ -343,6 +348,7 @@ class JobService:
             hashes = await transitions.delete_generation(session, generation_id=generation_id)
             await session.commit()
             still_used = await images.content_hashes_in_use(session, content_hashes=hashes)
+            still_used |= await input_hashes_in(session, content_hashes=hashes)  # an output used as an input
         if was_active:
             await request_cancel(self.redis, self.keys, generation_id=generation_id)
         await self.store.delete_unreferenced(hashes, still_used)

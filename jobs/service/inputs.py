@@ -26,8 +26,11 @@ from PIL import Image, UnidentifiedImageError
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from comfy.templates import INPUT_TYPES, Template, ValidatedParams
 from db import models
-from db.inputs import add_input, input_by_hash
+from db.engine import single_statement
+from db.inputs import add_input, input_by_hash, inputs_of_owner
+from jobs.errors import FieldProblem
 from jobs.keys import Keys
 from jobs.storage import ImageStore
 
@@ -39,6 +42,8 @@ __all__ = [
     "Intake",
     "check_image",
     "clean_filename",
+    "input_params",
+    "unowned_inputs",
 ]
 
 log = logging.getLogger(__name__)
@@ -210,3 +215,28 @@ class Intake:
             )
             await session.commit()
         return row
+
+
+def input_params(template: Template, params: ValidatedParams) -> dict[str, str]:
+    """Parameter name → input id, for the template's image and mask parameters that have a value."""
+    out: dict[str, str] = {}
+    for spec in template.params:
+        value = params.values.get(spec.name)
+        if spec.type in INPUT_TYPES and isinstance(value, str):
+            out[spec.name] = value
+    return out
+
+
+async def unowned_inputs(
+    sessions: async_sessionmaker[AsyncSession], *, owner: models.User, template: Template, params: ValidatedParams
+) -> list[FieldProblem]:
+    """A problem for each image/mask parameter that names no input the requester may use: their own,
+    or, for an admin, anyone's (an admin reads every input already: GET /inputs/<id>, Query.input)."""
+    wanted = input_params(template, params)
+    if not wanted:
+        return []
+    async with single_statement(sessions) as session:
+        found = await inputs_of_owner(
+            session, owner_id=None if owner.is_admin else owner.id, ids={uuid.UUID(v) for v in wanted.values()}
+        )
+    return [FieldProblem(name, "no such input") for name, value in wanted.items() if uuid.UUID(value) not in found]
