@@ -300,7 +300,7 @@ async def test_over_http_an_unexpected_failure_is_masked_and_an_expected_one_is_
     from graph import queries
 
     client = await make_client()
-    monkeypatch.setattr(queries.gens, "get_generation", fail_privately)
+    monkeypatch.setattr(queries.generation_reads, "get_generation", fail_privately)
     with caplog.at_level("ERROR"):
         result = await client.execute(
             "query($id: ID!) { generation(id: $id) { id } }", {"id": "00000000-0000-4000-8000-000000000000"}

@@ -91,7 +91,7 @@ async def test_an_unexpected_failure_is_masked_and_logged(
     make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await make_client()
-    monkeypatch.setattr(subscriptions.gens, "get_generation", fail_privately)
+    monkeypatch.setattr(subscriptions.generation_reads, "get_generation", fail_privately)
     variables = {"id": "00000000-0000-4000-8000-000000000000"}
     with caplog.at_level("ERROR"):
         messages = await _messages(client, GENERATION_EVENTS, variables, until_first=False)
