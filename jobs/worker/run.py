@@ -34,6 +34,7 @@ from jobs.bus import publish_change
 from jobs.relay import Relay
 from jobs.worker.claim import Claimed, claim, new_lease
 from jobs.worker.collect import conclude
+from jobs.worker.deliver import InputFile
 from jobs.worker.follow import follow, follow_elsewhere, queue_running, remove_prompt
 from jobs.worker.outcomes import Cancelled, Lost, Permanent, Transient
 from jobs.worker.retry import BackendWait, retry_or_fail
@@ -97,6 +98,7 @@ class GenerationRun:
         # and saw no answer. Before submitting, /history and /queue are asked.
         self.maybe_submitted = claimed.resumed and recorded
         self.workflow: dict[str, Any] = {}
+        self.inputs: tuple[InputFile, ...] = ()  # uploaded images/masks the workflow reads (submit.deliver_inputs)
         self.queue_number: int | None = None  # the queue place of a prompt taken back to submit again
         self.redialing = False  # this run dropped its websocket to have it registered again
         deadline = None
@@ -149,7 +151,7 @@ class GenerationRun:
     async def _run(self) -> None:
         """Run the prompt; while no backend can be reached, wait for one (BACKEND_WAIT, not an attempt)."""
         if not self.workflow:
-            self.workflow = prepare_workflow(self)
+            self.workflow = await prepare_workflow(self)
         while True:
             backend: Backend | None = None
             try:

@@ -24,6 +24,8 @@ from db import transitions
 from db.engine import single_statement
 from db.states import Phase
 from jobs.backends import Backend
+from jobs.service.inputs import input_params
+from jobs.worker.deliver import deliver, input_files, rename_input
 from jobs.worker.outcomes import Permanent
 
 if TYPE_CHECKING:
@@ -39,8 +41,9 @@ def prompt_id_for(generation_id: uuid.UUID, attempt: int) -> str:
     return str(uuid.uuid5(_PROMPT_NAMESPACE, f"{generation_id}:{attempt}"))
 
 
-def prepare_workflow(run: GenerationRun) -> dict[str, Any]:
-    """The API-format workflow, rebuilt from the stored parameters by the shared validation."""
+async def prepare_workflow(run: GenerationRun) -> dict[str, Any]:
+    """The API-format workflow, rebuilt from the stored parameters by the shared validation; its
+    image/mask inputs (`run.inputs`) named as every backend gets them (jobs/worker/deliver.py)."""
     generation = run.generation
     prefix = f"safelight/{run.id.hex[:12]}"
     settings = run.runtime.settings
@@ -54,16 +57,25 @@ def prepare_workflow(run: GenerationRun) -> dict[str, Any]:
         params = validate_params(template, generation.params, limits=Limits.from_settings(settings))
     except ParamValidationError as exc:
         raise Permanent("INVALID_PARAMETERS", str(exc)) from None
-    return build_workflow(template, params, filename_prefix=prefix)
+    files = await input_files(run.runtime.sessions, input_params(template, params))
+    run.inputs = tuple(files.values())
+    names = {input_id: file.name for input_id, file in files.items()}
+    return build_workflow(template, params, filename_prefix=prefix, input_files=names)
 
 
 async def deliver_inputs(run: GenerationRun, backend: Backend) -> None:
     """Put the files the workflow reads (uploaded image and mask inputs) on `backend`, just before
     `POST /prompt`: each backend needs its own copy, and a restarted one may have lost it.
 
-    The one place input delivery happens (issue 16, jobs/deliver.py); workflows without inputs have
+    The one place input delivery happens (jobs/worker/deliver.py); workflows without inputs have
     nothing to deliver.
     """
+    if not run.inputs:
+        return
+    stored = await deliver(backend.client, run.runtime.store, run.inputs)
+    for file in run.inputs:
+        if stored[file.input_id] != file.name:  # ComfyUI chose another name (a subfolder): the loaders read that
+            rename_input(run.workflow, file.name, stored[file.input_id])
 
 
 async def submit(run: GenerationRun, backend: Backend) -> None:
