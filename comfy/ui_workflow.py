@@ -125,8 +125,8 @@ def to_api_workflow(
             link_id = slot.get("link")
             if link_id is None or name is None:
                 continue
-            resolved = resolver.resolve(node_id, name, link_id)
-            if resolved is None:  # a link the save does not list: the widget value (if any) stays
+            resolved = resolver.resolve(node_id, name, link_id, slot.get("type"))
+            if resolved is None:
                 continue
             if isinstance(resolved, _Dropped):
                 inputs.pop(name, None)
@@ -293,72 +293,79 @@ class _Constant:
 
 @dataclass(frozen=True, slots=True)
 class _Dropped:
-    """The link comes from a muted node or a bypassed one with nothing to pass on: the input goes."""
+    """The link comes from a muted node: the input goes, widget value and all (as in the editor)."""
 
 
 _DROPPED: Final = _Dropped()
 
 
 class _Resolver:
-    """Follows a link through Reroutes and bypassed nodes to a real node's output or a constant."""
+    """Follows a link through Reroutes and bypassed nodes to a real node's output or a constant,
+    the way the editor's ExecutableNodeDTO.resolveOutput does."""
 
     def __init__(self, nodes: Mapping[str, Mapping[str, Any]], links: Mapping[str, _Link]) -> None:
         self._nodes = nodes
         self._links = links
 
-    def resolve(self, node_id: str, input_name: str, link_id: Any) -> _Link | _Constant | _Dropped | None:
+    def resolve(
+        self, node_id: str, input_name: str, link_id: Any, input_type: Any
+    ) -> _Link | _Constant | _Dropped | None:
+        """None when nothing can be resolved (a link the save does not list, a bypassed node or a
+        Reroute with nothing to pass on): the input keeps its widget value, if it has one."""
         link = self._links.get(str(link_id))
-        if link is None:
-            return None
         for _ in range(_MAX_HOPS):
+            if link is None:
+                return None
             origin = self._nodes.get(link.origin)
             if origin is None:
-                target = self._nodes[node_id]
                 raise UiWorkflowError(
-                    f"{_where(node_id, target)}: input {input_name!r} is linked to node #{link.origin}, "
-                    "which does not exist",
+                    f"{_where(node_id, self._nodes[node_id])}: input {input_name!r} is linked to node "
+                    f"#{link.origin}, which does not exist",
                     node_id=node_id,
                 )
             kind = origin.get("type")
             if kind == "PrimitiveNode":
                 values = origin.get("widgets_values")
-                if isinstance(values, list) and values:
-                    return _Constant(values[0])
+                return _Constant(values[0]) if isinstance(values, list) and values else None
+            if origin.get("mode") == MUTED:
                 return _DROPPED
-            if origin.get("mode") == MUTED or kind in _NOTES:
-                return _DROPPED
-            if kind == "Reroute" or origin.get("mode") == BYPASSED:
-                upstream = self._through(origin, link.slot)
-                if upstream is None:
-                    return _DROPPED
-                link = upstream
-                continue
-            return link
+            if kind in _NOTES:
+                return None
+            if kind != "Reroute" and origin.get("mode") != BYPASSED:
+                return link
+            link = self._through(origin, link.slot, input_type)
         raise UiWorkflowError(
             f"{_where(node_id, self._nodes[node_id])}: input {input_name!r} goes through more than "
             f"{_MAX_HOPS} reroutes or bypassed nodes (a loop?)",
             node_id=node_id,
         )
 
-    def _through(self, node: Mapping[str, Any], slot: int) -> _Link | None:
-        """The link a Reroute or bypassed node passes on from output `slot`: a Reroute's one input;
-        a bypassed node's input of that slot when its type fits, else its first input of the type."""
-        inputs = [i for i in node.get("inputs") or () if isinstance(i, Mapping)]
-        if node.get("type") == "Reroute":
-            chosen = inputs[0] if inputs else None
+    def _through(self, node: Mapping[str, Any], slot: int, wanted: Any) -> _Link | None:
+        """The link a Reroute (its input of the same slot) or a bypassed node passes on from output
+        `slot` to an input of type `wanted`: the same slot's input when its type fits the output's
+        and `wanted`, else the first input of exactly `wanted`, else the first that fits both."""
+        inputs = [i if isinstance(i, Mapping) else {} for i in node.get("inputs") or ()]
+        chosen: Mapping[str, Any] | None = None
+        if node.get("type") == "Reroute" or wanted in ("*", "", None):
+            chosen = inputs[slot] if slot < len(inputs) else (inputs[0] if inputs else None)
         else:
             outputs = node.get("outputs") or ()
             output = outputs[slot] if 0 <= slot < len(outputs) and isinstance(outputs[slot], Mapping) else {}
-            wanted = output.get("type")
-            chosen = None
-            if slot < len(inputs) and _fits(inputs[slot].get("type"), wanted):
+            produced = output.get("type")
+            fitting = [i for i in inputs if _fits(i.get("type"), produced) and _fits(i.get("type"), wanted)]
+            if slot < len(inputs) and any(inputs[slot] is i for i in fitting):
                 chosen = inputs[slot]
             else:
-                chosen = next((i for i in inputs if i.get("type") == wanted), None)
+                exact = [i for i in inputs if i.get("type") == wanted]
+                chosen = exact[0] if exact else (fitting[0] if fitting else None)
         if chosen is None or chosen.get("link") is None:
             return None
         return self._links.get(str(chosen["link"]))
 
 
 def _fits(have: Any, wanted: Any) -> bool:
-    return have == wanted or "*" in (have, wanted)
+    """LiteGraph's isValidConnection: equal, a wildcard on either side, or comma lists that share a type."""
+    if have in ("*", "", 0, None) or wanted in ("*", "", 0, None) or have == wanted:
+        return True
+    first, second = str(have).lower().split(","), str(wanted).lower().split(",")
+    return any(t in second for t in first)

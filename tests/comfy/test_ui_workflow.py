@@ -127,6 +127,38 @@ def test_a_bypassed_node_passes_its_input_of_the_output_type() -> None:
     assert "image" not in to_api_workflow(doc, object_info())["3"]["inputs"]
 
 
+def test_a_bypassed_node_with_nothing_to_pass_keeps_the_widget_value_and_wildcards_fit() -> None:
+    info = {
+        "Source": {"input": {"required": {}}, "output": ["IMAGE"]},
+        "Any": {"input": {"required": {"x": ["IMAGE,MASK", {}]}}, "output": ["IMAGE"]},
+        "Sink": {"input": {"required": {"image": ["IMAGE"], "size": ["INT", {}]}}},
+    }
+
+    def graph(mode: int) -> dict[str, Any]:
+        return {
+            "nodes": [
+                {"id": 1, "type": "Source", "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}]},
+                {"id": 2, "type": "Any", "mode": mode, "inputs": [{"name": "x", "type": "IMAGE,MASK", "link": 1}]},
+                {
+                    "id": 3,
+                    "type": "Sink",
+                    "inputs": [
+                        {"name": "image", "type": "IMAGE", "link": 2},
+                        {"name": "size", "type": "INT", "widget": {"name": "size"}, "link": 3},
+                    ],
+                    "widgets_values": [64],
+                },
+                {"id": 4, "type": "Any", "mode": 4, "outputs": [{"name": "INT", "type": "INT", "links": [3]}]},
+            ],
+            "links": [[1, 1, 0, 2, 0, "IMAGE"], [2, 2, 0, 3, 0, "IMAGE"], [3, 4, 0, 3, 1, "INT"]],
+        }
+
+    bypassed = to_api_workflow(graph(4), info)
+    assert bypassed["3"]["inputs"] == {"size": 64, "image": ["1", 0]}  # through "IMAGE,MASK"; 4 has nothing
+    muted = to_api_workflow(graph(2), info)
+    assert muted["3"]["inputs"] == {"size": 64} and "2" not in muted
+
+
 def test_input_order_and_widget_lists() -> None:
     info = {
         "Points": {
