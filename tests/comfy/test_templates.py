@@ -280,7 +280,7 @@ SIMPLE_PARAMS = {
 def test_operator_directory(tmp_path: Path) -> None:
     _write(tmp_path, "blank", SIMPLE_WORKFLOW, SIMPLE_PARAMS)
     templates = load_templates([tmp_path])
-    assert set(templates) == {"txt2img", "blank"}
+    assert set(templates) == {"txt2img", "img2img", "inpaint", "upscale", "blank"}
     blank = templates["blank"]
     assert blank.title == "Blank"
     params = validate_params(blank, {"width": 16})
