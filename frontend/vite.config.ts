@@ -32,6 +32,7 @@ export default defineConfig({
       "/thumbs": forward,
       "/previews": forward,
       "/dev": forward,
+      "/inputs": forward,
     },
   },
   build: {

@@ -3,6 +3,7 @@ import { useEffect, useRef, useState, useSyncExternalStore, type FormEvent } fro
 import { BrowserRouter, NavLink, Route, Routes, useLocation } from "react-router";
 import { createSafelightClient, type SafelightClient } from "./api/client";
 import type { ConnectionStore } from "./api/connection";
+import { InputsContext } from "./api/inputs";
 import { ViewerQuery } from "./api/operations";
 import { devToken, obtainToken, rememberSignIn } from "./auth/token";
 import { DetailPage } from "./pages/DetailPage";
@@ -42,16 +43,18 @@ export function App() {
   const { client } = auth;
   return (
     <ApolloProvider client={client.apollo}>
-      <BrowserRouter>
-        <Shell
-          connection={client.connection}
-          onRejected={(reason) => {
-            rememberSignIn(null);
-            client.dispose();
-            setAuth({ state: "ask", reason });
-          }}
-        />
-      </BrowserRouter>
+      <InputsContext.Provider value={client.inputs}>
+        <BrowserRouter>
+          <Shell
+            connection={client.connection}
+            onRejected={(reason) => {
+              rememberSignIn(null);
+              client.dispose();
+              setAuth({ state: "ask", reason });
+            }}
+          />
+        </BrowserRouter>
+      </InputsContext.Provider>
     </ApolloProvider>
   );
 }

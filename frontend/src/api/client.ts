@@ -3,6 +3,7 @@ import { getMainDefinition } from "@apollo/client/utilities";
 import { createClient as createWsClient, type Client } from "graphql-ws";
 import introspection from "../gql/possibleTypes";
 import { ConnectionStore } from "./connection";
+import { createInputsApi, type InputsApi } from "./inputs";
 import { ResumableWsLink } from "./resumableLink";
 
 /** ws(s)://<this host>/graphql, so the same bundle works behind any host or proxy. */
@@ -14,6 +15,8 @@ export interface SafelightClient {
   apollo: ApolloClient;
   ws: Client;
   connection: ConnectionStore;
+  /** Uploads (`POST /inputs`) and input previews, with the same token. */
+  inputs: InputsApi;
   dispose(): void;
 }
 
@@ -87,6 +90,7 @@ export function createSafelightClient(token: string): SafelightClient {
     apollo,
     ws,
     connection,
+    inputs: createInputsApi(token),
     dispose() {
       unsubscribe();
       void ws.dispose();

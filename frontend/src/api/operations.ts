@@ -62,6 +62,12 @@ export const ImageFields = graphql(`
     sizeBytes
     mime
     seedValue
+    kind
+    batchIndex
+    durationSeconds
+    frames
+    text
+    downloadUrl
   }
 `);
 
@@ -81,6 +87,8 @@ export const FormDataQuery = graphql(`
       name
       title
       description
+      version
+      source
       params {
         name
         type
@@ -94,6 +102,7 @@ export const FormDataQuery = graphql(`
         maxItems
         choices
         catalog
+        multiline
       }
     }
     catalog {
@@ -327,6 +336,90 @@ export const SystemStatusSubscription = graphql(`
   subscription SystemStatusLive {
     systemStatus(intervalSeconds: 2) {
       ...SystemStatusFields
+    }
+  }
+`);
+
+export const InputQuery = graphql(`
+  query Input($id: ID!) {
+    input(id: $id) {
+      id
+      url
+      thumbnailUrl
+      width
+      height
+      mime
+      sizeBytes
+      filename
+    }
+  }
+`);
+
+export const ActiveGenerationEventsSubscription = graphql(`
+  subscription ActiveGenerationEvents {
+    myGenerationEvents {
+      generationId
+      seq
+      kind
+      status
+      terminal
+      progress {
+        ...ProgressFields
+      }
+    }
+  }
+`);
+
+export const ProposeTemplateMutation = graphql(`
+  mutation ProposeTemplate($workflow: JSON!) {
+    proposeTemplate(workflow: $workflow) {
+      __typename
+      ... on TemplateProposal {
+        format
+        params
+        problems {
+          field
+          message
+        }
+      }
+      ... on ValidationError {
+        message
+        errors {
+          field
+          message
+        }
+      }
+      ... on NotAllowedError {
+        message
+      }
+    }
+  }
+`);
+
+export const SaveTemplateMutation = graphql(`
+  mutation SaveTemplate($input: TemplateInput!) {
+    saveTemplate(input: $input) {
+      __typename
+      ... on TemplatePayload {
+        template {
+          name
+          title
+          version
+        }
+      }
+      ... on ValidationError {
+        message
+        errors {
+          field
+          message
+        }
+      }
+      ... on NotAllowedError {
+        message
+      }
+      ... on TemplateNameTakenError {
+        message
+      }
     }
   }
 `);

@@ -3,14 +3,23 @@ import { useMemo, useRef, useState, type FormEvent } from "react";
 import { CreateGenerationMutation } from "../api/operations";
 import { fieldId, ParamField } from "./ParamField";
 import { validate, type FieldErrors } from "./validation";
-import { loadValues, saveValues, toInput, type CatalogInfo, type FormValues, type TemplateInfo } from "./values";
+import {
+  imageParamOf,
+  loadValues,
+  saveValues,
+  TEMPLATE_KEY,
+  toInput,
+  type CatalogInfo,
+  type FormValues,
+  type TemplateInfo,
+} from "./values";
 import "./GenerateForm.css";
 
-const TEMPLATE_KEY = "safelight.template";
+const RANK: Record<string, number> = { IMAGE: 0, MASK: 1, STRING: 2 };
 
-/** Strings (the prompts) first; the rest in the template's own order. */
+/** The image and its mask first, then strings (the prompts); the rest in the template's own order. */
 function ordered(template: TemplateInfo) {
-  return [...template.params].sort((a, b) => Number(b.type === "STRING") - Number(a.type === "STRING"));
+  return [...template.params].sort((a, b) => (RANK[a.type] ?? 3) - (RANK[b.type] ?? 3));
 }
 
 const dropField = (errors: FieldErrors, name: string): FieldErrors =>
@@ -53,8 +62,14 @@ export function GenerateForm({
 
   if (!template) return <p className="muted">No workflow templates are configured.</p>;
 
+  const image = imageParamOf(template);
+  const imageId = image ? String(values[image.name] ?? "") : "";
   const change = (name: string, value: FormValues[string]) => {
     const next = { ...values, [name]: value };
+    // A mask belongs to the picture it was painted over.
+    if (image && name === image.name && value !== values[name]) {
+      for (const p of template.params) if (p.type === "MASK") next[p.name] = "";
+    }
     setValues(next);
     saveValues(template.name, next);
     setServerErrors((errors) => dropField(errors, name));
@@ -140,6 +155,7 @@ export function GenerateForm({
               {templates.map((t) => (
                 <option key={t.name} value={t.name}>
                   {t.title}
+                  {t.source === "UPLOADED" ? ` (v${t.version})` : ""}
                 </option>
               ))}
             </select>
@@ -163,6 +179,7 @@ export function GenerateForm({
             onChange={(v) => change(param.name, v)}
             onBlur={() => setTouched((t) => (t.has(param.name) ? t : new Set(t).add(param.name)))}
             onSubmitShortcut={() => void submit()}
+            imageId={param.type === "MASK" ? imageId : undefined}
           />
         ))}
       </div>

@@ -1,6 +1,8 @@
 import { labelFor, type FieldErrors } from "./validation";
 import { randomSeed, type CatalogInfo, type LoraValue, type ParamInfo } from "./values";
 import { choicesFor } from "./validation";
+import { ImageDrop } from "./ImageDrop";
+import { MaskPainter } from "./MaskPainter";
 import "./ParamField.css";
 
 const LABELS: Record<string, string> = { cfg: "CFG scale", loras: "LoRAs", batchSize: "Batch size" };
@@ -17,7 +19,11 @@ interface FieldProps {
   onChange: (value: string | LoraValue[]) => void;
   onBlur: () => void;
   onSubmitShortcut: () => void;
+  /** For a MASK: the input id of the image it is painted over ("" while none is chosen). */
+  imageId?: string;
 }
+
+const WIDE_TYPES = new Set(["STRING", "IMAGE", "MASK"]);
 
 export const fieldId = (name: string) => `field-${name.replace(/[^a-zA-Z0-9]/g, "-")}`;
 const errorId = (name: string) => `${fieldId(name)}-error`;
@@ -77,8 +83,53 @@ export function ParamField(props: FieldProps) {
   const text = typeof value === "string" ? value : "";
   const id = fieldId(param.name);
   let control;
-  if (param.type === "STRING") {
-    const long = (param.maxLength ?? 0) > 200;
+  if (param.type === "IMAGE") {
+    control = (
+      <ImageDrop
+        inputId={id}
+        name={param.name}
+        value={text}
+        invalid={Boolean(errors[param.name])}
+        describedBy={describedBy(param.name, errors, true)}
+        onChange={onChange}
+        onBlur={onBlur}
+      />
+    );
+  } else if (param.type === "MASK") {
+    control = (
+      <MaskPainter
+        key={props.imageId ?? ""}
+        inputId={id}
+        name={param.name}
+        value={text}
+        imageId={props.imageId ?? ""}
+        invalid={Boolean(errors[param.name])}
+        describedBy={describedBy(param.name, errors, true)}
+        onChange={(v) => {
+          onChange(v);
+          onBlur();
+        }}
+      />
+    );
+  } else if (param.type === "BOOLEAN") {
+    control = (
+      <label className="toggle">
+        <input
+          id={id}
+          name={param.name}
+          type="checkbox"
+          role="switch"
+          checked={text === "true"}
+          aria-describedby={describedBy(param.name, errors, true)}
+          onChange={(e) => onChange(e.target.checked ? "true" : "false")}
+          onBlur={onBlur}
+        />
+        <span className="toggle-track" aria-hidden="true" />
+        <span className="toggle-state">{text === "true" ? "On" : "Off"}</span>
+      </label>
+    );
+  } else if (param.type === "STRING") {
+    const long = param.multiline || (param.maxLength ?? 0) > 200;
     const common = {
       id,
       name: param.name,
@@ -156,7 +207,7 @@ export function ParamField(props: FieldProps) {
   const range = hintFor(param);
   const counter = param.type === "STRING" && param.maxLength ? `${text.length} / ${param.maxLength}` : null;
   return (
-    <div className={`field field-${param.type.toLowerCase()}${param.type === "STRING" || param.catalog === "CHECKPOINTS" ? " field-wide" : ""}`}>
+    <div className={`field field-${param.type.toLowerCase()}${WIDE_TYPES.has(param.type) || param.catalog === "CHECKPOINTS" ? " field-wide" : ""}`}>
       <div className="field-label-row">
         <label htmlFor={id} className={param.required ? "required" : undefined}>
           {label}

@@ -79,6 +79,10 @@ export function validate(
       if (param.required && text.trim() === "") message = "is required";
       else if (param.maxLength !== null && text.length > param.maxLength)
         message = `must be at most ${param.maxLength} characters`;
+    } else if (param.type === "IMAGE" || param.type === "MASK") {
+      if (param.required && text === "") message = param.type === "IMAGE" ? "choose an image" : "paint a mask";
+    } else if (param.type === "BOOLEAN") {
+      message = null;
     } else if (param.type === "ENUM") {
       const choices = choicesFor(param, catalog);
       if (text === "") message = param.required ? "is required" : null;

@@ -9,7 +9,10 @@ export interface LoraValue {
   strength: string;
 }
 
-/** What the form holds: text as typed (numbers are parsed on submit), LoRAs as rows. */
+/**
+ * What the form holds: text as typed (numbers are parsed on submit), LoRAs as rows, BOOLEAN as
+ * "true"/"false", IMAGE and MASK as the input id an upload answered ("" when none).
+ */
 export type FormValues = Record<string, string | LoraValue[]>;
 
 /** GenerationInput's own fields; any other template parameter goes into `extra`. */
@@ -30,6 +33,11 @@ const INPUT_FIELDS = [
 
 const inputFields: ReadonlySet<string> = new Set(INPUT_FIELDS);
 
+/** The template's first IMAGE parameter: the picture its MASK is painted over. */
+export function imageParamOf(template: TemplateInfo): ParamInfo | undefined {
+  return template.params.find((p) => p.type === "IMAGE");
+}
+
 /** A random seed within the parameter's own bounds; below 2^32 (short enough to read aloud) where they allow. */
 export function randomSeed(param: Pick<ParamInfo, "min" | "max">, random: () => number = Math.random): string {
   const low = Math.max(0, Math.ceil(param.min ?? 0));
@@ -45,6 +53,7 @@ function defaultValue(param: ParamInfo): string | LoraValue[] {
       strength: String(l.strength ?? 1),
     }));
   }
+  if (param.type === "BOOLEAN") return param.default === true ? "true" : "false";
   if (param.default === null || param.default === undefined) return "";
   return String(param.default);
 }
@@ -66,6 +75,9 @@ export function mergeValues(template: TemplateInfo, saved: unknown): FormValues 
           .filter((l): l is { name: unknown; strength: unknown } => typeof l === "object" && l !== null)
           .map((l) => ({ name: String(l.name ?? ""), strength: String(l.strength ?? "1") }));
       }
+    } else if (param.type === "BOOLEAN") {
+      if (value === true || value === "true") values[param.name] = "true";
+      else if (value === false || value === "false") values[param.name] = "false";
     } else if (typeof value === "string" || typeof value === "number") {
       values[param.name] = String(value);
     }
@@ -82,8 +94,9 @@ export function valuesFromParameters(template: TemplateInfo, parameters: unknown
   return mergeValues(template, renamed);
 }
 
-function numberOrText(param: ParamInfo, raw: string): number | string {
+function numberOrText(param: ParamInfo, raw: string): number | string | boolean {
   if (param.type === "INT" || param.type === "FLOAT" || param.type === "SEED") return Number(raw);
+  if (param.type === "BOOLEAN") return raw === "true";
   return raw;
 }
 
@@ -110,6 +123,19 @@ export function toInput(template: TemplateInfo, values: FormValues): GenerationI
 }
 
 const storageKey = (template: string) => `safelight.form.${template}`;
+
+/** The template the Generate form opens with. */
+export const TEMPLATE_KEY = "safelight.template";
+
+/** Open the Generate form (when it next mounts) on `template` with `values`: "use again", "use as input", a dropped PNG. */
+export function presetForm(template: string, values: FormValues, storage: Storage = localStorage): void {
+  saveValues(template, values, storage);
+  try {
+    storage.setItem(TEMPLATE_KEY, template);
+  } catch {
+    // storage disabled: the form opens on its default template
+  }
+}
 
 export function loadValues(template: TemplateInfo, storage: Storage = localStorage): FormValues {
   try {

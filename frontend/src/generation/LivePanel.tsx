@@ -64,7 +64,7 @@ export function LivePanel({ id, onDismiss, focus = false }: { id: string; onDism
             {showPreview ? (
               <img className="preview" src={live.previewUrl ?? ""} alt="Preview of the image as it develops" data-testid="preview" />
             ) : live.images.length > 0 ? (
-              <ImageGrid images={live.images} />
+              <ImageGrid images={live.images} origin={live.generation} />
             ) : (
               <div className="stage-empty">{live.terminal ? "No images" : "The image develops here"}</div>
             )}

@@ -8,12 +8,12 @@ import { ImageGrid } from "../components/ImageGrid";
 import { ProgressBar } from "../components/ProgressBar";
 import { StatusBadge } from "../components/StatusBadge";
 import { paramLabel } from "../form/ParamField";
-import { saveValues, valuesFromParameters } from "../form/values";
+import { presetForm, valuesFromParameters } from "../form/values";
 import type { GenerationFieldsFragment } from "../gql/graphql";
 import { useGenerationActions } from "../generation/actions";
 import { EventLog } from "../generation/EventLog";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
-import { CURRENT_KEY } from "./GeneratePage";
+import { CURRENT_KEY } from "../generation/current";
 import "./DetailPage.css";
 
 export function DetailPage() {
@@ -62,8 +62,7 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
 
   const useAgain = () => {
     if (!template) return;
-    saveValues(template.name, valuesFromParameters(template, g.parameters));
-    localStorage.setItem("safelight.template", template.name);
+    presetForm(template.name, valuesFromParameters(template, g.parameters));
     navigate("/");
   };
   const watch = () => {
@@ -142,7 +141,7 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
           {actions.message}
         </p>
       )}
-      <ImageGrid images={images} full />
+      <ImageGrid images={images} full origin={g} />
       <div className="detail-columns">
         <section className="panel" aria-labelledby="params-title">
           <h2 id="params-title">Parameters</h2>

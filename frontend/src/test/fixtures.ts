@@ -14,6 +14,7 @@ export const param = (over: Partial<TemplateInfo["params"][number]>): TemplateIn
   maxItems: null,
   choices: null,
   catalog: null,
+  multiline: false,
   ...over,
 });
 
@@ -21,6 +22,8 @@ export const template: TemplateInfo = {
   name: "txt2img",
   title: "Text to image",
   description: "",
+  version: 1,
+  source: "SHIPPED",
   params: [
     param({ name: "checkpoint", type: "ENUM", catalog: "CHECKPOINTS" }),
     param({ name: "loras", type: "LORAS", default: [], maxItems: 2, min: -4, max: 4, catalog: "LORAS" }),
@@ -104,4 +107,10 @@ export const imageFixture = (index: number) => ({
   sizeBytes: 10,
   mime: "image/png",
   seedValue: 1,
+  kind: "IMAGE" as const,
+  batchIndex: index,
+  durationSeconds: null,
+  frames: null,
+  text: null,
+  downloadUrl: `/images/g1/${index}?download=1`,
 });
