@@ -26,7 +26,7 @@ from comfy.events import (
     NodeExecuting,
     NodeOutput,
     NodesCached,
-    OutputImage,
+    OutputFile,
     Preview,
     Progress,
     ProgressState,
@@ -37,7 +37,7 @@ from comfy.progress import ProgressSnapshot, ProgressTracker
 from comfy.socket import ComfySocket, PromptEvents
 from db.states import Phase
 from jobs.backends import Backend
-from jobs.worker.collect import collect, conclude
+from jobs.worker.collect import collect, conclude, is_result
 from jobs.worker.outcomes import Cancelled, Concluded, Transient, failure_of
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ async def _follow(
     tracker = ProgressTracker(run.workflow, floor=relay.state.percent)
     watchdog_s = run.runtime.settings.comfy_watchdog_s
     live = live and socket.connected.is_set()  # down already: its Disconnected went before us
-    outputs: list[OutputImage] | None = [] if not started else None
+    outputs: list[OutputFile] | None = [] if not started else None
     next_event: asyncio.Task[Any] | None = None
     cancel_wait = asyncio.create_task(run.cancel_requested.wait())
     cancel_sent = False
@@ -128,7 +128,7 @@ async def _follow(
             elif isinstance(event, NodeOutput):
                 tracker.apply(event)
                 if outputs is not None:
-                    outputs.extend(i for i in event.images if i.type == "output")
+                    outputs.extend(output for output in event.files if is_result(output))
             elif isinstance(event, Succeeded):
                 await collect(run, client, outputs)
                 return
