@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
 import uuid
@@ -18,6 +19,8 @@ from db.states import Phase as DbPhase
 from db.states import Status as DbStatus
 from graph.context import Context
 from graph.loaders import then
+from jobs.media import THUMBNAILED_KINDS
+from jobs.media import OutputKind as MediaKind
 
 __all__ = [
     "EventKind",
@@ -26,6 +29,7 @@ __all__ = [
     "GenerationEvent",
     "Image",
     "Lora",
+    "OutputKind",
     "Phase",
     "Progress",
     "Status",
@@ -34,8 +38,11 @@ __all__ = [
 
 strawberry.enum(DbStatus, description="The one lifecycle vocabulary of a generation.")
 strawberry.enum(DbPhase, description="What a generation is doing now, finer than its status.")
+strawberry.enum(MediaKind, name="OutputKind", description="What an output is; its mime type says its format.")
 Status = DbStatus
 Phase = DbPhase
+OutputKind = MediaKind
+MAX_TEXT_BYTES = 64 * 1024  # of a text output, in `Image.text`
 
 
 @strawberry.enum(description="What an event says. SNAPSHOT is the full state sent first to a new subscriber.")
@@ -75,43 +82,55 @@ class User:
         return cls(id=strawberry.ID(str(row.id)), name=row.name, is_admin=row.is_admin)
 
 
-@strawberry.type
+@strawberry.type(
+    description=(
+        "One output of a generation: an image, an animation, a video, a sound or a text (`kind`). The name "
+        "stays Image for the clients that know it."
+    )
+)
 class Image:
-    index: int
+    index: int = strawberry.field(description="Its place among the generation's outputs (what its URLs name).")
+    kind: OutputKind
+    batch_index: int = strawberry.field(
+        description="Its place in its node's batch; with the seed, what makes it again (a batch shares one seed)."
+    )
     content_hash: str
     url: str = strawberry.field(
         description=(
-            "Absolute URL of the full image: names this generation's image (not its content), works for "
-            "anyone who has it, never changes, and stops working when the generation is deleted."
+            "Absolute URL of the full output, served with its real Content-Type (Range requests work): names "
+            "this generation's output (not its content), works for anyone who has it, never changes, and "
+            "stops working when the generation is deleted."
         )
     )
-    thumbnail_url: str = strawberry.field(description="Absolute URL of a 256 px PNG thumbnail (same rules as url).")
-    width: int
-    height: int
+    download_url: str = strawberry.field(
+        description=(
+            "`url` as an attachment named <template>-<generation id, 8 characters>-<index>-<seed>.<extension>; "
+            "a PNG keeps ComfyUI's embedded prompt and workflow."
+        )
+    )
+    thumbnail_url: str | None = strawberry.field(
+        description="Absolute URL of a 256 px PNG thumbnail (same rules as url); null for kinds that are no image."
+    )
+    width: int | None = strawberry.field(description="In pixels; null for audio, text and video.")
+    height: int | None = strawberry.field(description="In pixels; null for audio, text and video.")
+    frames: int | None = strawberry.field(description="An animation's frame count; null otherwise.")
+    duration_seconds: float | None = strawberry.field(
+        description="An animation's (sum of its frame durations) or a WAV sound's length; null where unknown."
+    )
     seed: strawberry.Private[int]
     size_bytes: int
     mime: str
 
-    @strawberry.field(description="The seed the image was made with (a JavaScript-safe integer).")
+    @strawberry.field(description="The seed the output was made with (a JavaScript-safe integer).")
     def seed_value(self) -> float:
         return float(self.seed)
 
-    @classmethod
-    def from_parts(cls, *, base_url: str, generation_id: uuid.UUID, index: int, content_hash: str, width: int,
-                   height: int, seed: int, size_bytes: int, mime: str) -> Image:  # fmt: skip
-        # By generation and index, not by content hash: the same image made by two users has two URLs,
-        # and a deleted generation's URLs stop answering (graph/app.py serves them from the image rows).
-        return cls(
-            index=index,
-            content_hash=content_hash,
-            url=f"{base_url}/images/{generation_id}/{index}",
-            thumbnail_url=f"{base_url}/thumbs/256/{generation_id}/{index}",
-            width=width,
-            height=height,
-            seed=seed,
-            size_bytes=size_bytes,
-            mime=mime,
-        )
+    @strawberry.field(description="A text output's text (its first 64 KB); null for the other kinds.")
+    async def text(self, info: strawberry.Info[Context, None]) -> str | None:
+        if self.kind is not OutputKind.TEXT:
+            return None
+        store = info.context.state.store
+        return await asyncio.to_thread(store.read_text, self.content_hash, max_bytes=MAX_TEXT_BYTES)
 
     @classmethod
     def from_row(cls, row: models.Image, *, base_url: str) -> Image:
@@ -119,18 +138,35 @@ class Image:
 
     @classmethod
     def from_payload(cls, payload: ImagePayload, *, base_url: str, generation_id: uuid.UUID) -> Image:
-        return cls.from_parts(
-            base_url=base_url,
-            generation_id=generation_id,
+        # By generation and index, not by content hash: the same output made by two users has two URLs,
+        # and a deleted generation's URLs stop answering (graph/app.py serves them from the image rows).
+        url = f"{base_url}/images/{generation_id}/{payload.index}"
+        kind = _kind(payload.kind)
+        thumbnail = f"{base_url}/thumbs/256/{generation_id}/{payload.index}" if kind in THUMBNAILED_KINDS else None
+        return cls(
             index=payload.index,
+            kind=kind,
+            batch_index=payload.batch_index,
             content_hash=payload.content_hash,
-            # Until the schema says which outputs have no size (issue 16), a sizeless one shows 0.
-            width=payload.width or 0,
-            height=payload.height or 0,
+            url=url,
+            download_url=f"{url}?download=1",
+            thumbnail_url=thumbnail,
+            width=payload.width,
+            height=payload.height,
+            frames=payload.frames,
+            duration_seconds=payload.duration_s,
             seed=payload.seed,
             size_bytes=payload.size_bytes,
             mime=payload.mime,
         )
+
+
+def _kind(value: str) -> OutputKind:
+    """A kind this API does not know yet (a newer worker's) shows as what its bytes are likeliest to be."""
+    try:
+        return OutputKind(value)
+    except ValueError:
+        return OutputKind.IMAGE
 
 
 @strawberry.type
@@ -236,6 +272,16 @@ class Generation:
     last_seq: int = strawberry.field(description="Sequence number of the latest durable event.")
     owner_id: strawberry.Private[uuid.UUID]
     row_id: strawberry.Private[uuid.UUID]
+    template_version_id: strawberry.Private[uuid.UUID | None] = None
+
+    @strawberry.field(
+        description="The template version it ran; a later edit of the template changes nothing here (null: raw)."
+    )
+    async def template_version(self, info: strawberry.Info[Context, None]) -> int | None:
+        if self.template_version_id is None:
+            return None
+        found = await info.context.state.templates.version(self.template_version_id)  # cached: versions never change
+        return None if found is None else found.version
 
     @strawberry.field(description="The seed actually used (a JavaScript-safe integer).")
     def seed_used(self) -> float:
@@ -281,6 +327,7 @@ class Generation:
             last_seq=row.last_seq,
             owner_id=row.owner_id,
             row_id=row.id,
+            template_version_id=row.template_version_id,
         )
 
 
