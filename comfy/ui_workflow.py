@@ -66,6 +66,8 @@ class _Slot:
 
     name: str | None
     extra: str | None = None
+    optional: bool = False  # an optional input's widget: a save from before it existed lacks it
+    default: Any = None  # the editor's value for it when the save has none
 
 
 def to_api_workflow(
@@ -219,7 +221,7 @@ def _slots(spec: Mapping[str, Any]) -> list[_Slot]:
             kind, options = _kind(group[name])
             if kind not in _WIDGET_TYPES or options.get("forceInput"):
                 continue
-            slots.append(_Slot(str(name)))
+            slots.append(_Slot(str(name), None, section == "optional", _default(kind, group[name], options)))
             if options.get("control_after_generate") or (kind == "INT" and name in _OLD_SEED_NAMES):
                 slots.append(_Slot(None, "control"))
             upload = upload or any(options.get(flag) for flag in _UPLOAD_FLAGS)
@@ -236,39 +238,61 @@ def _kind(entry: Any) -> tuple[Any, Mapping[str, Any]]:
     return ("COMBO" if isinstance(head, list | tuple) else head), options
 
 
+def _default(kind: Any, entry: Any, options: Mapping[str, Any]) -> Any:
+    """The value a new widget starts with in the editor: its declared default, else the first choice,
+    the minimum, an empty string or false."""
+    if "default" in options:
+        return options["default"]
+    if kind == "COMBO":
+        choices = entry[0] if isinstance(entry[0], list | tuple) else options.get("options")
+        return choices[0] if isinstance(choices, list | tuple) and choices else None
+    if kind in ("INT", "FLOAT"):
+        low = options.get("min")
+        return low if isinstance(low, int | float) and not isinstance(low, bool) and low > 0 else 0
+    return {"STRING": "", "BOOLEAN": False}.get(kind)
+
+
 def _looks_extra(slot: _Slot, value: Any) -> bool:
     if slot.extra == "control":
         return (isinstance(value, str) and value in _CONTROL_VALUES) or isinstance(value, bool)
     return value is None or (isinstance(value, str) and value in ("image", "video", "audio", "animated_image", ""))
 
 
+def _align(slots: list[_Slot], values: list[Any]) -> list[_Slot] | None:
+    """The slots `values` fill, for a save whose count differs from the class's (editor versions
+    differ): a control or upload value is taken where the value looks like one and enough values
+    remain for the required widgets after it; optional widgets at the end may be missing (a save
+    from before they existed). None when the values cannot be placed so."""
+    used: list[_Slot] = []
+    position = 0
+    for index, slot in enumerate(slots):
+        if position >= len(values):
+            break
+        if slot.name is None:
+            needed = sum(1 for later in slots[index + 1 :] if later.name is not None and not later.optional)
+            if len(values) - position <= needed or not _looks_extra(slot, values[position]):
+                continue
+        used.append(slot)
+        position += 1
+    taken = {slot.name for slot in used}
+    complete = all(slot.optional for slot in slots if slot.name is not None and slot.name not in taken)
+    return used if position == len(values) and complete else None
+
+
 def _widget_inputs(node_id: str, node: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
     values = node.get("widgets_values")
     slots = _slots(spec)
     names = [slot.name for slot in slots if slot.name is not None]
-    if values is None:
-        values = []
+    if values is None:  # saved before the node had widgets, or by hand: the editor's defaults
+        return {slot.name: _value(slot.default) for slot in slots if slot.name is not None}
     if isinstance(values, Mapping):  # some custom nodes save {widget name: value}
         return {name: _value(values[name]) for name in names if name in values}
     if not isinstance(values, list):
         raise UiWorkflowError(f"{_where(node_id, node)}: widgets_values is not a list", node_id=node_id)
-    if len(values) == len(slots):
-        used = slots
-    elif len(values) == len(names):
+    used = slots if len(values) == len(slots) else _align(slots, values)
+    if used is None and len(values) == len(names):
         used = [slot for slot in slots if slot.name is not None]
-    else:  # some extras saved, some not (editor versions differ): decide by each value
-        used = []
-        position = 0
-        for index, slot in enumerate(slots):
-            if position >= len(values):
-                break
-            if slot.name is None:
-                needed = sum(1 for later in slots[index + 1 :] if later.name is not None)
-                if len(values) - position <= needed or not _looks_extra(slot, values[position]):
-                    continue
-            used.append(slot)
-            position += 1
-    if len(used) != len(values) or sum(1 for slot in used if slot.name is not None) != len(names):
+    if used is None:
         extras = len(slots) - len(names)
         raise UiWorkflowError(
             f"{_where(node_id, node)} has {len(values)} widget values but the backend's class has "
@@ -276,7 +300,11 @@ def _widget_inputs(node_id: str, node: Mapping[str, Any], spec: Mapping[str, Any
             "was it saved with another version of this node?",
             node_id=node_id,
         )
-    return {slot.name: _value(value) for slot, value in zip(used, values, strict=True) if slot.name is not None}
+    given = {slot.name for slot in used}
+    missing = [slot for slot in slots if slot.name is not None and slot.name not in given]
+    inputs = {slot.name: _value(value) for slot, value in zip(used, values, strict=True) if slot.name is not None}
+    inputs.update((slot.name, _value(slot.default)) for slot in missing if slot.name is not None)
+    return inputs
 
 
 def _value(value: Any) -> Any:

@@ -196,6 +196,33 @@ def test_control_values_old_style_missing_and_mixed() -> None:
     assert to_api_workflow(mixed, info)["1"]["inputs"] == {"image": "a.png", "seed": 9, "steps": 3}
 
 
+def test_missing_widget_values_take_the_editors_defaults() -> None:
+    doc = save("txt2img")
+    del node(doc, 9)["widgets_values"]  # older editors saved SaveImage without any
+    assert to_api_workflow(doc, object_info())["9"]["inputs"] == {"filename_prefix": "ComfyUI", "images": ["8", 0]}
+
+    info = {
+        "Grown": {
+            "input": {
+                "required": {"seed": ["INT", {"control_after_generate": True}], "mode": [["a", "b"]]},
+                "optional": {"eta": ["FLOAT", {"default": 0.5}], "tag": ["STRING", {}], "on": ["BOOLEAN", {}]},
+            }
+        }
+    }
+
+    def convert(values: list[Any]) -> dict[str, Any]:
+        doc = {"nodes": [{"id": 1, "type": "Grown", "widgets_values": values}], "links": []}
+        inputs: dict[str, Any] = to_api_workflow(doc, info)["1"]["inputs"]
+        return inputs
+
+    defaults = {"eta": 0.5, "tag": "", "on": False}
+    assert convert([4, "fixed", "b"]) == {"seed": 4, "mode": "b", **defaults}  # saved before the optional ones
+    assert convert([4, "b"]) == {"seed": 4, "mode": "b", **defaults}
+    assert convert([4, "fixed", "b", 0.1]) == {"seed": 4, "mode": "b", "eta": 0.1, "tag": "", "on": False}
+    with pytest.raises(UiWorkflowError, match="has 1 widget values"):
+        convert([4])  # a required widget is missing: no guessing
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
