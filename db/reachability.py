@@ -1,12 +1,19 @@
-"""Is an exception the database being unreachable (stopped, restarting, a cut network), not a bad statement?"""
+"""Is the database reachable: a ping, and whether an exception is the database being unreachable (stopped,
+restarting, a cut network) rather than a bad statement."""
 
 from __future__ import annotations
 
-from sqlalchemy import exc
+from sqlalchemy import exc, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["database_unreachable"]
+__all__ = ["database_unreachable", "ping"]
 
 _DRIVER_MODULES = ("asyncpg", "sqlalchemy")
+
+
+async def ping(session: AsyncSession) -> None:
+    """One round trip to the database (readiness); raises what the driver raises when it cannot answer."""
+    await session.execute(text("select 1"))
 
 
 def database_unreachable(error: BaseException) -> bool:

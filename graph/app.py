@@ -21,7 +21,6 @@ from typing import Any
 
 from cross_web import HTTPException as GraphQLHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -39,6 +38,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 
 from db.images import image_with_template_at
 from db.models import Image
+from db.reachability import ping
 from db.users import MAX_TOKEN_LENGTH, hash_token
 from graph.auth import Auth
 from graph.context import Context
@@ -300,7 +300,7 @@ async def _readyz(request: Request) -> Response:
     checks: dict[str, str] = {}
     try:
         async with state.sessions() as session:
-            await session.execute(text("select 1"))
+            await ping(session)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
