@@ -1,0 +1,191 @@
+"""An input uploaded once runs on any backend: each gets the file once, a restarted one gets it again."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from comfy.fake.server import FakeConfig, FakeHandle, running_fake
+from db.users import create_token, ensure_user
+from settings import Settings
+from tests.stack import CREATE, GraphQLClient, running_worker, serve
+
+STATUS = "query($id: ID!) { generation(id: $id) { status error { code message } images { mime } } }"
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def picture(color: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+async def two_fakes() -> AsyncIterator[tuple[FakeHandle, FakeHandle]]:
+    async with running_fake(FakeConfig(step_time=0.005)) as a, running_fake(FakeConfig(step_time=0.005)) as b:
+        yield a, b
+
+
+async def _client(url: str, sessions: async_sessionmaker[AsyncSession]) -> GraphQLClient:
+    async with sessions() as session:
+        user = await ensure_user(session, name=f"deliver-{uuid.uuid4().hex[:8]}")
+        token = await create_token(session, user_id=user.id, name="test")
+        await session.commit()
+    return GraphQLClient(url, token)
+
+
+async def _upload(client: GraphQLClient, data: bytes) -> str:
+    response = await client.http.post(
+        "/inputs", files={"file": ("in.png", data, "image/png")}, headers={"Authorization": f"Bearer {client.token}"}
+    )
+    assert response.status_code == 200, response.text
+    input_id: str = response.json()["id"]
+    return input_id
+
+
+async def _img2img(client: GraphQLClient, input_id: str) -> str:
+    variables = {
+        "input": {"template": "img2img", "prompt": "a lighthouse", "steps": 2, "extra": {"image": input_id}},
+    }
+    result = (await client.query(CREATE, variables))["createGeneration"]
+    assert result["__typename"] == "GenerationPayload", result
+    generation_id: str = result["generation"]["id"]
+    return generation_id
+
+
+async def _finished(client: GraphQLClient, generation_id: str, wait_s: float = 60.0) -> dict[str, Any]:
+    async with asyncio.timeout(wait_s):
+        while True:
+            generation: dict[str, Any] = (await client.query(STATUS, {"id": generation_id}))["generation"]
+            if generation["status"] in TERMINAL:
+                return generation
+            await asyncio.sleep(0.05)
+
+
+async def test_an_input_reaches_each_backend_once_and_a_restarted_one_again(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    two_fakes: tuple[FakeHandle, FakeHandle],
+) -> None:
+    fake_a, fake_b = two_fakes
+    base = settings.model_copy(
+        update={
+            "namespace": f"deliver-{uuid.uuid4().hex[:8]}",
+            "comfyui_urls": (fake_a.url,),
+            "worker_heartbeat_s": 1.0,
+            "retry_base_delay_s": 0.05,
+            "retry_max_delay_s": 0.2,
+            "catalog_ttl_s": 1.0,
+        }
+    )
+    on_a, on_b = base, base.model_copy(update={"comfyui_urls": (fake_b.url,)})
+    from graph.app import create_app
+
+    async with serve(create_app(on_a)) as url:
+        client = await _client(url, session_factory)
+        try:
+            input_id = await _upload(client, picture((10, 120, 200)))
+            name_on_a: str | None = None
+
+            # Two generations on backend A: the file goes there once (the second finds it by HEAD /view).
+            async with running_worker(on_a):
+                for _ in range(2):
+                    done = await _finished(client, await _img2img(client, input_id))
+                    assert done["status"] == "SUCCEEDED", done
+                    assert done["images"] and done["images"][0]["mime"] == "image/png"
+            uploads_a = dict(fake_a.fake.stats.uploads)
+            assert len(uploads_a) == 1 and list(uploads_a.values()) == [1], uploads_a
+            (name_on_a,) = uploads_a
+            assert name_on_a.startswith("safelight-") and name_on_a.endswith(".png")
+            assert not fake_b.fake.stats.uploads
+
+            # The same input on backend B: B gets its own copy, once, under the same name.
+            async with running_worker(on_b):
+                for _ in range(2):
+                    done = await _finished(client, await _img2img(client, input_id))
+                    assert done["status"] == "SUCCEEDED", done
+            assert dict(fake_b.fake.stats.uploads) == {name_on_a: 1}
+            assert dict(fake_a.fake.stats.uploads) == uploads_a, "A was sent the file again"
+
+            # A restarts with an empty input directory (and fresh counters): the next job re-uploads.
+            await fake_a.fake.reset()
+            async with running_worker(on_a):
+                done = await _finished(client, await _img2img(client, input_id))
+                assert done["status"] == "SUCCEEDED", done
+            assert dict(fake_a.fake.stats.uploads) == {name_on_a: 1}
+        finally:
+            await client.aclose()
+
+
+async def test_someone_elses_input_is_no_such_input_and_creates_nothing(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    two_fakes: tuple[FakeHandle, FakeHandle],
+) -> None:
+    fake_a, _ = two_fakes
+    own = settings.model_copy(
+        update={"namespace": f"deliver-{uuid.uuid4().hex[:8]}", "comfyui_urls": (fake_a.url,), "catalog_ttl_s": 1.0}
+    )
+    from graph.app import create_app
+
+    query = "{ generations(first: 50) { edges { node { id } } } }"
+    async with serve(create_app(own)) as url:
+        alice, bob = await _client(url, session_factory), await _client(url, session_factory)
+        try:
+            hers = await _upload(alice, picture((200, 10, 10)))
+            variables = {"input": {"template": "img2img", "prompt": "x", "extra": {"image": hers}}}
+            refused = (await bob.query(CREATE, variables))["createGeneration"]
+            assert refused["__typename"] == "ValidationError", refused
+            assert refused["errors"] == [{"field": "image", "message": "no such input"}]
+            unknown = {"input": {"template": "img2img", "prompt": "x", "extra": {"image": str(uuid.uuid4())}}}
+            refused = (await bob.query(CREATE, unknown))["createGeneration"]
+            assert refused["errors"] == [{"field": "image", "message": "no such input"}]
+            assert (await bob.query(query))["generations"]["edges"] == []
+            assert not fake_a.fake.stats.submits
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+
+async def test_a_missing_input_row_fails_the_generation_for_good(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    two_fakes: tuple[FakeHandle, FakeHandle],
+) -> None:
+    """The input is gone between the request and the run: INPUT_MISSING, no retry, nothing submitted."""
+    from sqlalchemy import delete
+
+    from db.models import Input
+
+    fake_a, _ = two_fakes
+    own = settings.model_copy(
+        update={
+            "namespace": f"deliver-{uuid.uuid4().hex[:8]}",
+            "comfyui_urls": (fake_a.url,),
+            "catalog_ttl_s": 1.0,
+            "retry_base_delay_s": 0.05,
+        }
+    )
+    from graph.app import create_app
+
+    async with serve(create_app(own)) as url:
+        client = await _client(url, session_factory)
+        try:
+            input_id = await _upload(client, picture((1, 2, 3)))
+            generation_id = await _img2img(client, input_id)  # queued: no worker yet
+            async with session_factory() as session:
+                await session.execute(delete(Input).where(Input.id == uuid.UUID(input_id)))
+                await session.commit()
+            async with running_worker(own):
+                done = await _finished(client, generation_id)
+            assert done["status"] == "FAILED" and done["error"]["code"] == "INPUT_MISSING", done
+            assert not fake_a.fake.stats.uploads and not fake_a.fake.stats.submits
+        finally:
+            await client.aclose()
