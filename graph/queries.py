@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 
 import strawberry
-from strawberry.scalars import JSON
 
-from comfy.templates import Template as TemplateSpec
 from db import cursors, generation_reads
 from graph.context import BadRequest, Context
-from graph.results import api_field_name
 from graph.status import SystemStatusType, resolve_system_status
+from graph.templates import Template
 from graph.types import Generation, Status, User
 
 __all__ = ["Query", "parse_id"]
@@ -45,73 +42,6 @@ class GenerationEdge:
 class GenerationConnection:
     edges: list[GenerationEdge]
     page_info: PageInfo
-
-
-@strawberry.enum
-class ParamType(enum.Enum):
-    STRING = "string"
-    INT = "int"
-    FLOAT = "float"
-    ENUM = "enum"
-    SEED = "seed"
-    LORAS = "loras"
-
-
-@strawberry.enum
-class CatalogKind(enum.Enum):
-    CHECKPOINTS = "checkpoints"
-    LORAS = "loras"
-    SAMPLERS = "samplers"
-    SCHEDULERS = "schedulers"
-
-
-@strawberry.type(description="One typed parameter of a template: the form and the validation both use it.")
-class TemplateParam:
-    name: str = strawberry.field(description="The GenerationInput field this parameter is set by.")
-    type: ParamType
-    description: str
-    required: bool
-    default: JSON | None
-    min: float | None
-    max: float | None
-    multiple_of: int | None
-    max_length: int | None
-    max_items: int | None
-    choices: list[str] | None
-    catalog: CatalogKind | None = strawberry.field(description="Choices come from this catalogue list.")
-
-
-@strawberry.type
-class Template:
-    name: str
-    title: str
-    description: str
-    params: list[TemplateParam]
-
-    @classmethod
-    def from_spec(cls, spec: TemplateSpec) -> Template:
-        return cls(
-            name=spec.name,
-            title=spec.title,
-            description=spec.description,
-            params=[
-                TemplateParam(
-                    name=api_field_name(p.name),
-                    type=ParamType(p.type),
-                    description=p.description,
-                    required=p.required,
-                    default=p.default if p.has_default else None,
-                    min=p.min,
-                    max=p.max,
-                    multiple_of=p.multiple_of,
-                    max_length=p.max_length,
-                    max_items=p.max_items,
-                    choices=list(p.choices) if p.choices is not None else None,
-                    catalog=CatalogKind(p.catalog) if p.catalog else None,
-                )
-                for p in spec.params
-            ],
-        )
 
 
 @strawberry.type
@@ -183,9 +113,10 @@ class Query:
             ),
         )
 
-    @strawberry.field(description="Workflow templates and their typed parameters.")
-    def templates(self, info: strawberry.Info[Context, None]) -> list[Template]:
-        return [Template.from_spec(t) for t in info.context.state.templates.values()]
+    @strawberry.field(description="Workflow templates (their current versions) and their typed parameters.")
+    async def templates(self, info: strawberry.Info[Context, None]) -> list[Template]:
+        current = await info.context.state.templates.current()
+        return [Template.from_runtime(t) for t in current.values()]
 
     @strawberry.field(description="Models, samplers and schedulers offered by the backends (cached briefly).")
     async def catalog(self, info: strawberry.Info[Context, None]) -> Catalog:

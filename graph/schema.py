@@ -36,6 +36,7 @@ from graph.inputs import InputQueries
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.subscriptions import GenerationNotFoundError, Subscription
+from graph.templates import TemplateMutation
 
 __all__ = ["SafelightSchema", "build_schema", "schema_sdl"]
 
@@ -236,7 +237,7 @@ def build_schema(
     documents = DocumentCache(limits)
     return SafelightSchema(
         query=merge_types("Query", (Query, InputQueries)),
-        mutation=Mutation,
+        mutation=merge_types("Mutation", (Mutation, TemplateMutation)),
         subscription=Subscription,
         document_checks=lambda: _DocumentChecks(documents, rules, first_rules),
         config=StrawberryConfig(auto_camel_case=True),

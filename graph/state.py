@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from comfy.templates import Template, load_templates
 from db.engine import create_engine, create_session_factory
 from db.users import create_token, ensure_user
 from graph.fanout import EventHub
@@ -19,6 +18,7 @@ from jobs.keys import Keys
 from jobs.service.catalogs import CatalogCache
 from jobs.service.generations import JobService
 from jobs.storage import ImageStore
+from jobs.templates import TemplateRegistry, sync_template_files
 from settings import Settings
 
 __all__ = ["DEV_USER", "AppState", "app_state"]
@@ -34,7 +34,7 @@ class AppState:
     redis: ArqRedis
     keys: Keys
     hub: EventHub
-    templates: dict[str, Template]
+    templates: TemplateRegistry  # the current templates, as saved by any process
     catalogs: CatalogCache
     store: ImageStore
     jobs: JobService
@@ -48,7 +48,7 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
     redis = await create_pool(RedisSettings.from_dsn(settings.required_redis_url))
     keys = Keys(settings.namespace)
     hub = EventHub(settings.required_redis_url, keys)
-    templates = load_templates(settings.template_dirs)
+    templates = TemplateRegistry(sessions=sessions, redis=redis, keys=keys)
 
     async def backend_urls() -> tuple[str, ...]:
         return await read_backend_urls(redis, keys, default=settings.comfyui_urls)
@@ -76,6 +76,8 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         last_seqs=LastSeqReads(sessions),
     )
     try:
+        # Shipped and directory templates into the database (a new version only where one changed).
+        await sync_template_files(sessions, settings.template_dirs)
         await hub.start()
         if settings.dev_mode and settings.dev_token is not None:
             async with sessions() as session:

@@ -70,6 +70,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     revoke = sub.add_parser("revoke-token", help="revoke a token (read from stdin) or every token of a user")
     revoke.add_argument("--user", default=None, help="revoke every token of this user instead")
+
+    template = sub.add_parser("template", help="add or list templates (live in every API at once)")
+    template_sub = template.add_subparsers(dest="template_command", required=True)
+    add = template_sub.add_parser("add", help="save a ComfyUI workflow (API or UI format) as a template")
+    add.add_argument("file", help="the workflow JSON")
+    add.add_argument("--name", default=None, help="template name (default: the file name without .json)")
+    add.add_argument("--params", default=None, help="parameter declarations (*.params.json); default: proposed")
+    add.add_argument("--title", default=None)
+    add.add_argument("--description", default=None)
+    template_sub.add_parser("list", help="the current version of every template")
     return parser
 
 
@@ -154,6 +164,24 @@ def _run(args: argparse.Namespace) -> int:
         count = revoke(settings, token=token, user_name=args.user)
         print(f"revoked {count} token(s)")
         return 0 if count else 1
+    if args.command == "template":
+        from pathlib import Path
+
+        from safelight.template_admin import add_template, list_templates
+
+        if args.template_command == "list":
+            print("\n".join(list_templates(settings)))
+            return 0
+        code, lines = add_template(
+            settings,
+            path=Path(args.file),
+            name=args.name,
+            params_path=None if args.params is None else Path(args.params),
+            title=args.title,
+            description=args.description,
+        )
+        print("\n".join(lines), file=sys.stdout if code == 0 else sys.stderr)
+        return code
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -24,7 +24,6 @@ from comfy.templates import (
     RAW_TEMPLATE,
     Limits,
     ParamValidationError,
-    Template,
     build_workflow,
     check_built_workflow,
     check_raw_workflow,
@@ -44,6 +43,7 @@ from jobs.keys import Keys
 from jobs.service.catalogs import CatalogCache
 from jobs.service.inputs import unowned_inputs
 from jobs.storage import ImageStore
+from jobs.templates import RuntimeTemplate, TemplateRegistry
 from settings import Settings
 
 __all__ = ["JobService"]
@@ -67,7 +67,7 @@ class JobService:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         redis: ArqRedis,
-        templates: Mapping[str, Template],
+        templates: TemplateRegistry,
         catalogs: CatalogCache,
         store: ImageStore,
     ) -> None:
@@ -80,7 +80,8 @@ class JobService:
         self.store = store
         self.limits = Limits.from_settings(settings)
         self._over_rate: dict[uuid.UUID, str] = {}  # owner → the rate key (minute) it went over in
-        self._checked_catalog: Catalog | None = None  # the catalogue the templates were last checked against
+        # The catalogue and template versions last checked against each other.
+        self._checked: tuple[Catalog, frozenset[uuid.UUID]] | None = None
         self._template_problems: dict[str, tuple[str, ...]] = {}
 
     async def create(
@@ -97,9 +98,11 @@ class JobService:
             existing = await self._by_idempotency_key(owner.id, idempotency_key)
             if existing is not None:
                 return Created(existing, created=False)
-        spec = self.templates.get(template)
-        if spec is None:
+        current = await self.templates.current()
+        runtime = current.get(template)
+        if runtime is None:
             raise Rejected([FieldProblem("template", f"unknown template {template!r}")])
+        spec = runtime.template
         catalog = await self.catalogs.get()
         if catalog is None:
             raise BackendUnavailable("no ComfyUI backend is reachable to check models against")
@@ -111,7 +114,7 @@ class JobService:
         if unowned:
             raise Rejected(unowned)
         if catalog.object_info:
-            self._report_templates(catalog)
+            self._report_templates(catalog, current)
             # The workflow the worker will submit, checked against what the backends offer now.
             built = build_workflow(spec, validated, filename_prefix="safelight")
             problems = check_built_workflow(spec, built, catalog.object_info)
@@ -126,17 +129,19 @@ class JobService:
             prompt=prompt if isinstance(prompt, str) else "",
             seed=validated.seed if validated.seed is not None else 0,
             idempotency_key=idempotency_key,
+            template_version_id=runtime.version_id,
         )
 
-    def _report_templates(self, catalog: Catalog) -> None:
+    def _report_templates(self, catalog: Catalog, current: Mapping[str, RuntimeTemplate]) -> None:
         """Log, once per change, every template that does not fit what the backends now offer (the
         operator's early warning: requests for it are refused, each naming the node and input)."""
-        if catalog is self._checked_catalog:
+        versions = frozenset(t.version_id for t in current.values())
+        if self._checked is not None and self._checked[0] is catalog and self._checked[1] == versions:
             return
-        self._checked_catalog = catalog
+        self._checked = (catalog, versions)
         problems = {
-            name: tuple(f"{e.field}: {e.message}" for e in check_template(template, catalog.object_info))
-            for name, template in self.templates.items()
+            name: tuple(f"{e.field}: {e.message}" for e in check_template(t.template, catalog.object_info))
+            for name, t in current.items()
         }
         problems = {name: found for name, found in problems.items() if found}
         if problems != self._template_problems:
@@ -183,6 +188,7 @@ class JobService:
         prompt: str,
         seed: int,
         idempotency_key: str | None,
+        template_version_id: uuid.UUID | None = None,
     ) -> Created:
         rate = self._rate_limit(owner.id)
         limit = self.settings.max_active_per_user
@@ -198,6 +204,7 @@ class JobService:
                     idempotency_key=idempotency_key,
                     max_active=limit,
                     namespace=self.keys.namespace,
+                    template_version_id=template_version_id,
                 )
             except transitions.ActiveLimitReached:
                 raise self._active_exceeded() from None

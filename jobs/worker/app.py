@@ -22,7 +22,6 @@ from arq.connections import ArqRedis
 from arq.worker import Retry, func
 from redis.asyncio import ConnectionPool
 
-from comfy.templates import load_templates
 from db.engine import create_engine, create_session_factory
 from db.reachability import database_unreachable
 from jobs.backends import BackendPool
@@ -30,6 +29,7 @@ from jobs.enqueue import JOB_FUNCTION, attempt_of
 from jobs.keys import Keys
 from jobs.logs import configure_logging, generation_context
 from jobs.storage import ImageStore
+from jobs.templates import TemplateRegistry, sync_template_files
 from jobs.worker.arq_worker import SafelightWorker
 from jobs.worker.control import listen
 from jobs.worker.heartbeat import beat, forget, heartbeat_loop
@@ -143,14 +143,17 @@ async def _startup(ctx: dict[str, Any]) -> None:
     backends = BackendPool(client_id=f"safelight-{worker_id}", timeout_s=settings.comfy_timeout_s)
     if not settings.comfyui_urls:
         log.warning("COMFYUI_URLS is empty: jobs will wait for a backend")
+    sessions = create_session_factory(engine)
+    keys = Keys(settings.namespace)
+    await sync_template_files(sessions, settings.template_dirs)
     runtime = Runtime(
         settings=settings,
-        sessions=create_session_factory(engine),
+        sessions=sessions,
         redis=ctx["redis"],
-        keys=Keys(settings.namespace),
+        keys=keys,
         backends=backends,
         store=ImageStore(settings.images_dir),
-        templates=load_templates(settings.template_dirs),
+        templates=TemplateRegistry(sessions=sessions, redis=ctx["redis"], keys=keys),
         worker_id=worker_id,
     )
     ctx["runtime"] = runtime

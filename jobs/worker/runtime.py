@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from comfy.templates import Template
 from jobs.backends import BackendPool
 from jobs.keys import Keys
 from jobs.storage import ImageStore
+from jobs.templates import TemplateRegistry
 from settings import Settings
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ class Runtime:
     keys: Keys
     backends: BackendPool
     store: ImageStore
-    templates: Mapping[str, Template]
+    templates: TemplateRegistry  # a generation's exact template version, by id
     worker_id: str
     # The generations this worker runs now, so a cancel request finds its job.
     running: dict[uuid.UUID, GenerationRun] = field(default_factory=dict)

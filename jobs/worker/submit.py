@@ -16,6 +16,7 @@ from comfy.templates import (
     RAW_TEMPLATE,
     Limits,
     ParamValidationError,
+    Template,
     build_workflow,
     check_raw_workflow,
     validate_params,
@@ -31,7 +32,7 @@ from jobs.worker.outcomes import Permanent
 if TYPE_CHECKING:
     from jobs.worker.run import GenerationRun
 
-__all__ = ["deliver_inputs", "prepare_workflow", "prompt_id_for", "submit", "take_back"]
+__all__ = ["deliver_inputs", "prepare_workflow", "prompt_id_for", "submit", "take_back", "template_for"]
 
 _PROMPT_NAMESPACE = uuid.UUID("5a6e1f6b-2c1d-4f57-9a43-7d0c2b9e3a11")
 
@@ -39,6 +40,19 @@ _PROMPT_NAMESPACE = uuid.UUID("5a6e1f6b-2c1d-4f57-9a43-7d0c2b9e3a11")
 def prompt_id_for(generation_id: uuid.UUID, attempt: int) -> str:
     """The ComfyUI prompt id of an attempt: the same on every run of its job, so a re-run finds it."""
     return str(uuid.uuid5(_PROMPT_NAMESPACE, f"{generation_id}:{attempt}"))
+
+
+async def template_for(run: GenerationRun) -> Template:
+    """The template version the generation was created with (never the current one, which an admin
+    may have changed since); rows older than versioned templates name only the template."""
+    generation = run.generation
+    if generation.template_version_id is not None:
+        found = await run.runtime.templates.version(generation.template_version_id)
+    else:
+        found = await run.runtime.templates.get(generation.template)
+    if found is None:
+        raise Permanent("UNKNOWN_TEMPLATE", f"template {generation.template!r} is not installed")
+    return found.template
 
 
 async def prepare_workflow(run: GenerationRun) -> dict[str, Any]:
@@ -51,9 +65,7 @@ async def prepare_workflow(run: GenerationRun) -> dict[str, Any]:
         if generation.template == RAW_TEMPLATE:
             raw = generation.params.get("workflow")
             return check_raw_workflow(raw, allowed_classes=settings.raw_node_classes, filename_prefix=prefix)
-        template = run.runtime.templates.get(generation.template)
-        if template is None:
-            raise Permanent("UNKNOWN_TEMPLATE", f"template {generation.template!r} is not installed")
+        template = await template_for(run)
         params = validate_params(template, generation.params, limits=Limits.from_settings(settings))
     except ParamValidationError as exc:
         raise Permanent("INVALID_PARAMETERS", str(exc)) from None

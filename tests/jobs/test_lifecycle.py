@@ -224,7 +224,9 @@ async def test_the_claim_records_the_backend_or_a_write_of_its_own_does(
     async with single_statement(rt.sessions) as session:
         owner = await user_by_token(session, token=client.token or "")
         assert owner is not None
-        params = validate_params(rt.templates["txt2img"], {**SMALL, "seed": 3, "checkpoint": CHECKPOINTS[0]})
+        txt2img = await rt.templates.get("txt2img")
+        assert txt2img is not None
+        params = validate_params(txt2img.template, {**SMALL, "seed": 3, "checkpoint": CHECKPOINTS[0]})
         change, _ = await create_generation(
             session, owner_id=owner.id, template="txt2img", params=dict(params.values), prompt="p", seed=3
         )
