@@ -155,3 +155,11 @@ def test_out_of_range_values_are_clamped_and_links_are_not_proposed() -> None:
 def test_an_unknown_workflow_gets_nothing() -> None:
     assert propose_params({"1": {"class_type": "Whatever", "inputs": {"x": 1}}}, object_info()) == []
     assert propose_params({}, {}) == []
+
+
+def test_the_catalogue_keeps_the_raw_object_info_for_conversion_and_proposals() -> None:
+    info = object_info()
+    catalog = Catalog.from_object_info(info)
+    assert catalog.object_info == info
+    workflow = to_api_workflow(save("upscale"), catalog.object_info)
+    assert [p["name"] for p in propose_params(workflow, catalog.object_info)] == ["image", "scale_by", "upscale_model"]
