@@ -236,7 +236,8 @@ class _Proposer:
             negative.extend(e for e in self.encoders(node_id, "negative") if e not in positive + negative)
         for node_id in by_class.get("CLIPTextEncode", ()):
             if node_id not in positive and node_id not in negative:
-                title = str((self.workflow[node_id].get("_meta") or {}).get("title") or "").lower()
+                meta = self.workflow[node_id].get("_meta")
+                title = str(meta.get("title") or "").lower() if isinstance(meta, Mapping) else ""
                 (negative if "negative" in title else positive).append(node_id)
         for node_id in positive:
             self.prompt("prompt", node_id, "What the image should show.")
