@@ -20,7 +20,8 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from db.models import Input
+from comfy.fake.server import FakeHandle
+from db.models import Generation, Input
 from db.users import create_token, ensure_user
 from settings import Settings
 from tests.stack import serve
@@ -86,10 +87,17 @@ class UploadApi:
     async def footprint(self) -> tuple[int, int]:
         return self.stored_files(), await self.rows()
 
+    async def generations(self) -> int:
+        async with self.sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(Generation))).scalar_one())
+
 
 @pytest.fixture(scope="module")
 async def api(
-    settings: Settings, session_factory: async_sessionmaker[AsyncSession], tmp_path_factory: pytest.TempPathFactory
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_comfy: FakeHandle,
 ) -> AsyncIterator[UploadApi]:
     """An API of its own: small limits, and a store nothing else writes to (its files are counted)."""
     from graph.app import create_app
@@ -97,6 +105,7 @@ async def api(
     store = tmp_path_factory.mktemp("upload-store")
     own = settings.model_copy(
         update={
+            "comfyui_urls": (fake_comfy.url,),
             "storage_dir": store,
             "max_input_bytes": MAX_BYTES,
             "max_input_pixels": MAX_PIXELS,
@@ -361,3 +370,31 @@ async def test_the_input_query_answers_owner_and_admins(api: UploadApi) -> None:
     assert (await ask(admin, input_id))["input"]["id"] == input_id
     assert (await ask(bob, input_id))["input"] is None
     assert (await ask(alice, "not-an-id"))["input"] is None
+
+
+CREATE = """
+mutation($input: GenerationInput!) {
+  createGeneration(input: $input) {
+    __typename
+    ... on ValidationError { errors { field message } }
+  }
+}
+"""
+
+
+async def test_someone_elses_input_in_a_generation_is_no_such_input_and_stores_nothing(api: UploadApi) -> None:
+    alice, bob = await api.make(), await api.make()
+    hers = (await alice.upload(picture(color=(9, 9, 9)))).json()["id"]
+    before = (await api.footprint(), await api.generations())
+
+    async def create(who: Uploader, image: str) -> dict[str, Any]:
+        variables = {"input": {"template": "img2img", "prompt": "x", "extra": {"image": image}}}
+        response = await who.http.post("/graphql", json={"query": CREATE, "variables": variables}, headers=who.headers)
+        assert response.status_code == 200 and not response.json().get("errors"), response.text
+        result: dict[str, Any] = response.json()["data"]["createGeneration"]
+        return result
+
+    for image in (hers, str(uuid.uuid4())):
+        refused = await create(bob, image)
+        assert refused == {"__typename": "ValidationError", "errors": [{"field": "image", "message": "no such input"}]}
+    assert (await api.footprint(), await api.generations()) == before

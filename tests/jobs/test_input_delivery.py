@@ -124,36 +124,6 @@ async def test_an_input_reaches_each_backend_once_and_a_restarted_one_again(
             await client.aclose()
 
 
-async def test_someone_elses_input_is_no_such_input_and_creates_nothing(
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
-    two_fakes: tuple[FakeHandle, FakeHandle],
-) -> None:
-    fake_a, _ = two_fakes
-    own = settings.model_copy(
-        update={"namespace": f"deliver-{uuid.uuid4().hex[:8]}", "comfyui_urls": (fake_a.url,), "catalog_ttl_s": 1.0}
-    )
-    from graph.app import create_app
-
-    query = "{ generations(first: 50) { edges { node { id } } } }"
-    async with serve(create_app(own)) as url:
-        alice, bob = await _client(url, session_factory), await _client(url, session_factory)
-        try:
-            hers = await _upload(alice, picture((200, 10, 10)))
-            variables = {"input": {"template": "img2img", "prompt": "x", "extra": {"image": hers}}}
-            refused = (await bob.query(CREATE, variables))["createGeneration"]
-            assert refused["__typename"] == "ValidationError", refused
-            assert refused["errors"] == [{"field": "image", "message": "no such input"}]
-            unknown = {"input": {"template": "img2img", "prompt": "x", "extra": {"image": str(uuid.uuid4())}}}
-            refused = (await bob.query(CREATE, unknown))["createGeneration"]
-            assert refused["errors"] == [{"field": "image", "message": "no such input"}]
-            assert (await bob.query(query))["generations"]["edges"] == []
-            assert not fake_a.fake.stats.submits
-        finally:
-            await alice.aclose()
-            await bob.aclose()
-
-
 async def test_a_missing_input_row_fails_the_generation_for_good(
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
