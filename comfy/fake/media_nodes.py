@@ -58,18 +58,25 @@ def _uploaded(ctx: NodeContext, name: str) -> bytes:
     return stored.data
 
 
+def _pixels_of(data: bytes) -> int:
+    """The pixel count an image file's header declares (nothing decoded): what decoding it costs."""
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            return opened.width * opened.height
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return 0  # the decode reports it
+
+
 def _decode_frames(data: bytes) -> list[Image.Image]:
     with Image.open(io.BytesIO(data)) as opened:
-        if opened.width * opened.height > MAX_IMAGE_PIXELS:
-            raise _too_large(opened.width * opened.height)
         frames: list[Image.Image] = []
         for frame in ImageSequence.Iterator(opened):
+            if (len(frames) + 1) * opened.width * opened.height > MAX_IMAGE_PIXELS or len(frames) >= MAX_FRAMES:
+                raise _too_large((len(frames) + 1) * opened.width * opened.height)
             frame = ImageOps.exif_transpose(frame)
             if frames and frame.size != frames[0].size:
                 continue  # upstream skips frames of another size
             frames.append(frame.copy())
-            if len(frames) >= MAX_FRAMES:
-                break
         return frames
 
 
@@ -94,7 +101,7 @@ def _image_error(ex: Exception) -> NodeError:
 async def _load_image_node(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UiOutput]:
     data = _uploaded(ctx, inputs["image"])
     try:
-        images, masks = await render.offload(len(data), partial(_load_image, data))
+        images, masks = await render.offload(_pixels_of(data), partial(_load_image, data))
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as ex:
         raise _image_error(ex) from ex
     return (images, masks), None
@@ -112,7 +119,7 @@ def _load_mask(data: bytes, channel: str) -> list[Image.Image]:
 async def _load_image_mask(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs, UiOutput]:
     data = _uploaded(ctx, inputs["image"])
     try:
-        masks = await render.offload(len(data), partial(_load_mask, data, inputs["channel"]))
+        masks = await render.offload(_pixels_of(data), partial(_load_mask, data, inputs["channel"]))
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as ex:
         raise _image_error(ex) from ex
     return (masks,), None

@@ -44,10 +44,9 @@ def _fake(request: Request) -> FakeComfy:
 
 
 async def _form(request: Request, limit: int) -> FormData | Response:
-    declared = request.headers.get("content-length")
-    body = await request.body()
-    size = len(body)
-    if size > limit or (declared is not None and declared.isdigit() and int(declared) > limit):
+    declared = request.headers.get("content-length", "")
+    size = int(declared) if declared.isdigit() else len(await request.body())
+    if size > limit:
         # aiohttp's HTTPRequestEntityTooLarge, raised by `request.post()` past `client_max_size`.
         return PlainTextResponse(
             f"Maximum request body size {limit} exceeded, actual body size {size}", status_code=413

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from comfy.fake import asgi, media_nodes
 from comfy.fake.server import FakeHandle
 from tests.fake.replay import wait_history
 
@@ -252,3 +253,25 @@ async def test_a_reupload_under_the_same_name_runs_the_loader_again(http: httpx.
         (saved,) = entry["outputs"]["2"]["images"]
         views.append(Image.open(io.BytesIO((await http.get("/view", params=saved)).content)).getpixel((0, 0)))
     assert views == [(10, 10, 10), (250, 250, 250)]
+
+
+async def test_the_server_refuses_any_body_past_its_own_ceiling(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below every route's limit, the fake's server bounds what a request can cost before a route sees it."""
+    monkeypatch.setattr(asgi, "_MAX_BODY", 1000)
+    answer = await http.post("/prompt", content=b"{" + b" " * 5000 + b"}")
+    assert answer.status_code == 413
+    assert (await http.get("/prompt")).status_code == 200  # a new connection is served as before
+
+
+async def test_a_loader_refuses_an_image_past_the_pixel_bound(
+    http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(media_nodes, "MAX_IMAGE_PIXELS", 100)
+    await upload(http, "wide.png", png((1, 1, 1), size=(20, 20)))
+    answer = await http.post("/prompt", json={"prompt": load_and_save("wide.png")})
+    entry = await wait_history(http, answer.json()["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    (error,) = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
+    assert (error["node_type"], error["exception_type"]) == ("LoadImage", "OutOfMemoryError")
