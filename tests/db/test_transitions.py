@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import single_statement
@@ -312,11 +313,12 @@ async def test_record_image_waits_for_a_concurrent_cancel_and_then_refuses(
         await transition(session, generation_id=gid, to=Status.RUNNING, values={"lease": "job"})
     async with session_factory() as canceller:
         await transition(canceller, generation_id=gid, to=Status.CANCELLING)  # holds the row lock
+        holder = (await canceller.execute(text("select pg_backend_pid()"))).scalar_one()
         async with single_statement(session_factory) as worker:
             recording = asyncio.create_task(
                 record_image(worker, generation_id=gid, lease="job", image=image_columns(0), payload={})
             )
-            await asyncio.sleep(0.1)
+            await _blocked_by(session_factory, holder)
             assert not recording.done()
             await canceller.commit()
             with pytest.raises(IllegalTransition):
@@ -324,6 +326,15 @@ async def test_record_image_waits_for_a_concurrent_cancel_and_then_refuses(
     async with session_factory() as session:
         assert (await images_for_generations(session, generation_ids=[gid]))[gid] == []
         assert [e.seq for e in await events_after(session, generation_id=gid, after_seq=0)] == [1, 2, 3]
+
+
+async def _blocked_by(session_factory: async_sessionmaker[AsyncSession], holder: int) -> None:
+    """Wait until a statement waits for a lock that backend `holder` holds (fail after 10 s)."""
+    blocked = text("select count(*) from pg_stat_activity where :holder = any(pg_blocking_pids(pid))")
+    async with asyncio.timeout(10), session_factory() as observer:
+        while not (await observer.execute(blocked, {"holder": holder})).scalar_one():
+            await observer.rollback()  # a fresh snapshot of pg_stat_activity for the next look
+            await asyncio.sleep(0.01)
 
 
 async def test_delete_returns_the_content_hashes_it_held(session: AsyncSession) -> None:
