@@ -345,7 +345,10 @@ async def _save_audio(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outputs
     prefix = str(inputs["filename_prefix"])
     results: list[dict[str, Any]] = []
     for batch_number, samples in enumerate(audio.waveforms):
-        subfolder, filename, path = _reserve(ctx, "output", prefix.replace("%batch_num%", str(batch_number)), "_.flac")
+        # One counter for the whole batch, as upstream's (it counts on per file, %batch_num% replaced in the name).
+        subfolder, filename, path = _reserve(ctx, "output", prefix, "_.flac")
+        filename = filename.replace("%batch_num%", str(batch_number))
+        path = path.with_name(filename)
         data = await render.offload(len(samples), partial(media.flac_bytes, samples))
         ctx.store.save("output", subfolder, filename, data)
         results.append(_entry(ctx, "output", subfolder, filename, path))

@@ -212,11 +212,14 @@ async def _image_invert(inputs: dict[str, Any], ctx: NodeContext) -> tuple[Outpu
 async def _save(images: list[Image.Image], kind: str, prefix: str, ctx: NodeContext) -> UiOutput:
     entries: list[dict[str, Any]] = []
     metadata = media.png_metadata(ctx.prompt, ctx.extra_pnginfo)
-    for image in images:
+    for batch_number, image in enumerate(images):
         try:
             subfolder, filename, path = ctx.store.reserve(kind, prefix)
         except ValueError as ex:
             raise NodeError("Exception", str(ex)) from ex
+        if "%batch_num%" in filename:  # upstream names each image of a batch by its index
+            filename = filename.replace("%batch_num%", str(batch_number))
+            path = path.with_name(filename)
         data = await render.offload(image.width * image.height, partial(media.png_bytes, image, metadata))
         ctx.store.save(kind, subfolder, filename, data)
         entry = {"filename": filename, "subfolder": subfolder, "type": kind}

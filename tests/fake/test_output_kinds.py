@@ -159,7 +159,7 @@ async def test_save_audio_writes_flac(http: httpx.AsyncClient) -> None:
     items = entry["outputs"]["3"]["audio"]
     assert items == [
         {"filename": "clip_0_00001_.flac", "subfolder": "audio", "type": "output"},
-        {"filename": "clip_1_00001_.flac", "subfolder": "audio", "type": "output"},
+        {"filename": "clip_1_00002_.flac", "subfolder": "audio", "type": "output"},
     ]
     got = await view(http, items[0])
     assert got.headers["content-type"] == "audio/flac"
@@ -221,3 +221,9 @@ async def test_img2img_keeps_the_source_size_and_denoise_zero_keeps_it(http: htt
     image = Image.open(io.BytesIO((await view(http, item)).content))
     assert image.size == (40, 24)  # VAEEncode crops to multiples of 8
     assert image.getpixel((5, 5)) == (90, 60, 30)
+
+
+async def test_batch_num_names_each_image_of_a_batch(http: httpx.AsyncClient) -> None:
+    entry = await run(http, txt2img(**{"5__batch_size": 2, "9__filename_prefix": "b_%batch_num%"}))
+    names = [item["filename"] for item in entry["outputs"]["9"]["images"]]
+    assert names == ["b_0_00001_.png", "b_1_00002_.png"]
