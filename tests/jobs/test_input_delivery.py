@@ -159,3 +159,41 @@ async def test_a_missing_input_row_fails_the_generation_for_good(
             assert not fake_a.fake.stats.uploads and not fake_a.fake.stats.submits
         finally:
             await client.aclose()
+
+
+async def test_inpaint_and_upscale_read_their_uploaded_inputs(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    two_fakes: tuple[FakeHandle, FakeHandle],
+) -> None:
+    """An image and a mask (two inputs of one generation), and an upscale of the image: each file sent once."""
+    fake_a, _ = two_fakes
+    own = settings.model_copy(
+        update={"namespace": f"deliver-{uuid.uuid4().hex[:8]}", "comfyui_urls": (fake_a.url,), "catalog_ttl_s": 1.0}
+    )
+    from graph.app import create_app
+
+    mask = io.BytesIO()
+    Image.new("L", (64, 48), 255).save(mask, format="PNG")
+    async with serve(create_app(own)) as url:
+        client = await _client(url, session_factory)
+        try:
+            image_id = await _upload(client, picture((40, 40, 90)))
+            mask_id = await _upload(client, mask.getvalue())
+            inpaint = {
+                "template": "inpaint",
+                "prompt": "a door",
+                "steps": 2,
+                "extra": {"image": image_id, "mask": mask_id},
+            }
+            upscale = {"template": "upscale", "extra": {"image": image_id, "factor": 2}}
+            async with running_worker(own):
+                for request in (inpaint, upscale):
+                    created = (await client.query(CREATE, {"input": request}))["createGeneration"]
+                    assert created["__typename"] == "GenerationPayload", created
+                    done = await _finished(client, created["generation"]["id"])
+                    assert done["status"] == "SUCCEEDED", done
+            uploads = fake_a.fake.stats.uploads
+            assert sorted(uploads.values()) == [1, 1] and all(n.startswith("safelight-") for n in uploads), uploads
+        finally:
+            await client.aclose()
