@@ -76,8 +76,10 @@ async def app_state(settings: Settings) -> AsyncIterator[AppState]:
         last_seqs=LastSeqReads(sessions),
     )
     try:
-        # Shipped and directory templates into the database (a new version only where one changed).
-        await sync_template_files(sessions, settings.template_dirs)
+        # Shipped and directory templates into the database (a new version only where one changed);
+        # other running processes are told of a change as they are of a save.
+        if await sync_template_files(sessions, settings.template_dirs):
+            await templates.announce()
         await hub.start()
         if settings.dev_mode and settings.dev_token is not None:
             async with sessions() as session:

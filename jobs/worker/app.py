@@ -145,7 +145,9 @@ async def _startup(ctx: dict[str, Any]) -> None:
         log.warning("COMFYUI_URLS is empty: jobs will wait for a backend")
     sessions = create_session_factory(engine)
     keys = Keys(settings.namespace)
-    await sync_template_files(sessions, settings.template_dirs)
+    templates = TemplateRegistry(sessions=sessions, redis=ctx["redis"], keys=keys)
+    if await sync_template_files(sessions, settings.template_dirs):  # a new version: running APIs reload
+        await templates.announce()
     runtime = Runtime(
         settings=settings,
         sessions=sessions,
@@ -153,7 +155,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         keys=keys,
         backends=backends,
         store=ImageStore(settings.images_dir),
-        templates=TemplateRegistry(sessions=sessions, redis=ctx["redis"], keys=keys),
+        templates=templates,
         worker_id=worker_id,
     )
     ctx["runtime"] = runtime
