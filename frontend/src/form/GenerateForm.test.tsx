@@ -1,11 +1,13 @@
 import type { MockLink } from "@apollo/client/testing";
 import { MockedProvider } from "@apollo/client/testing/react";
-import { render, screen, waitFor } from "@testing-library/react";
+import { cleanup, render, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
 import { createCache } from "../api/client";
 import { CreateGenerationMutation } from "../api/operations";
 import { catalog, generationFixture, param, template } from "../test/fixtures";
+import { InputsContext } from "../api/inputs";
+import { fakeInputs, uploaded } from "../test/inputs";
 import { GenerateForm } from "./GenerateForm";
 
 type Mock = MockLink.MockedResponse;
@@ -119,4 +121,68 @@ describe("GenerateForm", () => {
     await user.click(screen.getByRole("button", { name: "Generate" }));
     expect(await screen.findByText("must be between -1 and 0.5")).toHaveAttribute("data-field", "loras[0].strength");
   });
+
+  it("builds IMAGE, MASK, BOOLEAN and multi-line STRING fields and sends the input id and the switch", async () => {
+    const inpaint = {
+      ...template,
+      name: "inpaint",
+      title: "Inpaint",
+      params: [
+        param({ name: "prompt", type: "STRING", required: true, maxLength: 100, multiline: true }),
+        param({ name: "tiled", type: "BOOLEAN", default: false }),
+        param({ name: "mask", type: "MASK", required: true }),
+        param({ name: "image", type: "IMAGE", required: true }),
+      ],
+    };
+    let sent: Record<string, unknown> = {};
+    const { api } = fakeInputs([uploaded("in-9")]);
+    const onCreated = vi.fn();
+    render(
+      <MockedProvider
+        mocks={[createMock({ __typename: "GenerationPayload", created: true, generation: generationFixture({ id: "ip" }) }, (v) => (sent = v))]}
+        cache={createCache()}
+      >
+        <InputsContext.Provider value={api}>
+          <GenerateForm templates={[inpaint]} catalog={catalog} onCreated={onCreated} />
+        </InputsContext.Provider>
+      </MockedProvider>,
+    );
+    const user = userEvent.setup();
+    expect(screen.getByLabelText("Prompt", { exact: true }).tagName).toBe("TEXTAREA");
+    const fields = [...document.querySelectorAll(".field")].map((f) => f.className.match(/field-(\w+)/)?.[1]);
+    expect(fields.slice(0, 3)).toEqual(["image", "mask", "string"]); // the picture, its mask, then the prompt
+    expect(screen.getByText("Choose the image first: the mask is painted over it.")).toBeInTheDocument();
+    const toggle = screen.getByRole("switch", { name: "Tiled" });
+    expect(toggle).not.toBeChecked();
+    await user.click(toggle);
+    expect(toggle).toBeChecked();
+
+    await user.type(screen.getByLabelText("Prompt", { exact: true }), "a door");
+    await user.click(screen.getByRole("button", { name: "Generate" }));
+    expect(await screen.findByText("choose an image")).toHaveAttribute("data-field", "image");
+    expect(screen.getByText("paint a mask")).toHaveAttribute("data-field", "mask");
+    expect(onCreated).not.toHaveBeenCalled();
+
+    await user.upload(screen.getByLabelText("Choose file…"), new File(["x"], "door.png", { type: "image/png" }));
+    expect(await screen.findByAltText("The image the mask is painted over")).toHaveAttribute("src", "blob:input-in-9");
+    expect(screen.queryByText("choose an image")).toBeNull();
+    expect(JSON.parse(localStorage.getItem("safelight.form.inpaint") ?? "{}")).toMatchObject({ image: "in-9", tiled: "true" });
+
+    const optional = { ...inpaint, params: inpaint.params.map((p) => (p.name === "mask" ? { ...p, required: false } : p)) };
+    cleanupAndRender(optional, api, (v) => (sent = v));
+    await userEvent.setup().click(screen.getByRole("button", { name: "Generate" }));
+    await waitFor(() => expect(sent.input).toMatchObject({ template: "inpaint", prompt: "a door", extra: { image: "in-9", tiled: true } }));
+    expect((sent.input as { extra: Record<string, unknown> }).extra).not.toHaveProperty("mask");
+  });
 });
+
+function cleanupAndRender(t: typeof template, api: ReturnType<typeof fakeInputs>["api"], seen: (v: Record<string, unknown>) => void) {
+  cleanup();
+  render(
+    <MockedProvider mocks={[createMock({ __typename: "GenerationPayload", created: true, generation: generationFixture({ id: "ip2" }) }, seen)]} cache={createCache()}>
+      <InputsContext.Provider value={api}>
+        <GenerateForm templates={[t]} catalog={catalog} onCreated={() => {}} />
+      </InputsContext.Provider>
+    </MockedProvider>,
+  );
+}

@@ -113,7 +113,7 @@ export function ParamField(props: FieldProps) {
     );
   } else if (param.type === "BOOLEAN") {
     control = (
-      <label className="toggle">
+      <span className="toggle">
         <input
           id={id}
           name={param.name}
@@ -125,8 +125,10 @@ export function ParamField(props: FieldProps) {
           onBlur={onBlur}
         />
         <span className="toggle-track" aria-hidden="true" />
-        <span className="toggle-state">{text === "true" ? "On" : "Off"}</span>
-      </label>
+        <span className="toggle-state" aria-hidden="true">
+          {text === "true" ? "On" : "Off"}
+        </span>
+      </span>
     );
   } else if (param.type === "STRING") {
     const long = param.multiline || (param.maxLength ?? 0) > 200;
