@@ -69,7 +69,7 @@ async def sync_template_files(sessions: async_sessionmaker[AsyncSession], templa
 
     A name a directory template shares with a shipped one is the directory's (as `load_templates`
     reads them); one that an uploaded template has is taken over by the directory, which is the
-    operator's configuration, with a warning.
+    operator's configuration (its versions go on counting from the uploaded ones).
     """
     shipped = load_templates(())
     files = load_templates(template_dirs)
