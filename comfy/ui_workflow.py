@@ -100,10 +100,8 @@ def to_api_workflow(
     resolver = _Resolver(nodes, links)
     workflow: dict[str, Any] = {}
     for node_id, node in nodes.items():
-        kind = node.get("type")
+        kind = node["type"]
         where = _where(node_id, node)
-        if not isinstance(kind, str) or not kind:
-            raise UiWorkflowError(f"{where} has no type", node_id=node_id)
         if kind in subgraphs:
             raise UiWorkflowError(
                 f"{where} is a subgraph, which is not supported: unpack it in the editor and save again",
@@ -120,7 +118,10 @@ def to_api_workflow(
         if not isinstance(spec, Mapping):
             raise UiWorkflowError(f"{where}: the backends offer no node class {kind!r}", node_id=node_id)
         inputs = _widget_inputs(node_id, node, spec)
-        for index, slot in enumerate(node.get("inputs") or ()):
+        sockets = node.get("inputs") or []
+        if not isinstance(sockets, list):
+            raise UiWorkflowError(f"{where}: inputs is not a list", node_id=node_id)
+        for index, slot in enumerate(sockets):
             if not isinstance(slot, Mapping):
                 raise UiWorkflowError(f"{where}: input {index} is not an object", node_id=node_id)
             name = _input_name(slot)
@@ -160,6 +161,8 @@ def _index_nodes(raw: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
         if not isinstance(node, Mapping) or not isinstance(node.get("id"), int | str) or isinstance(node["id"], bool):
             raise UiWorkflowError(f"nodes[{index}] is not a node with an id")
         node_id = str(node["id"])
+        if not isinstance(node.get("type"), str) or not node["type"]:
+            raise UiWorkflowError(f"node #{node_id} has no type", node_id=node_id)
         if node_id in nodes:
             raise UiWorkflowError(f"node id {node_id} is used twice", node_id=node_id)
         nodes[node_id] = node
@@ -372,12 +375,12 @@ class _Resolver:
         """The link a Reroute (its input of the same slot) or a bypassed node passes on from output
         `slot` to an input of type `wanted`: the same slot's input when its type fits the output's
         and `wanted`, else the first input of exactly `wanted`, else the first that fits both."""
-        inputs = [i if isinstance(i, Mapping) else {} for i in node.get("inputs") or ()]
+        inputs = [i if isinstance(i, Mapping) else {} for i in _as_list(node.get("inputs"))]
         chosen: Mapping[str, Any] | None = None
         if node.get("type") == "Reroute" or wanted in ("*", "", None):
             chosen = inputs[slot] if slot < len(inputs) else (inputs[0] if inputs else None)
         else:
-            outputs = node.get("outputs") or ()
+            outputs = _as_list(node.get("outputs"))
             output = outputs[slot] if 0 <= slot < len(outputs) and isinstance(outputs[slot], Mapping) else {}
             produced = output.get("type")
             fitting = [i for i in inputs if _fits(i.get("type"), produced) and _fits(i.get("type"), wanted)]
@@ -389,6 +392,10 @@ class _Resolver:
         if chosen is None or chosen.get("link") is None:
             return None
         return self._links.get(str(chosen["link"]))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _fits(have: Any, wanted: Any) -> bool:

@@ -235,6 +235,8 @@ def test_missing_widget_values_take_the_editors_defaults() -> None:
         (lambda d: d["nodes"].append(dict(node(d, 5))), "node id 5 is used twice"),
         (lambda d: d["links"].append({"id": 1}), r"links\[9\] is not a link"),
         (lambda d: node(d, 5).update(widgets_values="512"), "widgets_values is not a list"),
+        (lambda d: node(d, 3).update(inputs=3.5), r"node #3 \(KSampler\): inputs is not a list"),
+        (lambda d: node(d, 5).pop("type"), "node #5 has no type"),
     ],
 )
 def test_errors_name_the_node(change: Any, message: str) -> None:
