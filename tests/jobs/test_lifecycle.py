@@ -396,16 +396,16 @@ async def test_an_unexpected_error_in_the_job_is_retried_not_left_running(
     make_client: MakeClient, worker: SafelightWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = worker.ctx["runtime"].store
-    real_put = store.put
+    real_put = store.put_output
     failures = []
 
-    async def put_failing_once(data: bytes) -> Any:
+    async def put_failing_once(data: bytes, **kwargs: Any) -> Any:
         if not failures:
             failures.append(1)
             raise RuntimeError("disk on fire")
-        return await real_put(data)
+        return await real_put(data, **kwargs)
 
-    monkeypatch.setattr(store, "put", put_failing_once)
+    monkeypatch.setattr(store, "put_output", put_failing_once)
     client = await make_client()
     gid = await create(client)
     generation = await finished(client, gid)
