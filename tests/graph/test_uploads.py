@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from comfy.fake.server import FakeHandle
 from db.models import Generation, Input
 from db.users import create_token, ensure_user
+from jobs.service.inputs import MAX_FRAMES
 from settings import Settings
 from tests.stack import serve
 
@@ -163,6 +164,25 @@ async def test_a_png_and_a_jpeg_become_inputs_and_the_same_bytes_the_same_input(
     his = await bob.upload(png)
     assert his.status_code == 200 and his.json()["id"] != body["id"]
     assert his.json()["contentHash"] == body["contentHash"]
+
+
+@pytest.mark.parametrize(("kind", "mime"), [("WEBP", "image/webp"), ("GIF", "image/gif"), ("BMP", "image/bmp")])
+async def test_webp_gif_and_bmp_are_accepted(api: UploadApi, kind: str, mime: str) -> None:
+    alice = await api.make()
+    response = await alice.upload(picture(kind, (20, 10)))
+    assert response.status_code == 200, response.text
+    assert (response.json()["mime"], response.json()["width"], response.json()["height"]) == (mime, 20, 10)
+
+
+async def test_an_animation_of_too_many_frames_is_refused(api: UploadApi) -> None:
+    """ComfyUI's LoadImage reads every frame into one batch: frames are bounded like pixels."""
+    frames = [Image.new("RGB", (8, 8), (i, 255 - i, i // 2)) for i in range(MAX_FRAMES + 1)]
+    out = io.BytesIO()
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:])
+    alice = await api.make()
+    before = await api.footprint()
+    assert_error(await alice.upload(out.getvalue()), 422, "TOO_MANY_PIXELS")
+    assert await api.footprint() == before
 
 
 async def test_an_input_is_served_to_its_owner_and_admins_only(api: UploadApi) -> None:
