@@ -107,11 +107,15 @@ class TemplateRegistry:
         self._current: dict[str, RuntimeTemplate] = {}
         self._loaded_at: bytes | None = None  # the counter's value the cache was loaded at
         self._loaded = False
+        self._unannounced = False  # a change this process made while Redis was unreachable
         self._versions: dict[uuid.UUID, RuntimeTemplate] = {}
 
     async def current(self) -> Mapping[str, RuntimeTemplate]:
         """The current version of every template, as saved by any process up to now."""
         try:
+            if self._unannounced:  # Redis is back, maybe: tell the others of the change they missed
+                await self._redis.incr(self._epoch_key)
+                self._unannounced = False
             epoch = await self._redis.get(self._epoch_key)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("template changes unknown (%s); reading the database", exc)
@@ -178,7 +182,8 @@ class TemplateRegistry:
         try:
             await self._redis.incr(self._epoch_key)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            log.warning("could not announce a template change (%s); other processes read it when Redis is back", exc)
+            log.warning("could not announce a template change (%s); announced on this process's next read", exc)
+            self._unannounced = True
         self._loaded = False
 
     async def _load(self, epoch: bytes | None) -> None:

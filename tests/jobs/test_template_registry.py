@@ -8,11 +8,13 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.proxy import cuttable_proxy
 from comfy.templates import SHIPPED_DIR, Template, load_templates, template_digest, template_from_parts
 from db import templates as stored
 from jobs.keys import Keys
@@ -132,3 +134,36 @@ async def test_a_save_is_seen_by_another_process_at_once(
 
     unchanged, created = await api_a.save(template=_txt2img(name, steps=31), source_format="ui", created_by=None)
     assert not created and unchanged.version_id == second.version_id
+
+
+async def test_with_redis_unreachable_every_read_asks_the_database(
+    session_factory: async_sessionmaker[AsyncSession], redis_url: str, namespace: str
+) -> None:
+    keys = Keys(f"{namespace}-down-{uuid.uuid4().hex[:6]}")
+    target = urlparse(redis_url)
+    async with cuttable_proxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
+        writer_redis = Redis.from_url(redis_url)
+        # This process's Redis goes down and comes back; the other process's stays up.
+        api_redis = Redis.from_url(proxy.url(redis_url), socket_connect_timeout=1, socket_timeout=1)
+        try:
+            other = TemplateRegistry(sessions=session_factory, redis=writer_redis, keys=keys)
+            api = TemplateRegistry(sessions=session_factory, redis=api_redis, keys=keys)
+            name = f"t-{uuid.uuid4().hex[:8]}"
+            await other.save(template=_txt2img(name), source_format="api", created_by=None)
+            assert (await other.get(name)) is not None  # `other` has its cache loaded
+
+            await proxy.cut()
+            found = await api.get(name)  # no counter to compare: the database is read, never a stale cache
+            assert found is not None and found.version == 1
+            saved, created = await api.save(template=_txt2img(name, steps=7), source_format="api", created_by=None)
+            assert created and saved.version == 2  # saved though it cannot be announced yet
+            stale = await other.get(name)
+            assert stale is not None and stale.version == 1
+
+            await proxy.restore()
+            assert (await api.get(name)) is not None  # the next read with Redis back announces the change...
+            seen = await other.get(name)
+            assert seen is not None and seen.version == 2  # ...which the other process reads at once
+        finally:
+            await writer_redis.aclose()
+            await api_redis.aclose()
