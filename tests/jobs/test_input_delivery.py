@@ -197,3 +197,44 @@ async def test_inpaint_and_upscale_read_their_uploaded_inputs(
             assert sorted(uploads.values()) == [1, 1] and all(n.startswith("safelight-") for n in uploads), uploads
         finally:
             await client.aclose()
+
+
+async def test_a_failed_upload_is_retried_as_a_new_attempt(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    two_fakes: tuple[FakeHandle, FakeHandle],
+) -> None:
+    """The backend refuses the file (here: over its upload limit): a transient failure, the next attempt delivers."""
+    fake_a, _ = two_fakes
+    own = settings.model_copy(
+        update={
+            "namespace": f"deliver-{uuid.uuid4().hex[:8]}",
+            "comfyui_urls": (fake_a.url,),
+            "catalog_ttl_s": 1.0,
+            "retry_base_delay_s": 0.05,
+            "retry_max_delay_s": 0.2,
+            "max_attempts": 5,
+        }
+    )
+    from graph.app import create_app
+
+    attempt = "query($id: ID!) { generation(id: $id) { attempt status } }"
+    async with serve(create_app(own)) as url:
+        client = await _client(url, session_factory)
+        try:
+            input_id = await _upload(client, picture((5, 6, 7)))
+            fake_a.config.max_upload_bytes = 16
+            async with running_worker(own):
+                generation_id = await _img2img(client, input_id)
+                async with asyncio.timeout(30):
+                    while True:
+                        if (await client.query(attempt, {"id": generation_id}))["generation"]["attempt"] >= 2:
+                            break
+                        await asyncio.sleep(0.02)
+                assert not fake_a.fake.stats.submits, "submitted without its input"
+                fake_a.config.max_upload_bytes = 50 * 1024 * 1024
+                done = await _finished(client, generation_id)
+            assert done["status"] == "SUCCEEDED", done
+            assert list(fake_a.fake.stats.upload_writes.values()) == [1]
+        finally:
+            await client.aclose()
