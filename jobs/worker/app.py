@@ -21,6 +21,7 @@ import uvloop
 from arq.connections import ArqRedis
 from arq.worker import Retry, func
 from redis.asyncio import ConnectionPool
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.engine import create_engine, create_session_factory
 from db.reachability import database_unreachable
@@ -146,8 +147,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     sessions = create_session_factory(engine)
     keys = Keys(settings.namespace)
     templates = TemplateRegistry(sessions=sessions, redis=ctx["redis"], keys=keys)
-    if await sync_template_files(sessions, settings.template_dirs):  # a new version: running APIs reload
-        await templates.announce()
+    synced = await _sync_templates(settings, sessions, templates)
     runtime = Runtime(
         settings=settings,
         sessions=sessions,
@@ -167,8 +167,36 @@ async def _startup(ctx: dict[str, Any]) -> None:
         asyncio.create_task(listen(runtime, worker, listener_ready)),
         asyncio.create_task(heartbeat_loop(runtime, worker.job_ids)),
     ]
+    if not synced:
+        ctx["tasks"].append(asyncio.create_task(_sync_templates_later(settings, sessions, templates)))
     await asyncio.wait_for(listener_ready.wait(), 10)
     log.info("worker %s ready: backends %s, concurrency %d", worker_id, backends.urls, settings.worker_concurrency)
+
+
+async def _sync_templates(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], templates: TemplateRegistry
+) -> bool:
+    """The template files as versions in the database (a new version: running APIs reload); False while
+    the database is unreachable. A worker starts without it: its jobs wait for the database anyway, and
+    a generation names the version it runs, which the API recorded."""
+    try:
+        if await sync_template_files(sessions, settings.template_dirs):
+            await templates.announce()
+    except Exception as exc:
+        if not database_unreachable(exc):
+            raise
+        log.warning("template files not synced: database unreachable (%s); trying again", exc)
+        return False
+    return True
+
+
+async def _sync_templates_later(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], templates: TemplateRegistry
+) -> None:
+    delay = 0.5
+    while not await _sync_templates(settings, sessions, templates):
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, 10.0)
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
