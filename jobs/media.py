@@ -148,8 +148,10 @@ def _measure_image(data: bytes, mime: str) -> Media:
             return Media(
                 mime, OutputKind.ANIMATION, width=width, height=height, frames=frames, duration_s=_duration(image)
             )
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable {mime}: {exc}") from exc
+    except Exception as exc:
+        # Pillow's plugins fail on broken files with OSError, ValueError, EOFError, SyntaxError, IndexError
+        # and struct.error alike (truncated and corrupted animations, tried): all mean the same here.
+        raise ValueError(f"not a readable {mime}: {type(exc).__name__}: {exc}") from exc
 
 
 def _duration(image: Image.Image) -> float | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import struct
 import wave
 from pathlib import Path
@@ -164,3 +165,18 @@ async def test_put_output_refuses_too_large_before_storing(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="not a readable"):
         await store.put_output(b"GIF89a" + b"\x00" * 20, declared_kind=OutputKind.IMAGE, max_bytes=MiB)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "GIF", "PNG"])
+def test_broken_animations_are_value_errors_whatever_pillow_raises(fmt: str) -> None:
+    """Truncated and corrupted animations make Pillow raise SyntaxError, IndexError, struct.error, EOFError..."""
+    data = _animation(fmt, [100] * 5)
+    noise = random.Random(fmt)
+    for cut in range(8, len(data), max(1, len(data) // 60)):
+        garbled = data[:cut] + bytes(noise.randrange(256) for _ in range(20)) + data[cut + 20 :]
+        for broken in (data[:cut], garbled):
+            try:
+                media = measure(broken, declared_kind=OutputKind.IMAGE)
+            except ValueError:
+                continue
+            assert media.kind in (OutputKind.IMAGE, OutputKind.ANIMATION)  # damage Pillow does not notice
