@@ -3,12 +3,13 @@
 `propose_params(workflow, object_info)` reads an API-format workflow and returns parameter
 declarations in `*.params.json` form (see comfy.templates), which an admin accepts or edits:
 
-- text encoders (CLIPTextEncode) as `prompt` / `negative_prompt`, by the sampler input (`positive`
-  / `negative`) they feed, followed back through conditioning nodes (a ControlNet apply node's
-  `positive` output from its `positive` input); one no sampler reaches is a prompt unless its
-  title says negative;
-- samplers (KSampler, KSamplerAdvanced): `seed` (`noise_seed`), `steps`, `cfg`, `sampler`,
-  `scheduler`, and `denoise` when it is not 1 or the latent is an encoded image;
+- text encoders (CLIPTextEncode) as `prompt` / `negative_prompt`, by the sampler or guider input
+  (`positive` / `negative`; BasicGuider's `conditioning` is positive) they feed, followed back
+  through conditioning nodes (a ControlNet apply node's `positive` output from its `positive`
+  input); one that none reaches is a prompt unless its title says negative;
+- samplers (KSampler, KSamplerAdvanced, and the custom-sampling parts: SamplerCustom, RandomNoise,
+  BasicScheduler, KSamplerSelect, CFGGuider, FluxGuidance): `seed` (`noise_seed`), `steps`, `cfg`,
+  `sampler`, `scheduler`, `guidance`, and `denoise` when it is not 1 or the latent is an encoded image;
 - latent size (EmptyLatentImage, EmptySD3LatentImage): `width`, `height` (multiples of 8), `batch_size`;
 - loaders: `checkpoint`, `lora` + `lora_strength`, `upscale_model`; `image` (LoadImage) and
   `mask` (LoadImageMask);
@@ -32,7 +33,47 @@ __all__ = ["propose_params"]
 MAX_SEED: Final = 2**53 - 1  # comfy.templates' bound: the largest integer JavaScript holds exactly
 MAX_PROMPT: Final = 4000  # comfy.templates.Limits' default prompt length
 DEFAULT_LIMITS: Final = {"steps": 150, "batch_size": 8}  # what comfy.templates.Limits allows by default
-_SAMPLERS: Final = {"KSampler": "seed", "KSamplerAdvanced": "noise_seed"}
+_SAMPLING: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    # class -> (input, parameter) pairs, in the order a form shows them
+    "KSampler": (
+        ("seed", "seed"),
+        ("steps", "steps"),
+        ("cfg", "cfg"),
+        ("sampler_name", "sampler"),
+        ("scheduler", "scheduler"),
+        ("denoise", "denoise"),
+    ),
+    "KSamplerAdvanced": (
+        ("noise_seed", "seed"),
+        ("steps", "steps"),
+        ("cfg", "cfg"),
+        ("sampler_name", "sampler"),
+        ("scheduler", "scheduler"),
+    ),
+    # the custom-sampling family (SamplerCustomAdvanced's parts), as Flux and SD3 workflows use them
+    "SamplerCustom": (("noise_seed", "seed"), ("cfg", "cfg")),
+    "RandomNoise": (("noise_seed", "seed"),),
+    "BasicScheduler": (("steps", "steps"), ("scheduler", "scheduler"), ("denoise", "denoise")),
+    "KSamplerSelect": (("sampler_name", "sampler"),),
+    "CFGGuider": (("cfg", "cfg"),),
+    "FluxGuidance": (("guidance", "guidance"),),
+}
+_CONDITIONED: Final = {  # class -> its (positive, negative) conditioning inputs
+    "KSampler": ("positive", "negative"),
+    "KSamplerAdvanced": ("positive", "negative"),
+    "SamplerCustom": ("positive", "negative"),
+    "CFGGuider": ("positive", "negative"),
+    "BasicGuider": ("conditioning", None),
+}
+_DESCRIPTIONS: Final = {
+    "seed": "Random seed; a random one is chosen (and reported) when absent.",
+    "steps": "Sampling steps.",
+    "cfg": "Classifier-free guidance scale: how strictly to follow the prompt.",
+    "sampler": "The sampling algorithm.",
+    "scheduler": "The noise schedule.",
+    "denoise": "How much of the input to change: 0 none, 1 all.",
+    "guidance": "Guidance the model was distilled with (Flux): how strictly to follow the prompt.",
+}
 _LATENTS: Final = frozenset({"EmptyLatentImage", "EmptySD3LatentImage"})
 _ENCODED: Final = frozenset({"VAEEncode", "VAEEncodeForInpaint", "SetLatentNoiseMask", "InpaintModelConditioning"})
 _PRIMITIVES: Final = frozenset(
@@ -228,12 +269,15 @@ class _Proposer:
         for node_id in by_class.get("LoadImageMask", ()):
             self.media("mask", node_id, "The mask: where the image may change.")
 
-        samplers = [n for n in order if self.class_of(n) in _SAMPLERS]
         positive: list[str] = []
         negative: list[str] = []
-        for node_id in samplers:
-            positive.extend(e for e in self.encoders(node_id, "positive") if e not in positive + negative)
-            negative.extend(e for e in self.encoders(node_id, "negative") if e not in positive + negative)
+        for node_id in order:
+            sides = _CONDITIONED.get(self.class_of(node_id) or "")
+            if sides is None:
+                continue
+            positive.extend(e for e in self.encoders(node_id, sides[0]) if e not in positive + negative)
+            if sides[1] is not None:
+                negative.extend(e for e in self.encoders(node_id, sides[1]) if e not in positive + negative)
         for node_id in by_class.get("CLIPTextEncode", ()):
             if node_id not in positive and node_id not in negative:
                 meta = self.workflow[node_id].get("_meta")
@@ -251,8 +295,9 @@ class _Proposer:
                     "height", node_id, "height", "int", "Image height in pixels, a multiple of 8.", multiple_of=8
                 )
                 self.number("batch_size", node_id, "batch_size", "int", "How many images to generate at once.")
-        for node_id in samplers:
-            self.sampler(node_id)
+        for node_id in order:
+            if self.class_of(node_id) in _SAMPLING:
+                self.sampler(node_id)
         for kind in ("ImageScaleBy", "LatentUpscaleBy"):
             for node_id in by_class.get(kind, ()):
                 self.number("scale_by", node_id, "scale_by", "float", "The scale factor.")
@@ -261,21 +306,22 @@ class _Proposer:
         return self.params
 
     def sampler(self, node_id: str) -> None:
-        seed_input = _SAMPLERS[self.class_of(node_id) or ""]
-        self.number(
-            "seed", node_id, seed_input, "seed", "Random seed; a random one is chosen (and reported) when absent."
-        )
-        self.number("steps", node_id, "steps", "int", "Sampling steps.")
-        self.number(
-            "cfg", node_id, "cfg", "float", "Classifier-free guidance scale: how strictly to follow the prompt."
-        )
-        self.choice("sampler", node_id, "sampler_name", "The sampling algorithm.", catalog="samplers")
-        self.choice("scheduler", node_id, "scheduler", "The noise schedule.", catalog="schedulers")
-        found = self.target(node_id, "denoise")
-        latent = _link(self.inputs(node_id).get("latent_image"))
-        encoded = latent is not None and self.class_of(latent[0]) in _ENCODED
-        if found is not None and (encoded or found[1] != 1):
-            self.number("denoise", node_id, "denoise", "float", "How much of the input to change: 0 none, 1 all.")
+        for input_name, base in _SAMPLING[self.class_of(node_id) or ""]:
+            description = _DESCRIPTIONS[base]
+            if base == "seed":
+                self.number(base, node_id, input_name, "seed", description)
+            elif base == "steps":
+                self.number(base, node_id, input_name, "int", description)
+            elif base in ("sampler", "scheduler"):
+                self.choice(base, node_id, input_name, description, catalog=f"{base}s")
+            elif base == "denoise":
+                found = self.target(node_id, input_name)
+                latent = _link(self.inputs(node_id).get("latent_image"))
+                encoded = latent is not None and self.class_of(latent[0]) in _ENCODED
+                if found is not None and (encoded or found[1] != 1):
+                    self.number(base, node_id, input_name, "float", description)
+            else:
+                self.number(base, node_id, input_name, "float", description)
 
     def lora(self, node_id: str) -> None:
         self.choice("lora", node_id, "lora_name", "The LoRA.", catalog="loras")

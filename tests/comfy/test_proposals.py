@@ -163,3 +163,54 @@ def test_the_catalogue_keeps_the_raw_object_info_for_conversion_and_proposals() 
     assert catalog.object_info == info
     workflow = to_api_workflow(save("upscale"), catalog.object_info)
     assert [p["name"] for p in propose_params(workflow, catalog.object_info)] == ["image", "scale_by", "upscale_model"]
+
+
+def test_custom_sampling_parts_as_flux_workflows_use_them() -> None:
+    info = {
+        "RandomNoise": {"input": {"required": {"noise_seed": ["INT", {"min": 0, "max": 2**64 - 1}]}}},
+        "BasicScheduler": {
+            "input": {
+                "required": {
+                    "model": ["MODEL"],
+                    "scheduler": [["simple", "normal"]],
+                    "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+                    "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0}],
+                }
+            }
+        },
+        "KSamplerSelect": {"input": {"required": {"sampler_name": [["euler", "heun"]]}}},
+        "FluxGuidance": {
+            "input": {
+                "required": {"conditioning": ["CONDITIONING"], "guidance": ["FLOAT", {"min": 0.0, "max": 100.0}]}
+            },
+            "output": ["CONDITIONING"],
+        },
+        "BasicGuider": {
+            "input": {"required": {"model": ["MODEL"], "conditioning": ["CONDITIONING"]}},
+            "output": ["GUIDER"],
+        },
+        "CLIPTextEncode": object_info()["CLIPTextEncode"],
+    }
+    workflow = {
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat in a hat", "clip": ["11", 0]}},
+        "26": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["6", 0], "guidance": 3.5}},
+        "22": {"class_type": "BasicGuider", "inputs": {"model": ["12", 0], "conditioning": ["26", 0]}},
+        "25": {"class_type": "RandomNoise", "inputs": {"noise_seed": 219}},
+        "16": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+        "17": {
+            "class_type": "BasicScheduler",
+            "inputs": {"scheduler": "simple", "steps": 4, "denoise": 1.0, "model": ["12", 0]},
+        },
+    }
+    proposed = by_name(propose_params(workflow, info))
+    assert list(proposed) == ["prompt", "sampler", "steps", "scheduler", "seed", "guidance"]
+    assert proposed["prompt"]["targets"] == [["6", "text"]] and proposed["guidance"]["default"] == 3.5
+    assert proposed["seed"] == {
+        "name": "seed",
+        "type": "seed",
+        "description": "Random seed; a random one is chosen (and reported) when absent.",
+        "min": 0,
+        "max": 2**53 - 1,
+        "targets": [["25", "noise_seed"]],
+    }
+    assert (proposed["steps"]["default"], proposed["sampler"]["catalog"]) == (4, "samplers")
