@@ -405,9 +405,16 @@ class ComfyClient:
         return response.content
 
     async def has_input(self, name: str) -> bool:
-        """Whether ComfyUI's input directory holds `name` (`HEAD /view?type=input`: 200 or 404)."""
-        _check_upload_name(name)
-        params = {"filename": name, "type": "input"}
+        """Whether ComfyUI's input directory holds `name` (`HEAD /view?type=input`: 200 or 404).
+
+        `name` is a file name, or `subfolder/name` as `upload_image` returns it for a subfolder.
+        """
+        subfolder, _, filename = name.rpartition("/")
+        _check_upload_name(filename)
+        if subfolder:
+            for part in subfolder.split("/"):
+                _check_upload_name(part)
+        params = {"filename": filename, "subfolder": subfolder, "type": "input"}
         response = await self._request("HEAD", "/view", params=params, ok=(200, 404, 405))
         if response.status_code == 405:  # a proxy in front that knows no HEAD: ask with GET
             response = await self._request("GET", "/view", params=params, ok=(200, 404))

@@ -267,8 +267,12 @@ async def test_has_input_asks_with_head() -> None:
     async with recording_server(view) as (url, seen, connections), ComfyClient(url) as client:
         assert await client.has_input("there.png") is True
         assert await client.has_input("gone.png") is False
-    assert [line.split(b" ")[0] for line, _, _ in seen] == [b"HEAD", b"HEAD"]
-    assert b"type=input" in seen[0][0] and connections == [2]
+        assert await client.has_input("clipspace/there.png") is True
+        with pytest.raises(ValueError, match="plain file name"):
+            await client.has_input("../there.png")
+    assert [line.split(b" ")[0] for line, _, _ in seen] == [b"HEAD", b"HEAD", b"HEAD"]
+    assert b"subfolder=&type=input" in seen[0][0] and b"subfolder=clipspace&" in seen[2][0]
+    assert connections == [3]
 
 
 async def test_uploads_are_bounded_and_names_plain() -> None:
