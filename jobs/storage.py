@@ -184,8 +184,8 @@ class ImageStore:
                 with Image.open(source) as image:
                     image.thumbnail((size, size))
                     image.save(png, format="PNG")
-            except UnidentifiedImageError:
-                return None
+            except (UnidentifiedImageError, Image.DecompressionBombError):
+                return None  # no image (a sound), or one Pillow refuses to decode at all
             self._write_new(target, png.getvalue())
         return target
 

@@ -8,6 +8,7 @@ import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -27,7 +28,8 @@ RAW = """mutation($workflow: JSON!) { createWorkflowGeneration(workflow: $workfl
 } }"""
 OUTPUT_FIELDS = """index kind mime batchIndex width height frames durationSeconds text url downloadUrl thumbnailUrl
   seedValue sizeBytes"""
-IMAGES = f"query($id: ID!) {{ generation(id: $id) {{ status error {{ message }} images {{ {OUTPUT_FIELDS} }} }} }}"
+IMAGES = f"""query($id: ID!) {{ generation(id: $id) {{ status error {{ code message node }}
+  images {{ {OUTPUT_FIELDS} }} }} }}"""
 EVENTS = f"""subscription($id: ID!) {{ generationEvents(id: $id, after: 0) {{
   kind image {{ {OUTPUT_FIELDS} }} }} }}"""
 PROMPT_ID = "query($id: ID!) { generation(id: $id) { promptId } }"
@@ -55,46 +57,60 @@ def _images(batch: int, save: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-async def media_stack(stack_settings: Settings) -> AsyncIterator[tuple[str, Settings]]:
+@asynccontextmanager
+async def _stack(stack_settings: Settings, **changes: Any) -> AsyncIterator[str]:
     """An API and a worker of their own (namespace and all) whose raw-workflow allowlist has the media nodes."""
     settings = stack_settings.model_copy(
         update={
             "namespace": f"outputs-{uuid.uuid4().hex[:8]}",
             "raw_node_classes": (*stack_settings.raw_node_classes, *MEDIA_NODES),
+            **changes,
         }
     )
     from graph.app import create_app
 
     async with serve(create_app(settings)) as url, running_worker(settings):
-        yield url, settings
+        yield url
 
 
-@pytest.fixture
-async def admin(
-    media_stack: tuple[str, Settings], session_factory: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[GraphQLClient]:
-    async with session_factory() as session:
+@pytest.fixture(scope="module")
+async def media_stack(stack_settings: Settings) -> AsyncIterator[str]:
+    async with _stack(stack_settings) as url:
+        yield url
+
+
+async def _admin(url: str, sessions: async_sessionmaker[AsyncSession]) -> GraphQLClient:
+    async with sessions() as session:
         user = await ensure_user(session, name=f"outputs-{uuid.uuid4().hex[:8]}", is_admin=True)
         token = await create_token(session, user_id=user.id, name="test")
         await session.commit()
-    client = GraphQLClient(media_stack[0], token)
+    return GraphQLClient(url, token)
+
+
+@pytest.fixture
+async def admin(media_stack: str, session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[GraphQLClient]:
+    client = await _admin(media_stack, session_factory)
     yield client
     await client.aclose()
 
 
-async def _run(client: GraphQLClient, workflow: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Run a raw workflow to SUCCEEDED: its id and its outputs (as the generation lists them)."""
+async def _finish(client: GraphQLClient, workflow: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Run a raw workflow to its end: its id and the generation as it ended."""
     created = (await client.query(RAW, {"workflow": workflow}))["createWorkflowGeneration"]
     assert created["__typename"] == "GenerationPayload", created
     gid = created["generation"]["id"]
     assert created["generation"]["seedUsed"] == SEED
     async with asyncio.timeout(60):
         while True:
-            generation = (await client.query(IMAGES, {"id": gid}))["generation"]
+            generation: dict[str, Any] = (await client.query(IMAGES, {"id": gid}))["generation"]
             if generation["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                break
+                return gid, generation
             await asyncio.sleep(0.05)
+
+
+async def _run(client: GraphQLClient, workflow: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """Run a raw workflow to SUCCEEDED: its id and its outputs (as the generation lists them)."""
+    gid, generation = await _finish(client, workflow)
     assert generation["status"] == "SUCCEEDED", generation["error"]
     images: list[dict[str, Any]] = generation["images"]
     return gid, images
@@ -185,3 +201,22 @@ async def test_each_output_of_a_batch_says_its_seed_and_batch_index_and_png_meta
             with Image.open(io.BytesIO(downloaded.content)) as png:
                 assert '"KSampler"' in png.text["prompt"]  # ComfyUI's API-format prompt, as it ran
     assert await _image_events(admin, gid) == outputs
+
+
+async def test_an_output_past_the_size_limit_fails_the_generation_and_stores_nothing(
+    stack_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    async with _stack(stack_settings, max_output_bytes=1024) as url:
+        client = await _admin(url, session_factory)
+        try:
+            workflow = _images(1, {"class_type": "SaveImage", "inputs": {"filename_prefix": "big"}})
+            workflow["5"]["inputs"] |= {"width": 256, "height": 256}
+            gid, generation = await _finish(client, workflow)
+        finally:
+            await client.aclose()
+    assert generation["status"] == "FAILED" and generation["images"] == []
+    error = generation["error"]
+    assert (error["code"], error["node"]) == ("OUTPUT_TOO_LARGE", "9")
+    assert "is larger than the limit of 1024 bytes" in error["message"]
+    async with session_factory() as session:
+        assert (await images_for_generations(session, generation_ids=[uuid.UUID(gid)]))[uuid.UUID(gid)] == []
