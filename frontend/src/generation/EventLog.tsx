@@ -1,9 +1,13 @@
 import { STATUS_LABEL } from "../components/format";
+import { kindLabel } from "../results/OutputView";
 import type { LogEntry } from "./eventLog";
 import "./EventLog.css";
 
 function describe(e: LogEntry): string {
-  if (e.kind === "IMAGE" && e.image) return `Image ${e.image.index + 1} saved (${e.image.width}×${e.image.height})`;
+  if (e.kind === "IMAGE" && e.image) {
+    const size = e.image.width && e.image.height ? `${e.image.width}×${e.image.height}, ` : "";
+    return `${kindLabel(e.image)} ${e.image.index + 1} saved (${size}seed ${e.image.seedValue}, batch ${e.image.batchIndex})`;
+  }
   if (e.kind === "DELETED") return "Deleted";
   const status = e.status ? STATUS_LABEL[e.status] : e.kind;
   const attempt = e.attempt && e.attempt > 1 ? ` (attempt ${e.attempt})` : "";

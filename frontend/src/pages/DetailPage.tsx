@@ -14,6 +14,7 @@ import { useGenerationActions } from "../generation/actions";
 import { EventLog } from "../generation/EventLog";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
 import { CURRENT_KEY } from "../generation/current";
+import { kindLabel } from "../results/OutputView";
 import "./DetailPage.css";
 
 export function DetailPage() {
@@ -182,7 +183,7 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
             <dt>Images</dt>
             <dd>
               {images.length
-                ? images.map((i) => `${i.width}×${i.height}, ${formatBytes(i.sizeBytes)}`).join("; ")
+                ? images.map((i) => `${i.width && i.height ? `${i.width}×${i.height}` : kindLabel(i)}, ${formatBytes(i.sizeBytes)}`).join("; ")
                 : "none"}
             </dd>
             <dt>Generation id</dt>

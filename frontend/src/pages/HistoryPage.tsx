@@ -10,6 +10,7 @@ import { useNow } from "../components/useNow";
 import type { GenerationFieldsFragment, Status } from "../gql/graphql";
 import { useGenerationActions } from "../generation/actions";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
+import { kindLabel } from "../results/OutputView";
 import "./HistoryPage.css";
 
 const PAGE = 24;
@@ -162,8 +163,16 @@ function GenerationCard({ generation }: { generation: GenerationFieldsFragment }
   return (
     <article className="card" aria-label={generation.prompt} data-status={status} data-testid="generation-card">
       <Link to={`/generations/${generation.id}`} className="card-media" aria-label={`Open: ${generation.prompt}`}>
-        {first ? (
-          <img src={first.thumbnailUrl} alt="" loading="lazy" width={first.width} height={first.height} />
+        {first && (first.thumbnailUrl || first.kind === "ANIMATION") ? (
+          <img
+            src={first.thumbnailUrl ?? first.url}
+            alt=""
+            loading="lazy"
+            width={first.width ?? undefined}
+            height={first.height ?? undefined}
+          />
+        ) : first ? (
+          <span className="card-placeholder card-kind">{kindLabel(first)}</span>
         ) : preview ? (
           <img src={preview} alt="" />
         ) : (
