@@ -38,6 +38,7 @@ _UPLOAD_FLAGS: Final = ("image_upload", "video_upload", "audio_upload", "animate
 _CONTROL_VALUES: Final = frozenset({"fixed", "increment", "decrement", "randomize", "increment-wrap"})
 _OLD_SEED_NAMES: Final = frozenset({"seed", "noise_seed"})
 _MAX_HOPS: Final = 256  # reroutes and bypassed nodes followed from one input
+_MAX_WORK: Final = 200_000  # hops and sockets looked at for all links: about 0.2 s; real saves need far fewer
 
 
 class UiWorkflowError(ValueError):
@@ -337,6 +338,7 @@ class _Resolver:
     def __init__(self, nodes: Mapping[str, Mapping[str, Any]], links: Mapping[str, _Link]) -> None:
         self._nodes = nodes
         self._links = links
+        self._work = 0  # hops and sockets looked at, over the whole conversion (_MAX_WORK)
 
     def resolve(
         self, node_id: str, input_name: str, link_id: Any, input_type: Any
@@ -345,6 +347,9 @@ class _Resolver:
         Reroute with nothing to pass on): the input keeps its widget value, if it has one."""
         link = self._links.get(str(link_id))
         for _ in range(_MAX_HOPS):
+            self._work += 1
+            if self._work > _MAX_WORK:
+                raise UiWorkflowError(f"the workflow's links take more than {_MAX_WORK} steps to follow")
             if link is None:
                 return None
             origin = self._nodes.get(link.origin)
@@ -376,6 +381,7 @@ class _Resolver:
         `slot` to an input of type `wanted`: the same slot's input when its type fits the output's
         and `wanted`, else the first input of exactly `wanted`, else the first that fits both."""
         inputs = [i if isinstance(i, Mapping) else {} for i in _as_list(node.get("inputs"))]
+        self._work += len(inputs)
         chosen: Mapping[str, Any] | None = None
         if node.get("type") == "Reroute" or wanted in ("*", "", None):
             chosen = inputs[slot] if slot < len(inputs) else (inputs[0] if inputs else None)

@@ -260,6 +260,22 @@ def test_a_reroute_loop_is_an_error() -> None:
         to_api_workflow(doc, object_info())
 
 
+def test_following_links_is_bounded() -> None:
+    # 200 reroutes in a chain and 1,100 sockets on one node that all read its end: 220,000 steps
+    nodes: list[dict[str, Any]] = [
+        {"id": 0, "type": "EmptyLatentImage", "widgets_values": [512, 512, 1]},
+        *({"id": i, "type": "Reroute", "inputs": [{"name": "", "type": "*", "link": i}]} for i in range(1, 201)),
+        {
+            "id": 201,
+            "type": "VAEDecode",
+            "inputs": [{"name": f"s{k}", "type": "LATENT", "link": 201} for k in range(1100)],
+        },
+    ]
+    links = [[i + 1, i, 0, i + 1, 0, "LATENT"] for i in range(201)]
+    with pytest.raises(UiWorkflowError, match="more than 200000 steps"):
+        to_api_workflow({"nodes": nodes, "links": links}, object_info())
+
+
 def test_bounds() -> None:
     doc = save("txt2img")
     with pytest.raises(UiWorkflowError, match="8 nodes; at most 7"):
