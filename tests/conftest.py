@@ -171,8 +171,9 @@ async def api_url(stack_settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def worker(stack_settings: Settings) -> AsyncIterator[Any]:
-    """One in-process arq worker for the session (multi-process tests start their own)."""
+async def session_worker(stack_settings: Settings) -> AsyncIterator[Any]:
+    """One in-process arq worker for the session (multi-process tests start their own); tests take it
+    through `worker`, which hands it over settled."""
     from jobs.worker.app import build_worker
 
     w = build_worker(stack_settings, handle_signals=False)
@@ -187,6 +188,34 @@ async def worker(stack_settings: Settings) -> AsyncIterator[Any]:
     await w.close()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+@pytest.fixture
+async def worker(session_worker: Any, stack_settings: Settings) -> AsyncIterator[Any]:
+    """The session's worker as a test would find it had no test run before: taking jobs, none running or
+    queued (whatever an earlier test left has run to its end), the configured backend back with its
+    websocket open. Waited for, not assumed; a state that does not settle fails the test that needs it."""
+    await _settled(session_worker, tuple(url.rstrip("/") for url in stack_settings.comfyui_urls))
+    yield session_worker
+    session_worker.release()  # should the test have held it and failed before its own release
+
+
+async def _settled(w: Any, urls: tuple[str, ...], *, within_s: float = 60.0) -> None:
+    runtime = w.ctx["runtime"]
+    state: dict[str, object] = {}
+    for _ in range(int(within_s / 0.02)):
+        backends = list(runtime.backends)
+        state = {
+            "picking jobs": w.allow_pick_jobs,
+            "jobs running": w.job_counter + len(runtime.running),
+            "jobs queued": await runtime.redis.zcard(runtime.keys.queue),
+            "backends": tuple(b.url for b in backends),
+            "sockets open": all(b.socket.connected.is_set() for b in backends),
+        }
+        if state == {"picking jobs": True, "jobs running": 0, "jobs queued": 0, "backends": urls, "sockets open": True}:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"the session's worker did not settle within {within_s} s: {state}")
 
 
 @pytest.fixture
