@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from typing import Any
 
@@ -214,3 +215,22 @@ def test_custom_sampling_parts_as_flux_workflows_use_them() -> None:
         "targets": [["25", "noise_seed"]],
     }
     assert (proposed["steps"]["default"], proposed["sampler"]["catalog"]) == (4, "samplers")
+
+
+def test_tracing_conditioning_is_bounded() -> None:
+    # 250 combine nodes of 200 inputs each, every one linked to others, read by 249 samplers
+    workflow: dict[str, Any] = {
+        str(i): {
+            "class_type": "ConditioningCombine",
+            "inputs": {f"c{k}": [str((i + k) % 250 + 1), 0] for k in range(200)},
+        }
+        for i in range(1, 251)
+    }
+    workflow["600"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "far away", "clip": ["0", 1]}}
+    workflow["1"]["inputs"]["c0"] = ["600", 0]
+    for i in range(251, 500):
+        workflow[str(i)] = {"class_type": "KSampler", "inputs": {"positive": ["2", 0], "negative": ["3", 0]}}
+    started = time.perf_counter()
+    proposed = by_name(propose_params(workflow, object_info()))
+    assert time.perf_counter() - started < 10.0  # well under 1 s here; without the bound, minutes
+    assert list(proposed) == ["prompt"]  # the encoder no trace reached is still proposed, as a prompt
