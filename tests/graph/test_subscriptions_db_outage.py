@@ -36,7 +36,11 @@ async def test_reads_wait_for_the_database_to_come_back(
     last_seqs = LastSeqReads(sessions, ttl_s=60.0)  # a read is shared for a minute
     assert await last_seqs.get(gid) == 1  # connections are pooled
 
+    tries = 0
+
     async def last_seq() -> int | None:
+        nonlocal tries
+        tries += 1
         async with sessions() as session:
             return await generation_reads.last_seq(session, generation_id=gid)
 
@@ -48,10 +52,15 @@ async def test_reads_wait_for_the_database_to_come_back(
         await last_seqs.get(other)
     assert database_unreachable(failed.value)
 
+    tried, shared_reads = tries, last_seqs.reads
     read = asyncio.ensure_future(patiently(last_seq))
     shared = asyncio.ensure_future(patiently(lambda: last_seqs.get(other)))
-    await asyncio.sleep(0.5)  # the outage goes on while they wait
-    assert not read.done() and not shared.done()
+    async with asyncio.timeout(10):  # each has failed again and been tried again since, twice over
+        while True:
+            if tries >= tried + 3 and last_seqs.reads >= shared_reads + 3:
+                break
+            await asyncio.sleep(0.01)
+    assert not read.done() and not shared.done(), "the outage goes on: they wait, and no error ends them"
     await proxy.restore()
     assert await asyncio.wait_for(read, 30) == 1
     assert await asyncio.wait_for(shared, 30) == 1, "a failed shared read is not served again"
