@@ -74,6 +74,7 @@ def _keys(cls: type) -> tuple[_Key, ...]:
 
 
 def _json(value: Any) -> Any:
+    """A field with a `decode` holds what JSON does not (an enum, a payload): its JSON form."""
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, _Payload):
@@ -91,10 +92,20 @@ class _Payload:
         out: dict[str, Any] = {}
         for k in _keys(type(self)):
             value = getattr(self, k.name)
-            if value is None and k.omit_none:
-                continue
-            out[k.key] = _json(value)
+            if value is None:
+                if not k.omit_none:
+                    out[k.key] = None
+            else:
+                out[k.key] = value if k.decode is None else _json(value)
         return out
+
+    def replace(self, **changes: Any) -> Self:
+        """This payload with `changes` (field names); `dataclasses.replace` without its checks, since
+        progress is replaced once per ComfyUI message."""
+        values = {k.name: getattr(self, k.name) for k in _keys(type(self))}
+        values.update(changes)
+        build: Callable[..., Self] = type(self)
+        return build(**values)
 
     @classmethod
     def decode(cls, data: Mapping[str, Any]) -> Self:
@@ -200,7 +211,7 @@ class ProgressPayload(_Payload):
         if "phase" in changes and changes["phase"] is not self.phase:
             for name in self.WAIT_FIELDS:
                 changes.setdefault(name, None)
-        return dataclasses.replace(self, **changes)
+        return self.replace(**changes)
 
     @classmethod
     def from_row(cls, generation: Generation) -> ProgressPayload:

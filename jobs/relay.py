@@ -15,7 +15,6 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -96,7 +95,7 @@ class Relay:
         if emitted_at is None and all(getattr(state, k) == v for k, v in changes.items()):
             return
         self.state = state = state.changed(**changes)
-        message = state if emitted_at is None else replace(state, emitted_at=emitted_at)
+        message = state if emitted_at is None else state.replace(emitted_at=emitted_at)
         self._outbox.append(self._event(EventKind.PROGRESS, message).encode())
         self._db_dirty = True
         if self._db_task is None:
