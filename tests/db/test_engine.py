@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,22 +24,34 @@ async def own_engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _terminate(settings: Settings, pids: Iterable[int]) -> None:
-    """What a PostgreSQL restart or an administrator does to the pool's backends."""
+async def _terminate(settings: Settings, backends: dict[int, Any]) -> None:
+    """What a PostgreSQL restart or an administrator does to the pool's backends (pid → driver
+    connection); returns once each driver connection has seen the server close it."""
     conn = await asyncpg.connect(str(settings.database_url))
     try:
-        terminated = await conn.fetch("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(pids))
+        terminated = await conn.fetch("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", list(backends))
         assert all(row[0] for row in terminated)
     finally:
         await conn.close()
-    await asyncio.sleep(0.2)  # the server closes the sockets; the event loop notices
+    async with asyncio.timeout(10):
+        while True:
+            if all(driver.is_closed() for driver in backends.values()):
+                return
+            await asyncio.sleep(0.01)
 
 
-async def _backend_pids(sessions: async_sessionmaker[AsyncSession], count: int) -> set[int]:
+async def _backend(session: AsyncSession) -> dict[int, Any]:
+    """The session's backend pid and its driver connection."""
+    pid = int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+    raw = await (await session.connection()).get_raw_connection()
+    return {pid: raw.driver_connection}
+
+
+async def _backends(sessions: async_sessionmaker[AsyncSession], count: int) -> dict[int, Any]:
     """Check out `count` connections at once, so the pool holds that many, and return their backends."""
     held = [sessions() for _ in range(count)]
     try:
-        return {int((await s.execute(text("SELECT pg_backend_pid()"))).scalar_one()) for s in held}
+        return {pid: driver for s in held for pid, driver in (await _backend(s)).items()}
     finally:
         for s in held:
             await s.close()
@@ -54,11 +67,11 @@ async def test_idle_connections_killed_by_the_server_are_replaced_without_an_err
     own_engine: AsyncEngine, settings: Settings
 ) -> None:
     sessions = create_session_factory(own_engine)
-    old = await _backend_pids(sessions, 3)
+    old = await _backends(sessions, 3)
     await _terminate(settings, old)
 
-    new = await _backend_pids(sessions, 3)  # every checkout succeeds: no request sees the dead ones
-    assert not new & old
+    new = await _backends(sessions, 3)  # every checkout succeeds: no request sees the dead ones
+    assert not new.keys() & old.keys()
     async with sessions() as session:
         assert (await session.execute(select(1))).scalar_one() == 1
 
@@ -68,19 +81,19 @@ async def test_a_connection_lost_mid_transaction_fails_only_that_transaction(
 ) -> None:
     sessions = create_session_factory(own_engine)
     async with sessions() as session:
-        pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        await _terminate(settings, [pid])
+        backend = await _backend(session)
+        await _terminate(settings, backend)
         with pytest.raises(DBAPIError) as failure:
             await session.execute(select(1))
         assert failure.value.connection_invalidated  # a clear disconnect, and the pool knows it
 
     async with sessions() as session:
-        assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+        assert (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() not in backend
 
 
 async def test_no_round_trip_is_spent_on_checkout(own_engine: AsyncEngine) -> None:
     sessions = create_session_factory(own_engine)
-    await _backend_pids(sessions, 1)  # connected (the dialect's first-connect queries are done)
+    await _backends(sessions, 1)  # connected (the dialect's first-connect queries are done)
     seen = _count_statements(own_engine)
     async with single_statement(sessions) as session:
         assert (await session.execute(select(1))).scalar_one() == 1
