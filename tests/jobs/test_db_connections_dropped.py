@@ -22,14 +22,21 @@ async def _terminate_safelight_backends(settings: Settings) -> int:
     try:
         killed = await conn.fetchval(
             """
-            SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+            SELECT array_agg(pid) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
             WHERE datname = current_database() AND application_name = 'safelight' AND pid <> pg_backend_pid()
             """
         )
+        killed = killed or []
+        # The backends are gone (their sockets closed) once the server no longer lists them; the API and
+        # the worker share this event loop, which reads those closes while this waits.
+        async with asyncio.timeout(10):
+            while True:
+                if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)", killed):
+                    break
+                await asyncio.sleep(0.01)
     finally:
         await conn.close()
-    await asyncio.sleep(0.2)  # the server closes the sockets; the processes' event loops notice
-    return int(killed)
+    return len(killed)
 
 
 @pytest.mark.usefixtures("worker")
