@@ -4,6 +4,6 @@
 - arq_worker: `SafelightWorker`, arq's Worker with wake-ups, pauses and a clean close;
 - control: wake-ups and cancel requests from the control channel;
 - heartbeat / recovery: who is alive, and resuming what a dead worker left;
-- run: one generation's run, composed of claim, submit, follow, collect and retry (and outcomes,
-  the ways it ends); runtime: what every job of a worker shares.
+- run: one generation's run, composed of claim, submit (with deliver: inputs onto the backend), follow,
+  collect and retry, and outcomes (the ways it ends); runtime: what every job of a worker shares.
 """
