@@ -120,3 +120,68 @@ export async function until(fn, { timeout = 15000, interval = 50, message = "con
 }
 
 export { dirname };
+
+/** Files the workflow specs upload (committed beside them). */
+export const FIXTURES = join(here, "fixtures");
+
+/** A GraphQL request from inside the page, with the token (what the app itself would send). */
+export async function gql(page, token, query, variables = {}) {
+  const result = await page.evaluate(
+    async ([q, v, t]) => {
+      const response = await fetch("/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${t}` },
+        body: JSON.stringify({ query: q, variables: v }),
+      });
+      return response.json();
+    },
+    [query, variables, token],
+  );
+  if (result.errors) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
+  return result.data;
+}
+
+/** Choose a template in the Generate form's picker and wait for its form. */
+export async function chooseTemplate(page, name) {
+  await page.locator("#template").selectOption(name);
+  await until(async () => (await page.locator("#template").inputValue()) === name, { message: `template ${name} chosen` });
+}
+
+/** Upload a file into an IMAGE field and wait for its preview (the server answered an input id). */
+export async function uploadImage(page, field, path) {
+  await page.locator(`#field-${field}`).setInputFiles(path);
+  const preview = page.getByTestId(`preview-${field}`);
+  await preview.waitFor({ timeout: 15000 });
+  await until(() => preview.evaluate((img) => img.complete && img.naturalWidth > 0), { message: `the ${field} preview to load` });
+}
+
+/** Wait for the live panel's first result to load; returns the generation id (from its Details link). */
+export async function waitForResult(page, { timeout = 45000 } = {}) {
+  const panel = page.getByTestId("live-panel");
+  const image = panel.getByTestId("result-image").first();
+  await image.waitFor({ timeout });
+  await until(() => image.evaluate((img) => img.complete && img.naturalWidth > 0), { message: "the result to load" });
+  const href = (await panel.getByRole("link", { name: "Details" }).getAttribute("href")) ?? "";
+  return href.split("/").pop();
+}
+
+export const GENERATION = `query ($id: ID!) {
+  generation(id: $id) { id template status parameters images { kind width height batchIndex seedValue url downloadUrl } }
+}`;
+
+/** An input's bytes as the app reads them (GET /inputs/<id> with the token): size and a few pixels. */
+export async function inputPixels(page, token, id, points) {
+  return page.evaluate(
+    async ([inputId, t, pts]) => {
+      const response = await fetch(`/inputs/${inputId}`, { headers: { authorization: `Bearer ${t}` } });
+      if (!response.ok) throw new Error(`GET /inputs/${inputId}: ${response.status}`);
+      const bitmap = await createImageBitmap(await response.blob());
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const ctx = canvas.getContext("2d");
+      ctx.drawImage(bitmap, 0, 0);
+      const values = pts.map(([x, y]) => Array.from(ctx.getImageData(x, y, 1, 1).data));
+      return { width: bitmap.width, height: bitmap.height, values, type: response.headers.get("content-type") };
+    },
+    [id, token, points],
+  );
+}

@@ -3,7 +3,12 @@ import { useEffect, useState, type FormEvent } from "react";
 import { FormDataQuery, ProposeTemplateMutation, SaveTemplateMutation } from "../api/operations";
 import "./SaveWorkflowTemplate.css";
 
-type Proposal = { format: string; params: { name: string; type: string }[]; problems: { field: string; message: string }[] };
+type Proposal = {
+  format: string;
+  params: { name: string; type: string }[];
+  raw: unknown;
+  problems: { field: string; message: string }[];
+};
 
 /** A template name from a file name: lower case, [a-z0-9_-], at most 100 characters. */
 export function suggestName(filename: string): string {
@@ -41,6 +46,7 @@ export function SaveWorkflowTemplate({
   const [title, setTitle] = useState("");
   const [problem, setProblem] = useState<string | null>(null);
   const [fieldErrors, setFieldErrors] = useState<{ field: string; message: string }[]>([]);
+  const [paramsText, setParamsText] = useState("");
 
   useEffect(() => {
     let live = true;
@@ -49,7 +55,8 @@ export function SaveWorkflowTemplate({
         const result = data?.proposeTemplate;
         if (!live || !result) return;
         if (result.__typename === "TemplateProposal") {
-          setProposal({ format: result.format, params: paramList(result.params), problems: result.problems });
+          setProposal({ format: result.format, params: paramList(result.params), raw: result.params, problems: result.problems });
+          setParamsText(JSON.stringify(result.params, null, 2));
         } else if (result.__typename === "ValidationError") {
           setProblem(result.message);
           setFieldErrors(result.errors);
@@ -68,8 +75,18 @@ export function SaveWorkflowTemplate({
     e.preventDefault();
     setProblem(null);
     setFieldErrors([]);
+    // The proposal as it is, unless the admin edited its declarations.
+    let params: unknown = null;
+    if (proposal && paramsText.trim() !== JSON.stringify(proposal.raw, null, 2)) {
+      try {
+        params = JSON.parse(paramsText);
+      } catch (err) {
+        setProblem(`The parameters are not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+    }
     try {
-      const { data } = await save({ variables: { input: { name, title: title || null, workflow } } });
+      const { data } = await save({ variables: { input: { name, title: title || null, workflow, params } } });
       const result = data?.saveTemplate;
       if (!result) return;
       if (result.__typename === "TemplatePayload") onSaved(result.template.name);
@@ -101,10 +118,22 @@ export function SaveWorkflowTemplate({
           ))}
         </ul>
       )}
+      {proposal && (
+        <details className="save-template-params">
+          <summary>Edit the parameter declarations (JSON, as in *.params.json)</summary>
+          <textarea
+            aria-label="Parameter declarations"
+            value={paramsText}
+            onChange={(e) => setParamsText(e.target.value)}
+            rows={10}
+            spellCheck={false}
+          />
+        </details>
+      )}
       <div className="save-template-fields">
         <label>
           <span>Name</span>
-          <input value={name} onChange={(e) => setName(e.target.value)} required maxLength={100} pattern="[a-z0-9_\-]+" />
+          <input value={name} onChange={(e) => setName(e.target.value)} required maxLength={100} />
         </label>
         <label>
           <span>Title</span>

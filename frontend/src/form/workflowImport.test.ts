@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { param, template as txt2img } from "../test/fixtures";
 import { defaultValues, type TemplateInfo } from "./values";
-import { extractParameters, importWorkflow, readDroppedPng, type ApiWorkflow } from "./workflowImport";
+import { extractParameters, importWorkflow, readDroppedFile, type ApiWorkflow } from "./workflowImport";
 
 const fixture = (name: string) => new Blob([readFileSync(join(import.meta.dirname, "..", "png", "fixtures", name))]);
 
@@ -28,7 +28,7 @@ const templates = [txt2img, img2img, upscale];
 
 describe("a dropped PNG's workflow", () => {
   it("fills txt2img from the prompt chunk of a real ComfyUI PNG", async () => {
-    const dropped = await readDroppedPng(fixture("comfyui.png"));
+    const dropped = await readDroppedFile(fixture("comfyui.png"));
     expect(dropped?.prompt).not.toBeNull();
     expect((dropped?.workflow as { nodes: unknown[] }).nodes).toHaveLength(1);
     const result = importWorkflow(dropped!.prompt!, templates, "upscale", defaultValues);
@@ -49,8 +49,17 @@ describe("a dropped PNG's workflow", () => {
   });
 
   it("has none in a PNG without workflow chunks, and refuses what is not a PNG", async () => {
-    expect(await readDroppedPng(fixture("texts.png"))).toBeNull();
-    await expect(readDroppedPng(new Blob(["not a png at all"]))).rejects.toThrow("not a PNG file");
+    expect(await readDroppedFile(fixture("texts.png"))).toBeNull();
+    await expect(readDroppedFile(new Blob(["not a png at all"]))).rejects.toThrow("neither a PNG nor a workflow (JSON)");
+  });
+
+  it("reads workflow JSON files: an API export fills the form, an editor save is only a workflow", async () => {
+    const api = { "3": { class_type: "KSampler", inputs: { seed: 5, steps: 3 } } };
+    const fromApi = await readDroppedFile(new Blob([` \n${JSON.stringify(api)}`], { type: "application/json" }));
+    expect(fromApi).toEqual({ source: "json", prompt: api, workflow: api });
+    const ui = { last_node_id: 1, nodes: [{ id: 1, type: "KSampler" }], links: [] };
+    expect(await readDroppedFile(new Blob([JSON.stringify(ui)]))).toEqual({ source: "json", prompt: null, workflow: ui });
+    expect(await readDroppedFile(new Blob(['{"a": 1}']))).toBeNull();
   });
 
   it("picks the template whose inputs fit: an image loader goes to img2img, a scale factor to upscale", () => {

@@ -1,4 +1,4 @@
-import { readPng, PngError } from "../png/png";
+import { isPng, readPng, PngError } from "../png/png";
 import { mergeValues, type FormValues, type LoraValue, type TemplateInfo } from "./values";
 
 /**
@@ -10,12 +10,21 @@ import { mergeValues, type FormValues, type LoraValue, type TemplateInfo } from 
  */
 export type ApiWorkflow = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
 
-export interface DroppedPng {
-  /** The API-format workflow, when the PNG has one. */
+export interface DroppedWorkflow {
+  /** Where it came from: a PNG's text chunks, or a workflow saved as JSON. */
+  source: "png" | "json";
+  /** The API-format workflow, when there is one. */
   prompt: ApiWorkflow | null;
   /** The editor's workflow (or, failing that, the API one): what "save as a template" sends. */
   workflow: unknown;
 }
+
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
+const MAX_JSON_BYTES = 16 * 1024 * 1024;
+
+/** Whether a document looks like the editor's save (ComfyUI's UI format): nodes and links lists. */
+export const isUiWorkflow = (doc: unknown): boolean =>
+  Boolean(doc) && typeof doc === "object" && Array.isArray((doc as { nodes?: unknown }).nodes);
 
 export function isApiWorkflow(doc: unknown): doc is ApiWorkflow {
   if (!doc || typeof doc !== "object" || Array.isArray(doc)) return false;
@@ -37,15 +46,28 @@ const parseJson = (text: string | undefined): unknown => {
   }
 };
 
-/** The workflows a dropped file carries; PngError when it is not a PNG, null when it has none. */
-export async function readDroppedPng(file: Blob): Promise<DroppedPng | null> {
-  if (file.size > 64 * 1024 * 1024) throw new PngError("the file is larger than 64 MB");
-  const { text } = await readPng(new Uint8Array(await file.arrayBuffer()));
+/**
+ * The workflows a dropped file carries: a PNG's `prompt`/`workflow` chunks, or a workflow JSON file
+ * (ComfyUI's "Export (API)" or the editor's save). Null when it carries none; PngError when it is
+ * neither a PNG nor JSON.
+ */
+export async function readDroppedFile(file: Blob): Promise<DroppedWorkflow | null> {
+  if (file.size > MAX_FILE_BYTES) throw new PngError("the file is larger than 64 MB");
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  if (!isPng(bytes)) {
+    const start = bytes.findIndex((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0x09 && b !== 0xef && b !== 0xbb && b !== 0xbf);
+    if (bytes[start] !== 0x7b) throw new PngError("neither a PNG nor a workflow (JSON)");
+    if (bytes.length > MAX_JSON_BYTES) throw new PngError("the workflow is larger than 16 MB");
+    const doc = parseJson(new TextDecoder().decode(bytes));
+    if (isApiWorkflow(doc)) return { source: "json", prompt: doc, workflow: doc };
+    return isUiWorkflow(doc) ? { source: "json", prompt: null, workflow: doc } : null;
+  }
+  const { text } = await readPng(bytes);
   const prompt = parseJson(text.get("prompt"));
   const workflow = parseJson(text.get("workflow"));
   const api = isApiWorkflow(prompt) ? prompt : null;
   if (!api && !workflow) return null;
-  return { prompt: api, workflow: workflow ?? api };
+  return { source: "png", prompt: api, workflow: workflow ?? api };
 }
 
 const SAMPLERS = new Set(["KSampler", "KSamplerAdvanced"]);

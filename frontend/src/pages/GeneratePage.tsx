@@ -5,7 +5,7 @@ import { FormDataQuery, ViewerQuery } from "../api/operations";
 import { GenerateForm } from "../form/GenerateForm";
 import { SaveWorkflowTemplate } from "../form/SaveWorkflowTemplate";
 import { loadValues, presetForm, TEMPLATE_KEY } from "../form/values";
-import { importWorkflow, readDroppedPng } from "../form/workflowImport";
+import { importWorkflow, readDroppedFile } from "../form/workflowImport";
 import { ActiveList } from "../generation/ActiveList";
 import { CURRENT_KEY, type GenerateState } from "../generation/current";
 import { LivePanel } from "../generation/LivePanel";
@@ -16,7 +16,7 @@ export { CURRENT_KEY };
 
 type Notice =
   | { kind: "loaded"; filename: string; template: string; filled: string[]; needsInput: string[]; workflow: unknown }
-  | { kind: "workflow-only"; filename: string; workflow: unknown }
+  | { kind: "workflow-only"; filename: string; workflow: unknown; source: "png" | "json" }
   | { kind: "error"; filename: string; message: string }
   | { kind: "saved"; name: string };
 
@@ -56,13 +56,15 @@ export function GeneratePage() {
   const load = async (file: File) => {
     setSaving(false);
     try {
-      const dropped = await readDroppedPng(file);
+      const dropped = await readDroppedFile(file);
       if (!dropped) {
         setNotice({ kind: "error", filename: file.name, message: "has no ComfyUI workflow in it." });
         return;
       }
+      // A workflow file is brought to become a template: an admin sees the review at once.
+      if (dropped.source === "json" && viewer?.isAdmin) setSaving(true);
       if (!dropped.prompt || !templates?.length) {
-        setNotice({ kind: "workflow-only", filename: file.name, workflow: dropped.workflow });
+        setNotice({ kind: "workflow-only", filename: file.name, workflow: dropped.workflow, source: dropped.source });
         return;
       }
       const result = importWorkflow(dropped.prompt, templates, localStorage.getItem(TEMPLATE_KEY) ?? "", loadValues);
@@ -117,6 +119,22 @@ export function GeneratePage() {
   return (
     <div className="generate-layout">
       <div>
+        <div className="import-bar">
+          <label className="link-button" htmlFor="open-workflow">
+            Open a PNG or workflow…
+          </label>
+          <input
+            id="open-workflow"
+            className="sr-only"
+            type="file"
+            accept="image/png,application/json,.json"
+            onChange={(e) => {
+              const file = e.target.files?.[0];
+              e.target.value = "";
+              if (file) void load(file);
+            }}
+          />
+        </div>
         {notice && (
           <section
             className={`panel import-notice${notice.kind === "error" ? " import-error" : ""}`}
@@ -141,12 +159,13 @@ export function GeneratePage() {
               )}
               {notice.kind === "workflow-only" && (
                 <p>
-                  <strong>{notice.filename}</strong> holds only the editor's workflow: there are no parameters to fill in.
+                  <strong>{notice.filename}</strong> holds the editor's workflow only: there are no parameters to fill in
+                  {viewer?.isAdmin ? "; save it as a template to get its form." : ". An administrator can make it a template."}
                 </p>
               )}
               {notice.kind === "error" && (
                 <p>
-                  <strong>{notice.filename}</strong> {notice.message} Drop a PNG saved by ComfyUI or Safelight.
+                  <strong>{notice.filename}</strong> {notice.message} Drop a PNG saved by ComfyUI or Safelight, or a workflow JSON file.
                 </p>
               )}
               {notice.kind === "saved" && (
@@ -203,7 +222,7 @@ export function GeneratePage() {
             <h2>Nothing developing yet</h2>
             <p className="muted">
               Describe an image and press Generate. Progress, previews and results appear here as they arrive. Drop a PNG made by
-              ComfyUI or Safelight anywhere here to load its parameters.
+              ComfyUI or Safelight (or a workflow JSON file) anywhere here to load its parameters.
             </p>
           </section>
         )}
@@ -211,7 +230,7 @@ export function GeneratePage() {
       </div>
       {dragging && (
         <div className="page-drop" aria-hidden="true">
-          <p>Drop a PNG made by ComfyUI or Safelight to load its parameters</p>
+          <p>Drop a PNG made by ComfyUI or Safelight, or a workflow JSON file, to load its parameters</p>
         </div>
       )}
     </div>

@@ -89,5 +89,7 @@ export function useResultActions(origin: Origin | null) {
       return null;
     });
 
-  return { targets, canVary: Boolean(origin && source), busy, message, sendToTemplate, varySeed };
+  // A template without a seed (an upscaler) would only make the same thing again.
+  const canVary = Boolean(origin && source?.params.some((p) => p.type === "SEED"));
+  return { targets, canVary, busy, message, sendToTemplate, varySeed };
 }

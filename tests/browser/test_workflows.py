@@ -1,0 +1,68 @@
+"""Issue 16 in the browser: inputs, masks, outputs as inputs and dropped workflows, against the whole stack.
+
+Each test prepares what it needs through the API (a finished generation to reuse), then runs one
+`frontend/e2e/<spec>.mjs` (playwright-core driving Debian's Chromium); see tests/browser/test_frontend.py
+for how the stack and the scripts are started.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from comfy.fake.server import FakeHandle
+from tests.browser.test_frontend import MakeClient, _create, _finish, _token, run_spec
+
+pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("worker")]
+
+
+async def _finished_txt2img(make_client: MakeClient, **input: Any) -> tuple[str, str]:
+    """A finished txt2img generation of the client's user: (token, generation id)."""
+    client = await make_client()
+    assert client.token is not None
+    generation = await _create(client, **input)
+    await _finish(client, generation["id"])
+    return client.token, generation["id"]
+
+
+async def test_upload_an_image_then_img2img(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
+    fake.config.step_time = 0.01
+    await run_spec("img2img", api_url, await _token(make_client))
+
+
+async def test_paint_a_mask_then_inpaint(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
+    fake.config.step_time = 0.01
+    await run_spec("inpaint", api_url, await _token(make_client))
+
+
+async def test_upscale_an_earlier_output_and_vary_its_seed(
+    api_url: str, fake: FakeHandle, make_client: MakeClient
+) -> None:
+    fake.config.step_time = 0.0
+    token, source = await _finished_txt2img(make_client, prompt="a harbour at night", steps=2, batchSize=2)
+    await run_spec("upscale", api_url, token, source)
+
+
+async def test_drop_a_png_to_fill_the_form(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
+    fake.config.step_time = 0.0
+    token, source = await _finished_txt2img(
+        make_client,
+        prompt="a lighthouse on a cliff, storm",
+        negativePrompt="people",
+        steps=7,
+        cfg=5.5,
+        seed=424242,
+        width=72,
+    )
+    await run_spec("pngdrop", api_url, token, source)
+
+
+async def test_an_admin_saves_an_editor_workflow_as_a_template(
+    api_url: str, fake: FakeHandle, make_client: MakeClient
+) -> None:
+    fake.config.step_time = 0.0
+    client = await make_client(admin=True)
+    assert client.token is not None
+    await run_spec("template_upload", api_url, client.token, f"lighthouse-{uuid.uuid4().hex[:8]}")
