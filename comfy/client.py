@@ -24,9 +24,15 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from comfy.catalog import Catalog
-from comfy.errors import ComfyProtocolError, ComfyUnavailable, ComfyUnreachable, PromptValidationError
+from comfy.errors import (
+    ComfyProtocolError,
+    ComfyResponseTooLarge,
+    ComfyUnavailable,
+    ComfyUnreachable,
+    PromptValidationError,
+)
 from comfy.events import MAX_OUTPUT_FILES, Failed, OutputFile, OutputImage, failed_from, parse_output_files
-from comfy.transport import Http11Transport
+from comfy.transport import MAX_BODY_EXTENSION, Http11Transport, ResponseTooLarge
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
@@ -321,9 +327,15 @@ class ComfyClient:
         data: Mapping[str, str] | None = None,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         ok: Iterable[int] = (200,),
+        max_bytes: int | None = None,
     ) -> httpx.Response:
+        extensions = None if max_bytes is None else {MAX_BODY_EXTENSION: max_bytes}
         try:
-            response = await self._http.request(method, path, json=json, params=params, data=data, files=files)
+            response = await self._http.request(
+                method, path, json=json, params=params, data=data, files=files, extensions=extensions
+            )
+        except ResponseTooLarge as exc:
+            raise ComfyResponseTooLarge(f"{method} {self.display_url}{path}: {exc}") from None
         except httpx.TimeoutException as exc:
             sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
             raise ComfyUnreachable(
@@ -395,11 +407,17 @@ class ComfyClient:
         entry = raw.get(prompt_id)
         return None if entry is None else HistoryEntry.parse(prompt_id, entry)
 
-    async def view(self, image: OutputImage | OutputFile) -> bytes:
-        """The bytes of an output file, through `GET /view` (never the host path)."""
+    async def view(self, image: OutputImage | OutputFile, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of an output file, through `GET /view` (never the host path).
+
+        Larger than `max_bytes` (default: the transport's limit): ComfyResponseTooLarge, before the
+        body is read whole.
+        """
         params = {"filename": image.filename, "subfolder": image.subfolder, "type": image.type}
         try:
-            response = await self._request("GET", "/view", params=params)
+            response = await self._request("GET", "/view", params=params, max_bytes=max_bytes)
+        except ComfyResponseTooLarge:
+            raise  # the caller names the output
         except ComfyProtocolError as exc:
             raise ComfyProtocolError(f"output {image.type}/{image.subfolder}/{image.filename}: {exc}") from exc
         return response.content

@@ -72,6 +72,10 @@ class ComfyProtocolError(ComfyError):
     """The backend answered something this client does not understand."""
 
 
+class ComfyResponseTooLarge(ComfyProtocolError):
+    """The backend's answer is larger than the request accepts; it was not read whole."""
+
+
 @dataclass(frozen=True, slots=True)
 class NodeError:
     """One problem ComfyUI found in one node of a submitted workflow."""

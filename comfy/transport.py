@@ -6,7 +6,15 @@ import asyncio
 
 import httpx
 
-__all__ = ["Http11Transport"]
+__all__ = ["MAX_BODY_EXTENSION", "Http11Transport", "ResponseTooLarge"]
+
+# A request extension (httpx passes a request's `extensions` to its transport): the largest response
+# body this request accepts, in bytes. Without it the transport's own `max_body_bytes` holds.
+MAX_BODY_EXTENSION = "safelight.max_body_bytes"
+
+
+class ResponseTooLarge(httpx.RemoteProtocolError):
+    """A response body over the limit: refused before it is read whole (the connection is closed)."""
 
 
 class Http11Transport(httpx.AsyncBaseTransport):
@@ -22,16 +30,20 @@ class Http11Transport(httpx.AsyncBaseTransport):
     _MAX_IDLE = 16
     _MAX_HEAD = 64 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_body_bytes: int = 64 * 1024 * 1024) -> None:
+        # ComfyUI's largest ordinary answer is /object_info (a few MB on a large install); outputs ask
+        # for their own limit per request (MAX_BODY_EXTENSION).
+        self.max_body_bytes = max_body_bytes
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._fallback: httpx.AsyncHTTPTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        limit = int(request.extensions.get(MAX_BODY_EXTENSION, self.max_body_bytes))
         if url.scheme != "http":
             if self._fallback is None:
                 self._fallback = httpx.AsyncHTTPTransport()
-            return await self._fallback.handle_async_request(request)
+            return await _bounded(await self._fallback.handle_async_request(request), limit, request)
         timeouts = request.extensions.get("timeout", {})
         connection = self._checkout()
         if connection is None:
@@ -58,9 +70,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 raise httpx.WriteError(repr(exc), request=request) from exc
             try:
                 async with asyncio.timeout(timeouts.get("read")):
-                    status, headers, body, reusable = await self._read_response(reader, request.method)
+                    status, headers, body, reusable = await self._read_response(reader, request.method, limit)
             except TimeoutError as exc:
                 raise httpx.ReadTimeout(f"reading from {url.host} timed out", request=request) from exc
+            except _TooLarge as exc:
+                raise ResponseTooLarge(str(exc), request=request) from None
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
                 raise httpx.ReadError(repr(exc), request=request) from exc
             except ValueError as exc:
@@ -99,7 +113,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     @staticmethod
     async def _read_response(
-        reader: asyncio.StreamReader, method: str
+        reader: asyncio.StreamReader, method: str, limit: int
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head[:-4].split(b"\r\n")
@@ -128,8 +142,12 @@ class Http11Transport(httpx.AsyncBaseTransport):
             return status, headers, b"", keep_alive
         if chunked:
             parts = []
+            total = 0
             while True:
                 size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+                total += size
+                if total > limit:
+                    raise _TooLarge(f"response body is larger than the limit of {limit} bytes")
                 if size == 0:
                     while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
                         pass
@@ -138,8 +156,17 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 await reader.readexactly(2)
             return status, headers, b"".join(parts), keep_alive
         if length is not None:
+            if length > limit:
+                raise _TooLarge(f"response body of {length} bytes is larger than the limit of {limit} bytes")
             return status, headers, await reader.readexactly(length), keep_alive
-        return status, headers, await reader.read(), False  # delimited by the server closing
+        parts = []  # delimited by the server closing
+        total = 0
+        while chunk := await reader.read(65536):
+            total += len(chunk)
+            if total > limit:
+                raise _TooLarge(f"response body is larger than the limit of {limit} bytes")
+            parts.append(chunk)
+        return status, headers, b"".join(parts), False
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
@@ -147,3 +174,27 @@ class Http11Transport(httpx.AsyncBaseTransport):
             writer.close()
         if self._fallback is not None:
             await self._fallback.aclose()
+
+
+class _TooLarge(Exception):
+    """Raised while reading; becomes ResponseTooLarge with its request."""
+
+
+async def _bounded(response: httpx.Response, limit: int, request: httpx.Request) -> httpx.Response:
+    """httpx's own transport's (streamed) response, read up to `limit` bytes of body."""
+    parts = []
+    total = 0
+    try:
+        async for chunk in response.aiter_raw():
+            total += len(chunk)
+            if total > limit:
+                raise ResponseTooLarge(f"response body is larger than the limit of {limit} bytes", request=request)
+            parts.append(chunk)
+    finally:
+        await response.aclose()
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers,
+        stream=httpx.ByteStream(b"".join(parts)),
+        extensions=response.extensions,
+    )

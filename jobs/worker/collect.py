@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from comfy.client import ComfyClient, HistoryEntry
+from comfy.errors import ComfyResponseTooLarge
 from comfy.events import OutputFile
 from db import transitions
 from db.engine import single_statement
@@ -103,15 +104,17 @@ async def store_output(run: GenerationRun, client: ComfyClient, output: OutputFi
     SAFELIGHT_MAX_OUTPUT_BYTES, or bytes of an image type that do not open, fail the generation: another
     attempt would fetch the same file.
     """
+    where = f"output {output.filename or output.kind} of node {output.node}"
+    max_bytes = run.runtime.settings.max_output_bytes
     if output.kind == "text":
         data = (output.text or "").encode("utf-8")
     else:
-        data = await client.view(output)
-    where = f"output {output.filename or output.kind} of node {output.node}"
+        try:
+            data = await client.view(output, max_bytes=max_bytes)  # refused before it is read whole
+        except ComfyResponseTooLarge as exc:
+            raise Permanent("OUTPUT_TOO_LARGE", f"{where}: {exc}", node=output.node) from None
     try:
-        stored = await run.runtime.store.put_output(
-            data, declared_kind=OutputKind(output.kind), max_bytes=run.runtime.settings.max_output_bytes
-        )
+        stored = await run.runtime.store.put_output(data, declared_kind=OutputKind(output.kind), max_bytes=max_bytes)
     except OutputTooLarge as exc:
         raise Permanent("OUTPUT_TOO_LARGE", f"{where}: {exc}", node=output.node) from None
     except ValueError as exc:

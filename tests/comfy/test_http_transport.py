@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from comfy.client import ComfyClient, UploadTooLargeError
-from comfy.errors import ComfyUnavailable
+from comfy.errors import ComfyResponseTooLarge, ComfyUnavailable
+from comfy.events import OutputImage
 from comfy.transport import Http11Transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -286,3 +287,36 @@ async def test_uploads_are_bounded_and_names_plain() -> None:
             with pytest.raises(ValueError, match="plain file name"):
                 await client.upload_image(bad, b"x")
     assert seen == []
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "close"])
+async def test_an_answer_over_the_limit_is_refused_before_it_is_read_whole(framing: str) -> None:
+    """A backend that answers /view with more than the request accepts: ComfyResponseTooLarge, while the
+    server is still sending (it never ends here), and the connection is not kept."""
+    body = b"x" * 4096
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if framing == "content-length":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (1 << 40))
+        elif framing == "chunked":
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        else:
+            writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(1000):  # 4 MB, never the end of the body
+                writer.write(b"%x\r\n%s\r\n" % (len(body), body) if framing == "chunked" else body)
+                await writer.drain()
+        await asyncio.sleep(30)
+
+    output = OutputImage("a.png", "", "output")
+    async with raw_server(endless) as (url, _), ComfyClient(url) as client:
+        with pytest.raises(ComfyResponseTooLarge, match="larger than the limit of 65536 bytes"):
+            await asyncio.wait_for(client.view(output, max_bytes=64 * 1024), 10)
+
+
+async def test_an_answer_within_the_limit_is_read() -> None:
+    async def small(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+
+    async with raw_server(small) as (url, _), ComfyClient(url) as client:
+        assert await client.view(OutputImage("a.png", "", "output"), max_bytes=5) == b"hello"
