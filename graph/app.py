@@ -40,7 +40,7 @@ from db.images import image_with_template_at
 from db.models import Image
 from db.reachability import ping
 from db.users import MAX_TOKEN_LENGTH, hash_token
-from graph.auth import Auth
+from graph.auth import Auth, bearer_token
 from graph.context import Context
 from graph.documents import DocumentLimits
 from graph.guards import LOOPBACK_HOSTS, BodyLimit, ConnectionCaps, DevHostGuard, SecurityHeaders, allowed_origin
@@ -63,13 +63,6 @@ _FRONTEND_DIST = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 # Private: an image URL stops answering when its generation is deleted, and no shared cache may keep it.
 _IMMUTABLE = "private, max-age=31536000, immutable"
 _THUMBNAILED = {kind.value for kind in THUMBNAILED_KINDS}
-
-
-def _bearer(value: str | None) -> str | None:
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"))
@@ -143,7 +136,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         context = Context(state=state, request=request, response=response, loaders=Loaders.create(state.sessions))
         if isinstance(request, Request):
             context.viewer_row = await request.app.state.auth.viewer(
-                _bearer(request.headers.get("authorization")), local=_is_local(request.scope)
+                bearer_token(request.headers.get("authorization")), local=_is_local(request.scope)
             )
         else:
             request.scope["safelight.contexts"].append(context)
@@ -194,7 +187,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         params = context.connection_params or {}
         raw = params.get("authorization") or params.get("Authorization") or params.get("token")
         raw = raw if isinstance(raw, str) else None
-        token = _bearer(raw) if raw and " " in raw else raw
+        token = bearer_token(raw) if raw and " " in raw else raw
         scope = context.request.scope
         viewer = await context.request.app.state.auth.viewer(token, local=_is_local(scope))
         if viewer is None:
@@ -320,7 +313,7 @@ async def _metrics(request: Request) -> Response:
     state: AppState = request.app.state.safelight
     expected = state.settings.metrics_token
     if expected is not None:
-        given = _bearer(request.headers.get("authorization")) or ""
+        given = bearer_token(request.headers.get("authorization")) or ""
         if not secrets.compare_digest(given.encode(), expected.get_secret_value().encode()):
             return PlainTextResponse("metrics need the metrics token", status_code=401)
     elif not _is_local(request.scope):

@@ -26,9 +26,17 @@ from db.users import MAX_TOKEN_LENGTH, hash_token, token_owner
 from graph.state import AppState
 from jobs.keys import Keys
 
-__all__ = ["Auth", "bump_revocations", "revocations_key"]
+__all__ = ["Auth", "bearer_token", "bump_revocations", "revocations_key"]
 
 log = logging.getLogger(__name__)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for any other header or none."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def revocations_key(keys: Keys) -> str:

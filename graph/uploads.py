@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from db import models
 from db.inputs import input_by_id
+from graph.auth import bearer_token
 from graph.guards import LOOPBACK_HOSTS, allowed_origin
 from graph.state import AppState
 from jobs.service.inputs import InputRejected, Intake
@@ -69,18 +70,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-def _bearer(value: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header (graph/app.py reads GraphQL's the same way)."""
-    if not value:
-        return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 async def _viewer(request: Request) -> models.User | None:
     local = request.client is not None and request.client.host in LOOPBACK_HOSTS
     viewer: models.User | None = await request.app.state.auth.viewer(
-        _bearer(request.headers.get("authorization")), local=local
+        bearer_token(request.headers.get("authorization")), local=local
     )
     return viewer
 
