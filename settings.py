@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
     graphql_max_depth: int = Field(default=12, ge=2)
 
-    # What one request may cost the API (graph/guards.py, graph/payloads.py, graph/documents.py).
+    # What one request may cost the API (graph/guards.py, graph/request_json.py, graph/documents.py).
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_json_depth: int = Field(default=32, ge=4, le=500)
     graphql_max_query_chars: int = Field(default=50_000, ge=1000)

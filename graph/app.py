@@ -45,8 +45,8 @@ from graph.context import Context
 from graph.documents import DocumentLimits
 from graph.guards import LOOPBACK_HOSTS, BodyLimit, ConnectionCaps, DevHostGuard, SecurityHeaders, allowed_origin
 from graph.loaders import Loaders
-from graph.payloads import BadPayload, decode
 from graph.playground import Playground
+from graph.request_json import BadRequestJson, decode
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
 from graph.uploads import UPLOAD_PATH, input_routes
@@ -93,7 +93,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         return await self.playground.response() if self.playground else await super().render_graphql_ide(request)
 
     def decode_json(self, data: str | bytes) -> object:
-        """Strict JSON (graph/payloads.py): a websocket message that breaks a rule is an invalid message.
+        """Strict JSON (graph/request_json.py): a websocket message that breaks a rule is an invalid message.
         An operation's query text is the process's one copy of it (graph/websocket.py `QueryTexts`)."""
         message = decode(data, max_depth=self.max_json_depth)
         self.query_texts.share(message)
@@ -108,7 +108,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         """A request body that breaks a rule is a 400 that says which."""
         try:
             return self.decode_json(data)
-        except BadPayload as error:
+        except BadRequestJson as error:
             raise GraphQLHTTPException(400, error.reason) from None
 
     def encode_json(self, data: object) -> str:

@@ -163,7 +163,7 @@ class DocumentCache:
 
 
 def literal_rule() -> type[ASTValidationRule]:
-    """Literals in the document follow the same rules as in the JSON (graph/payloads.py): strings without
+    """Literals in the document follow the same rules as in the JSON (graph/request_json.py): strings without
     NUL or lone surrogates (PostgreSQL refuses both; the client should hear it, not "Unexpected error"),
     finite numbers."""
 

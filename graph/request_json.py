@@ -13,10 +13,10 @@ from typing import Any
 
 from graph.documents import string_problem
 
-__all__ = ["BadPayload", "decode"]
+__all__ = ["BadRequestJson", "decode"]
 
 
-class BadPayload(json.JSONDecodeError):
+class BadRequestJson(json.JSONDecodeError):
     """Invalid request JSON; a JSONDecodeError so strawberry's websocket handlers treat it as one."""
 
     def __init__(self, message: str) -> None:
@@ -28,13 +28,13 @@ class BadPayload(json.JSONDecodeError):
 
 
 def _constant(name: str) -> Any:
-    raise BadPayload(f"{name} is not a JSON number")
+    raise BadRequestJson(f"{name} is not a JSON number")
 
 
 def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e400: json.loads would make it Infinity
-        raise BadPayload(f"the number {text[:40]} is out of range")
+        raise BadRequestJson(f"the number {text[:40]} is out of range")
     return value
 
 
@@ -43,15 +43,15 @@ def decode(data: str | bytes, *, max_depth: int) -> object:
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError:
-            raise BadPayload("the request body is not valid UTF-8") from None
+            raise BadRequestJson("the request body is not valid UTF-8") from None
     try:
         value = json.loads(data, parse_constant=_constant, parse_float=_float)
     except RecursionError:
-        raise BadPayload(f"the JSON is nested deeper than {max_depth} levels") from None
-    except BadPayload:
+        raise BadRequestJson(f"the JSON is nested deeper than {max_depth} levels") from None
+    except BadRequestJson:
         raise
     except json.JSONDecodeError as error:
-        raise BadPayload(f"the request is not valid JSON: {error}") from None
+        raise BadRequestJson(f"the request is not valid JSON: {error}") from None
     _check(value, max_depth)
     return value
 
@@ -65,7 +65,7 @@ def _check(value: object, max_depth: int) -> None:
             _check_string(item)
         elif isinstance(item, dict | list):
             if depth > max_depth:
-                raise BadPayload(f"the JSON is nested deeper than {max_depth} levels (SAFELIGHT_MAX_JSON_DEPTH)")
+                raise BadRequestJson(f"the JSON is nested deeper than {max_depth} levels (SAFELIGHT_MAX_JSON_DEPTH)")
             if isinstance(item, dict):
                 for key, inner in item.items():
                     _check_string(key)
@@ -77,4 +77,4 @@ def _check(value: object, max_depth: int) -> None:
 def _check_string(text: str) -> None:
     problem = string_problem(text)
     if problem is not None:
-        raise BadPayload(problem)
+        raise BadRequestJson(problem)
