@@ -58,7 +58,7 @@ await run("generate", async ({ browser, step, setPage }) => {
     assert(/^\d+$/.test(seed ?? ""), `seed used: ${seed}`);
     const log = page.getByTestId("event-log");
     await log.getByText("Done").waitFor();
-    for (const text of ["Queued", "Running", "Image 1 saved (512×512)"]) await log.getByText(text).waitFor();
+    for (const text of ["Queued", "Running", /^Image 1 saved \(512×512, seed \d+, batch 0\)$/]) await log.getByText(text).waitFor();
     const seedUsed = seed;
     await page.getByRole("button", { name: "Use these settings again" }).click();
     await page.getByLabel("Prompt", { exact: true }).waitFor();

@@ -15,6 +15,17 @@ import {
 } from "./values";
 import "./GenerateForm.css";
 
+/** GenerationInput's own default template (txt2img in the schema), else the first that needs no upload. */
+const API_DEFAULT_TEMPLATE = "txt2img";
+
+function defaultTemplate(templates: TemplateInfo[]): string {
+  const preferred =
+    templates.find((t) => t.name === API_DEFAULT_TEMPLATE) ??
+    templates.find((t) => !t.params.some((p) => (p.type === "IMAGE" || p.type === "MASK") && p.required)) ??
+    templates[0];
+  return preferred?.name ?? "";
+}
+
 const RANK: Record<string, number> = { IMAGE: 0, MASK: 1, STRING: 2 };
 
 /** The image and its mask first, then strings (the prompts); the rest in the template's own order. */
@@ -36,7 +47,7 @@ export function GenerateForm({
 }) {
   const [templateName, setTemplateName] = useState(() => {
     const saved = localStorage.getItem(TEMPLATE_KEY);
-    return templates.some((t) => t.name === saved) ? (saved as string) : (templates[0]?.name ?? "");
+    return templates.some((t) => t.name === saved) ? (saved as string) : defaultTemplate(templates);
   });
   const template = templates.find((t) => t.name === templateName) ?? templates[0];
   const [values, setValues] = useState<FormValues>(() => (template ? loadValues(template) : {}));
