@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22 11:50:00
 
-Recovery (jobs/worker.py `recover_orphans`) takes over only its own namespace's generations: several
+Recovery (jobs/worker/recovery.py `recover_orphans`) takes over only its own namespace's generations: several
 namespaces (deployments, test sessions) may share one database, each with its own Redis queue,
 workers and heartbeats. Rows from before this revision belong to the default namespace.
 """
