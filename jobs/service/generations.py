@@ -92,12 +92,9 @@ class JobService:
         params: Mapping[str, Any],
         idempotency_key: str | None = None,
     ) -> Created:
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
-            raise Rejected([FieldProblem("idempotencyKey", f"must be 1 to {_MAX_IDEMPOTENCY_KEY} characters")])
-        if idempotency_key is not None:
-            existing = await self._by_idempotency_key(owner.id, idempotency_key)
-            if existing is not None:
-                return Created(existing, created=False)
+        existing = await self._created_before(owner.id, idempotency_key)
+        if existing is not None:
+            return Created(existing, created=False)
         current = await self.templates.current()
         runtime = current.get(template)
         if runtime is None:
@@ -153,12 +150,9 @@ class JobService:
         """An admin's own API-format workflow, held to the node-class allowlist (SPEC §4)."""
         if not owner.is_admin:
             raise NotAllowed("raw workflows are for admins; use a template")
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
-            raise Rejected([FieldProblem("idempotencyKey", f"must be 1 to {_MAX_IDEMPOTENCY_KEY} characters")])
-        if idempotency_key is not None:
-            existing = await self._by_idempotency_key(owner.id, idempotency_key)
-            if existing is not None:
-                return Created(existing, created=False)
+        existing = await self._created_before(owner.id, idempotency_key)
+        if existing is not None:
+            return Created(existing, created=False)
         catalog = await self.catalogs.get()
         if catalog is None:
             raise BackendUnavailable("no ComfyUI backend is reachable to check the workflow against")
@@ -269,9 +263,16 @@ class JobService:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("could not enqueue %s (%s); recovery will pick it up", generation_id, exc)
 
-    async def _by_idempotency_key(self, owner_id: uuid.UUID, key: str) -> Generation | None:
+    async def _created_before(self, owner_id: uuid.UUID, idempotency_key: str | None) -> Generation | None:
+        """What an earlier request of the owner with this key created (None: none, or no key); the key is bounded."""
+        if idempotency_key is None:
+            return None
+        if not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
+            raise Rejected([FieldProblem("idempotencyKey", f"must be 1 to {_MAX_IDEMPOTENCY_KEY} characters")])
         async with single_statement(self.sessions) as session:
-            return await generation_reads.by_idempotency_key(session, owner_id=owner_id, idempotency_key=key)
+            return await generation_reads.by_idempotency_key(
+                session, owner_id=owner_id, idempotency_key=idempotency_key
+            )
 
     async def _get(self, session: AsyncSession, generation_id: uuid.UUID, viewer: User) -> Generation:
         generation = await generation_reads.get_generation(
