@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,30 +57,23 @@ class SavedVersion:
     created: bool  # False: the current version already had this content
 
 
+def _current_versions() -> Select[TemplateVersion, str, datetime]:
+    """Each template's current version joined to what its `templates` row says of it."""
+    return select(TemplateVersion, TemplateRecord.source, TemplateRecord.updated_at).join(
+        TemplateRecord,
+        (TemplateRecord.name == TemplateVersion.template_name)
+        & (TemplateRecord.current_version == TemplateVersion.version),
+    )
+
+
 async def current_templates(session: AsyncSession) -> list[CurrentTemplate]:
     """Every template's current version, by name."""
-    stmt = (
-        select(TemplateVersion, TemplateRecord.source, TemplateRecord.updated_at)
-        .join(
-            TemplateRecord,
-            (TemplateRecord.name == TemplateVersion.template_name)
-            & (TemplateRecord.current_version == TemplateVersion.version),
-        )
-        .order_by(TemplateRecord.name)
-    )
+    stmt = _current_versions().order_by(TemplateRecord.name)
     return [CurrentTemplate(v, source, at) for v, source, at in (await session.execute(stmt)).all()]
 
 
 async def current_template(session: AsyncSession, *, name: str) -> CurrentTemplate | None:
-    stmt = (
-        select(TemplateVersion, TemplateRecord.source, TemplateRecord.updated_at)
-        .join(
-            TemplateRecord,
-            (TemplateRecord.name == TemplateVersion.template_name)
-            & (TemplateRecord.current_version == TemplateVersion.version),
-        )
-        .where(TemplateRecord.name == name)
-    )
+    stmt = _current_versions().where(TemplateRecord.name == name)
     row = (await session.execute(stmt)).one_or_none()
     return None if row is None else CurrentTemplate(row[0], row[1], row[2])
 
