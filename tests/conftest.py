@@ -223,17 +223,12 @@ async def make_client(
     api_url: str, session_factory: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[Callable[..., Awaitable[GraphQLClient]]]:
     """Create a user with a token and a GraphQL client for it."""
-    from db.users import create_token, ensure_user
-    from tests.stack import GraphQLClient
+    from tests.stack import new_user_client
 
     clients: list[GraphQLClient] = []
 
     async def make(*, admin: bool = False) -> GraphQLClient:
-        async with session_factory() as session:
-            user = await ensure_user(session, name=f"user-{uuid.uuid4().hex[:8]}", is_admin=admin)
-            token = await create_token(session, user_id=user.id, name="test")
-            await session.commit()
-        client = GraphQLClient(api_url, token)
+        client = await new_user_client(api_url, session_factory, admin=admin)
         clients.append(client)
         return client
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
 import websockets
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp
 
 from comfy.fake.server import serve_in_loop
+from db.users import create_token, ensure_user
 from settings import Settings
 
 TRANSPORT_WS = "graphql-transport-ws"
@@ -69,6 +72,17 @@ class GraphQLClient:
                 json.dumps({"id": "1", "type": start, "payload": {"query": query, "variables": variables or {}}})
             )
             yield Subscription(ws, protocol)
+
+
+async def new_user_client(
+    base_url: str, sessions: async_sessionmaker[AsyncSession], *, admin: bool = False
+) -> GraphQLClient:
+    """A client of a user made for the caller alone (a fresh name and token), so no test shares its quota."""
+    async with sessions() as session:
+        user = await ensure_user(session, name=f"user-{uuid.uuid4().hex[:8]}", is_admin=admin)
+        token = await create_token(session, user_id=user.id, name="test")
+        await session.commit()
+    return GraphQLClient(base_url, token)
 
 
 class Subscription:

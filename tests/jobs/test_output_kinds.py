@@ -17,9 +17,8 @@ from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.images import images_for_generations
-from db.users import create_token, ensure_user
 from settings import Settings
-from tests.stack import GraphQLClient, running_worker, serve
+from tests.stack import GraphQLClient, new_user_client, running_worker, serve
 
 RAW = """mutation($workflow: JSON!) { createWorkflowGeneration(workflow: $workflow) {
   __typename
@@ -79,17 +78,9 @@ async def media_stack(stack_settings: Settings) -> AsyncIterator[str]:
         yield url
 
 
-async def _admin(url: str, sessions: async_sessionmaker[AsyncSession]) -> GraphQLClient:
-    async with sessions() as session:
-        user = await ensure_user(session, name=f"outputs-{uuid.uuid4().hex[:8]}", is_admin=True)
-        token = await create_token(session, user_id=user.id, name="test")
-        await session.commit()
-    return GraphQLClient(url, token)
-
-
 @pytest.fixture
 async def admin(media_stack: str, session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[GraphQLClient]:
-    client = await _admin(media_stack, session_factory)
+    client = await new_user_client(media_stack, session_factory, admin=True)
     yield client
     await client.aclose()
 
@@ -207,7 +198,7 @@ async def test_an_output_past_the_size_limit_fails_the_generation_and_stores_not
     stack_settings: Settings, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     async with _stack(stack_settings, max_output_bytes=1024) as url:
-        client = await _admin(url, session_factory)
+        client = await new_user_client(url, session_factory, admin=True)
         try:
             workflow = _images(1, {"class_type": "SaveImage", "inputs": {"filename_prefix": "big"}})
             workflow["5"]["inputs"] |= {"width": 256, "height": 256}
