@@ -6,6 +6,7 @@ import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -13,9 +14,8 @@ from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.fake.server import FakeConfig, FakeHandle, running_fake
-from db.users import create_token, ensure_user
 from settings import Settings
-from tests.stack import CREATE, GraphQLClient, running_worker, serve
+from tests.stack import CREATE, GraphQLClient, new_user_client, running_worker, serve
 
 STATUS = "query($id: ID!) { generation(id: $id) { status error { code message } images { mime } } }"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
@@ -33,12 +33,27 @@ async def two_fakes() -> AsyncIterator[tuple[FakeHandle, FakeHandle]]:
         yield a, b
 
 
-async def _client(url: str, sessions: async_sessionmaker[AsyncSession]) -> GraphQLClient:
-    async with sessions() as session:
-        user = await ensure_user(session, name=f"deliver-{uuid.uuid4().hex[:8]}")
-        token = await create_token(session, user_id=user.id, name="test")
-        await session.commit()
-    return GraphQLClient(url, token)
+@asynccontextmanager
+async def _api(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], fake: FakeHandle, **changes: Any
+) -> AsyncIterator[tuple[Settings, GraphQLClient]]:
+    """An API of a namespace of its own on `fake` (settings `changes` applied) and a new user's client of it."""
+    own = settings.model_copy(
+        update={
+            "namespace": f"deliver-{uuid.uuid4().hex[:8]}",
+            "comfyui_urls": (fake.url,),
+            "catalog_ttl_s": 1.0,
+            **changes,
+        }
+    )
+    from graph.app import create_app
+
+    async with serve(create_app(own)) as url:
+        client = await new_user_client(url, sessions)
+        try:
+            yield own, client
+        finally:
+            await client.aclose()
 
 
 async def _upload(client: GraphQLClient, data: bytes) -> str:
@@ -75,53 +90,38 @@ async def test_an_input_reaches_each_backend_once_and_a_restarted_one_again(
     two_fakes: tuple[FakeHandle, FakeHandle],
 ) -> None:
     fake_a, fake_b = two_fakes
-    base = settings.model_copy(
-        update={
-            "namespace": f"deliver-{uuid.uuid4().hex[:8]}",
-            "comfyui_urls": (fake_a.url,),
-            "worker_heartbeat_s": 1.0,
-            "retry_base_delay_s": 0.05,
-            "retry_max_delay_s": 0.2,
-            "catalog_ttl_s": 1.0,
-        }
-    )
-    on_a, on_b = base, base.model_copy(update={"comfyui_urls": (fake_b.url,)})
-    from graph.app import create_app
+    changes = {"worker_heartbeat_s": 1.0, "retry_base_delay_s": 0.05, "retry_max_delay_s": 0.2}
+    async with _api(settings, session_factory, fake_a, **changes) as (on_a, client):
+        on_b = on_a.model_copy(update={"comfyui_urls": (fake_b.url,)})
+        input_id = await _upload(client, picture((10, 120, 200)))
+        name_on_a: str | None = None
 
-    async with serve(create_app(on_a)) as url:
-        client = await _client(url, session_factory)
-        try:
-            input_id = await _upload(client, picture((10, 120, 200)))
-            name_on_a: str | None = None
-
-            # Two generations on backend A: the file goes there once (the second finds it by HEAD /view).
-            async with running_worker(on_a):
-                for _ in range(2):
-                    done = await _finished(client, await _img2img(client, input_id))
-                    assert done["status"] == "SUCCEEDED", done
-                    assert done["images"] and done["images"][0]["mime"] == "image/png"
-            uploads_a = dict(fake_a.fake.stats.uploads)
-            assert len(uploads_a) == 1 and list(uploads_a.values()) == [1], uploads_a
-            (name_on_a,) = uploads_a
-            assert name_on_a.startswith("safelight-") and name_on_a.endswith(".png")
-            assert not fake_b.fake.stats.uploads
-
-            # The same input on backend B: B gets its own copy, once, under the same name.
-            async with running_worker(on_b):
-                for _ in range(2):
-                    done = await _finished(client, await _img2img(client, input_id))
-                    assert done["status"] == "SUCCEEDED", done
-            assert dict(fake_b.fake.stats.uploads) == {name_on_a: 1}
-            assert dict(fake_a.fake.stats.uploads) == uploads_a, "A was sent the file again"
-
-            # A restarts with an empty input directory (and fresh counters): the next job re-uploads.
-            await fake_a.fake.reset()
-            async with running_worker(on_a):
+        # Two generations on backend A: the file goes there once (the second finds it by HEAD /view).
+        async with running_worker(on_a):
+            for _ in range(2):
                 done = await _finished(client, await _img2img(client, input_id))
                 assert done["status"] == "SUCCEEDED", done
-            assert dict(fake_a.fake.stats.uploads) == {name_on_a: 1}
-        finally:
-            await client.aclose()
+                assert done["images"] and done["images"][0]["mime"] == "image/png"
+        uploads_a = dict(fake_a.fake.stats.uploads)
+        assert len(uploads_a) == 1 and list(uploads_a.values()) == [1], uploads_a
+        (name_on_a,) = uploads_a
+        assert name_on_a.startswith("safelight-") and name_on_a.endswith(".png")
+        assert not fake_b.fake.stats.uploads
+
+        # The same input on backend B: B gets its own copy, once, under the same name.
+        async with running_worker(on_b):
+            for _ in range(2):
+                done = await _finished(client, await _img2img(client, input_id))
+                assert done["status"] == "SUCCEEDED", done
+        assert dict(fake_b.fake.stats.uploads) == {name_on_a: 1}
+        assert dict(fake_a.fake.stats.uploads) == uploads_a, "A was sent the file again"
+
+        # A restarts with an empty input directory (and fresh counters): the next job re-uploads.
+        await fake_a.fake.reset()
+        async with running_worker(on_a):
+            done = await _finished(client, await _img2img(client, input_id))
+            assert done["status"] == "SUCCEEDED", done
+        assert dict(fake_a.fake.stats.uploads) == {name_on_a: 1}
 
 
 async def test_a_missing_input_row_fails_the_generation_for_good(
@@ -135,30 +135,16 @@ async def test_a_missing_input_row_fails_the_generation_for_good(
     from db.models import Input
 
     fake_a, _ = two_fakes
-    own = settings.model_copy(
-        update={
-            "namespace": f"deliver-{uuid.uuid4().hex[:8]}",
-            "comfyui_urls": (fake_a.url,),
-            "catalog_ttl_s": 1.0,
-            "retry_base_delay_s": 0.05,
-        }
-    )
-    from graph.app import create_app
-
-    async with serve(create_app(own)) as url:
-        client = await _client(url, session_factory)
-        try:
-            input_id = await _upload(client, picture((1, 2, 3)))
-            generation_id = await _img2img(client, input_id)  # queued: no worker yet
-            async with session_factory() as session:
-                await session.execute(delete(Input).where(Input.id == uuid.UUID(input_id)))
-                await session.commit()
-            async with running_worker(own):
-                done = await _finished(client, generation_id)
-            assert done["status"] == "FAILED" and done["error"]["code"] == "INPUT_MISSING", done
-            assert not fake_a.fake.stats.uploads and not fake_a.fake.stats.submits
-        finally:
-            await client.aclose()
+    async with _api(settings, session_factory, fake_a, retry_base_delay_s=0.05) as (own, client):
+        input_id = await _upload(client, picture((1, 2, 3)))
+        generation_id = await _img2img(client, input_id)  # queued: no worker yet
+        async with session_factory() as session:
+            await session.execute(delete(Input).where(Input.id == uuid.UUID(input_id)))
+            await session.commit()
+        async with running_worker(own):
+            done = await _finished(client, generation_id)
+        assert done["status"] == "FAILED" and done["error"]["code"] == "INPUT_MISSING", done
+        assert not fake_a.fake.stats.uploads and not fake_a.fake.stats.submits
 
 
 async def test_inpaint_and_upscale_read_their_uploaded_inputs(
@@ -168,35 +154,26 @@ async def test_inpaint_and_upscale_read_their_uploaded_inputs(
 ) -> None:
     """An image and a mask (two inputs of one generation), and an upscale of the image: each file sent once."""
     fake_a, _ = two_fakes
-    own = settings.model_copy(
-        update={"namespace": f"deliver-{uuid.uuid4().hex[:8]}", "comfyui_urls": (fake_a.url,), "catalog_ttl_s": 1.0}
-    )
-    from graph.app import create_app
-
     mask = io.BytesIO()
     Image.new("L", (64, 48), 255).save(mask, format="PNG")
-    async with serve(create_app(own)) as url:
-        client = await _client(url, session_factory)
-        try:
-            image_id = await _upload(client, picture((40, 40, 90)))
-            mask_id = await _upload(client, mask.getvalue())
-            inpaint = {
-                "template": "inpaint",
-                "prompt": "a door",
-                "steps": 2,
-                "extra": {"image": image_id, "mask": mask_id},
-            }
-            upscale = {"template": "upscale", "extra": {"image": image_id, "factor": 2}}
-            async with running_worker(own):
-                for request in (inpaint, upscale):
-                    created = (await client.query(CREATE, {"input": request}))["createGeneration"]
-                    assert created["__typename"] == "GenerationPayload", created
-                    done = await _finished(client, created["generation"]["id"])
-                    assert done["status"] == "SUCCEEDED", done
-            uploads = fake_a.fake.stats.uploads
-            assert sorted(uploads.values()) == [1, 1] and all(n.startswith("safelight-") for n in uploads), uploads
-        finally:
-            await client.aclose()
+    async with _api(settings, session_factory, fake_a) as (own, client):
+        image_id = await _upload(client, picture((40, 40, 90)))
+        mask_id = await _upload(client, mask.getvalue())
+        inpaint = {
+            "template": "inpaint",
+            "prompt": "a door",
+            "steps": 2,
+            "extra": {"image": image_id, "mask": mask_id},
+        }
+        upscale = {"template": "upscale", "extra": {"image": image_id, "factor": 2}}
+        async with running_worker(own):
+            for request in (inpaint, upscale):
+                created = (await client.query(CREATE, {"input": request}))["createGeneration"]
+                assert created["__typename"] == "GenerationPayload", created
+                done = await _finished(client, created["generation"]["id"])
+                assert done["status"] == "SUCCEEDED", done
+        uploads = fake_a.fake.stats.uploads
+        assert sorted(uploads.values()) == [1, 1] and all(n.startswith("safelight-") for n in uploads), uploads
 
 
 async def test_a_failed_upload_is_retried_as_a_new_attempt(
@@ -206,35 +183,20 @@ async def test_a_failed_upload_is_retried_as_a_new_attempt(
 ) -> None:
     """The backend refuses the file (here: over its upload limit): a transient failure, the next attempt delivers."""
     fake_a, _ = two_fakes
-    own = settings.model_copy(
-        update={
-            "namespace": f"deliver-{uuid.uuid4().hex[:8]}",
-            "comfyui_urls": (fake_a.url,),
-            "catalog_ttl_s": 1.0,
-            "retry_base_delay_s": 0.05,
-            "retry_max_delay_s": 0.2,
-            "max_attempts": 5,
-        }
-    )
-    from graph.app import create_app
-
     attempt = "query($id: ID!) { generation(id: $id) { attempt status } }"
-    async with serve(create_app(own)) as url:
-        client = await _client(url, session_factory)
-        try:
-            input_id = await _upload(client, picture((5, 6, 7)))
-            fake_a.config.max_upload_bytes = 16
-            async with running_worker(own):
-                generation_id = await _img2img(client, input_id)
-                async with asyncio.timeout(30):
-                    while True:
-                        if (await client.query(attempt, {"id": generation_id}))["generation"]["attempt"] >= 2:
-                            break
-                        await asyncio.sleep(0.02)
-                assert not fake_a.fake.stats.submits, "submitted without its input"
-                fake_a.config.max_upload_bytes = 50 * 1024 * 1024
-                done = await _finished(client, generation_id)
-            assert done["status"] == "SUCCEEDED", done
-            assert list(fake_a.fake.stats.upload_writes.values()) == [1]
-        finally:
-            await client.aclose()
+    changes = {"retry_base_delay_s": 0.05, "retry_max_delay_s": 0.2, "max_attempts": 5}
+    async with _api(settings, session_factory, fake_a, **changes) as (own, client):
+        input_id = await _upload(client, picture((5, 6, 7)))
+        fake_a.config.max_upload_bytes = 16
+        async with running_worker(own):
+            generation_id = await _img2img(client, input_id)
+            async with asyncio.timeout(30):
+                while True:
+                    if (await client.query(attempt, {"id": generation_id}))["generation"]["attempt"] >= 2:
+                        break
+                    await asyncio.sleep(0.02)
+            assert not fake_a.fake.stats.submits, "submitted without its input"
+            fake_a.config.max_upload_bytes = 50 * 1024 * 1024
+            done = await _finished(client, generation_id)
+        assert done["status"] == "SUCCEEDED", done
+        assert list(fake_a.fake.stats.upload_writes.values()) == [1]
