@@ -1,4 +1,4 @@
-"""Rows the database tests start from: a user, a generation, an image's columns."""
+"""Rows the database tests start from: a user, a generation, an image's columns and its row."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import User
+from db.images import add_image
+from db.models import Image, User
 from db.transitions import Change, create_generation
 from db.users import ensure_user
 
@@ -45,3 +46,13 @@ def image_columns(index: int) -> dict[str, object]:
         "size_bytes": 100,
         "node_id": "",
     }
+
+
+async def new_image(
+    session: AsyncSession, generation_id: uuid.UUID, index: int, *, content_hash: str | None = None
+) -> Image | None:
+    """Image `index` of the generation with `image_columns`' values (another content hash when given)."""
+    columns = image_columns(index)
+    if content_hash is not None:
+        columns["content_hash"] = content_hash
+    return await add_image(session, generation_id=generation_id, **columns)

@@ -6,8 +6,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.images import add_image, content_hashes_in_use, images_for_generations
-from tests.db.rows import new_generation, new_user
+from db.images import content_hashes_in_use, images_for_generations
+from tests.db.rows import new_generation, new_image, new_user
 
 
 async def test_images_are_unique_per_index_and_read_in_batches(session: AsyncSession) -> None:
@@ -15,32 +15,8 @@ async def test_images_are_unique_per_index_and_read_in_batches(session: AsyncSes
     change, _ = await new_generation(session, owner)
     gid = change.generation.id
     for index in range(2):
-        row = await add_image(
-            session,
-            generation_id=gid,
-            index=index,
-            content_hash=f"{index:064x}",
-            mime="image/png",
-            width=64,
-            height=64,
-            seed=7 + index,
-            size_bytes=100,
-            node_id="9",
-        )
-        assert row is not None
-    duplicate = await add_image(
-        session,
-        generation_id=gid,
-        index=0,
-        content_hash="f" * 64,
-        mime="image/png",
-        width=64,
-        height=64,
-        seed=7,
-        size_bytes=100,
-        node_id="9",
-    )
-    assert duplicate is None
+        assert await new_image(session, gid, index) is not None
+    assert await new_image(session, gid, 0, content_hash="f" * 64) is None  # index 0 again, other bytes
     by_generation = await images_for_generations(session, generation_ids=[gid, uuid.uuid4()])
     assert [i.index for i in by_generation[gid]] == [0, 1]
 
@@ -48,17 +24,6 @@ async def test_images_are_unique_per_index_and_read_in_batches(session: AsyncSes
 async def test_content_hashes_in_use_are_those_an_image_row_names(session: AsyncSession) -> None:
     owner = await new_user(session)
     change, _ = await new_generation(session, owner)
-    await add_image(
-        session,
-        generation_id=change.generation.id,
-        index=0,
-        content_hash="a" * 64,
-        mime="image/png",
-        width=64,
-        height=64,
-        seed=7,
-        size_bytes=100,
-        node_id="9",
-    )
+    await new_image(session, change.generation.id, 0, content_hash="a" * 64)
     assert await content_hashes_in_use(session, content_hashes=["a" * 64, "b" * 64]) == {"a" * 64}
     assert await content_hashes_in_use(session, content_hashes=[]) == set()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.engine import single_statement
 from db.events import events_after
 from db.generation_reads import get_generation
-from db.images import add_image, images_for_generations
+from db.images import images_for_generations
 from db.states import IllegalTransition, Phase, Status
 from db.transitions import (
     ActiveLimitReached,
@@ -25,7 +25,7 @@ from db.transitions import (
     transition,
     update_progress,
 )
-from tests.db.rows import image_columns, new_generation, new_user
+from tests.db.rows import image_columns, new_generation, new_image, new_user
 
 
 async def test_create_records_first_event(session: AsyncSession) -> None:
@@ -342,19 +342,7 @@ async def test_delete_returns_the_content_hashes_it_held(session: AsyncSession) 
     change, _ = await new_generation(session, owner)
     gid = change.generation.id
     for index in range(2):
-        row = await add_image(
-            session,
-            generation_id=gid,
-            index=index,
-            content_hash=f"{index:064x}",
-            mime="image/png",
-            width=64,
-            height=64,
-            seed=7 + index,
-            size_bytes=100,
-            node_id="9",
-        )
-        assert row is not None
+        assert await new_image(session, gid, index) is not None
     hashes = await delete_generation(session, generation_id=gid)
     await session.commit()
     assert sorted(hashes) == [f"{0:064x}", f"{1:064x}"]
