@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bench.proxy import CuttableProxy, cuttable_proxy
 from comfy.fake.server import FakeConfig, FakeHandle, running_fake
 from db.engine import create_engine, create_session_factory
 from db.migrate import upgrade
@@ -126,6 +128,18 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def session(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with session_factory() as session:
         yield session
+
+
+@pytest.fixture
+async def proxied(settings: Settings) -> AsyncIterator[tuple[CuttableProxy, async_sessionmaker[AsyncSession]]]:
+    """Sessions whose connections go through a TCP proxy to PostgreSQL that the test can cut."""
+    target = urlparse(str(settings.database_url))
+    async with cuttable_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        engine = create_engine(settings.model_copy(update={"database_url": proxy.url(str(settings.database_url))}))
+        try:
+            yield proxy, create_session_factory(engine)
+        finally:
+            await engine.dispose()
 
 
 # -- the whole stack, in this event loop -------------------------------------------------------

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator
-from urllib.parse import urlparse
 
 import asyncpg
 import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bench.proxy import CuttableProxy, cuttable_proxy
-from db.engine import create_engine, create_session_factory
+from bench.proxy import CuttableProxy
 from db.reachability import database_unreachable, ping
 from settings import Settings
-
-
-@pytest.fixture
-async def through_proxy(settings: Settings) -> AsyncIterator[tuple[CuttableProxy, async_sessionmaker[AsyncSession]]]:
-    target = urlparse(str(settings.database_url))
-    async with cuttable_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-        engine = create_engine(settings.model_copy(update={"database_url": proxy.url(str(settings.database_url))}))
-        try:
-            yield proxy, create_session_factory(engine)
-        finally:
-            await engine.dispose()
 
 
 async def _raised(sessions: async_sessionmaker[AsyncSession], sql: str = "select 1") -> BaseException:
@@ -36,9 +22,9 @@ async def _raised(sessions: async_sessionmaker[AsyncSession], sql: str = "select
 
 
 async def test_ping_answers_while_the_database_does_and_a_refused_connection_is_unreachable(
-    through_proxy: tuple[CuttableProxy, async_sessionmaker[AsyncSession]],
+    proxied: tuple[CuttableProxy, async_sessionmaker[AsyncSession]],
 ) -> None:
-    proxy, sessions = through_proxy
+    proxy, sessions = proxied
     async with sessions() as session:
         await ping(session)
     await proxy.cut()
@@ -52,9 +38,9 @@ async def test_ping_answers_while_the_database_does_and_a_refused_connection_is_
 
 
 async def test_a_connection_lost_mid_statement_is_unreachable(
-    through_proxy: tuple[CuttableProxy, async_sessionmaker[AsyncSession]], settings: Settings
+    proxied: tuple[CuttableProxy, async_sessionmaker[AsyncSession]], settings: Settings
 ) -> None:
-    _, sessions = through_proxy
+    _, sessions = proxied
     async with sessions() as session:
         pid = (await session.execute(text("select pg_backend_pid()"))).scalar_one()
         admin = await asyncpg.connect(str(settings.database_url))
