@@ -165,7 +165,7 @@ def write_statement(shape: WriteShape) -> Select[Any]:
         inserted = (
             pg_insert(image_table)
             # Columns the caller leaves out take the table's server defaults: SQLAlchemy fills its Python-side
-            # defaults in only for a top-level INSERT, and this one is a CTE of a SELECT (they were NULLs).
+            # defaults in only for a top-level INSERT, and this one is a CTE of a SELECT (they would be NULLs).
             .from_select(["generation_id", *shape.image], image_row, include_defaults=False)
             .on_conflict_do_nothing(constraint="uq_image_index")
             .returning(image_table.c.generation_id)

@@ -2,8 +2,8 @@
 
 The cache holds valid tokens only, keyed by their SHA-256 (never the token itself), at most
 `max_entries` of them, each for at most `ttl_s` and never past the token's expiry. A bearer value over
-`MAX_TOKEN_LENGTH` is refused before hashing; an invalid token is not remembered (250 connection_inits
-with 4 MB invalid tokens kept ~1 GB alive before).
+`MAX_TOKEN_LENGTH` is refused before hashing; an invalid token is not remembered, so a client sending
+large made-up tokens cannot fill the process's memory with them.
 
 Revocation: `safelight revoke-token` marks the rows and increments a counter in Redis
 (`revocations_key`); each lookup reads that counter (one GET) and empties the cache when it moved,

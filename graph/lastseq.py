@@ -1,9 +1,9 @@
 """A generation's last sequence number, read once for all of its quiet subscribers.
 
 A subscriber that has heard nothing for a while checks the log (graph/fanout.py `QUIET`): has the
-generation's `last_seq` moved past what it has seen? 10,000 subscribers of one generation made 10,000
-reads every ~15 s, which exhausted the API's connection pool (bench/subscriptions.py). Here a read
-started less than `ttl_s` ago is shared. A shared answer is at most `ttl_s` old; that is only used to
+generation's `last_seq` moved past what it has seen? One read per subscriber would let thousands of
+subscribers of one generation exhaust the API's connection pool, so a read started less than `ttl_s`
+ago is shared. A shared answer is at most `ttl_s` old; that is only used to
 decide that nothing is new, and whatever was committed after it arrives on the bus or at the next check.
 """
 

@@ -45,8 +45,8 @@ log = logging.getLogger("graph.errors")
 # Errors a client can act on; their messages are shown as they are.
 _EXPECTED = (NotAuthenticated, BadRequest, GenerationNotFoundError, LimitError)
 
-# Lines one result's errors may write to the log; the rest are summed up in one more line. A request
-# with 2,000 failing aliases wrote 139 MB of tracebacks and stalled every other request meanwhile.
+# Lines one result's errors may write to the log; the rest are summed up in one more line, so a request
+# of thousands of failing aliases cannot flood the log and stall every other request while it writes.
 LOGGED_ERRORS_PER_RESULT = 5
 
 
@@ -132,10 +132,11 @@ def _anonymised(error: GraphQLError) -> GraphQLError:
 class _DocumentChecks(SchemaExtension):
     """Parsing and validation, each cached by document text, with the depth and cost limits among the rules.
 
-    Parsing and validating the same document again for every request was ~31 % of the API's CPU per
-    mutation (bench/submit.py). One extension does what strawberry's ParserCache, ValidationCache and
-    AddValidationRules would: strawberry instantiates every extension per operation and keeps an
-    `on_operation` hook open for a subscription's whole life, and this process holds thousands.
+    Clients send the same few documents again and again, and parsing and validating each anew would be
+    a large part of a mutation's CPU (bench/submit.py measures it). One extension does what strawberry's
+    ParserCache, ValidationCache and AddValidationRules would: strawberry instantiates every extension per
+    operation and keeps an `on_operation` hook open for a subscription's whole life, and this process holds
+    thousands.
     """
 
     def __init__(self, documents: DocumentCache, rules: tuple[Any, ...], first_rules: tuple[Any, ...]):

@@ -91,14 +91,13 @@ def _freeze_startup_heap() -> None:
     """Keep the cyclic GC off the hot path of a long-lived server process.
 
     - What startup built (modules, classes, the schema: as long-lived as the process) moves out of the
-      GC's reach: otherwise every full collection walks it again (in bench/subscriptions.py, 21 % of the
-      API's CPU while sending 1 event/s to 2,000 subscribers was the cyclic GC; after this, 0.3 %).
+      GC's reach: otherwise every full collection walks it again, a large share of the CPU of a process
+      sending events to thousands of subscribers (bench/subscriptions.py measures it).
     - Young collections run every 50,000 allocations instead of 700. Every delivery to a subscriber
       allocates a few short-lived objects; a collection that finds them still alive promotes them, and
-      once promotions reach a quarter of the old generation CPython walks all of it. With 10,000 idle
-      subscriptions (1.6 M objects) that full collection stalled the event loop for 1.5 s, about once
-      every 30 s even while idle; with this threshold none ran in 30 s, and the idle process used
-      3.5 s of CPU per 30 s instead of 4.9. Cyclic garbage now waits for up to 50,000 allocations.
+      once promotions reach a quarter of the old generation CPython walks all of it: with many idle
+      subscriptions that full collection stalls the event loop for more than a second, again and again.
+      The price: cyclic garbage waits for up to 50,000 allocations.
     """
     gc.collect()
     gc.freeze()
