@@ -62,42 +62,44 @@ class SystemStatusType:
     backends: list[BackendInfo]
 
     @classmethod
-    def from_status(cls, s: system_status.SystemReport) -> SystemStatusType:
+    def from_report(cls, report: system_status.SystemReport) -> SystemStatusType:
         return cls(
-            fingerprint=s.fingerprint,
-            queued=s.queued,
-            running=s.running,
-            oldest_queued_seconds=s.oldest_queued_s,
-            arq_queue_depth=s.arq_queue_depth,
-            succeeded_last_hour=s.succeeded_last_hour,
-            failed_last_hour=s.failed_last_hour,
-            cancelled_last_hour=s.cancelled_last_hour,
+            fingerprint=report.fingerprint,
+            queued=report.queued,
+            running=report.running,
+            oldest_queued_seconds=report.oldest_queued_s,
+            arq_queue_depth=report.arq_queue_depth,
+            succeeded_last_hour=report.succeeded_last_hour,
+            failed_last_hour=report.failed_last_hour,
+            cancelled_last_hour=report.cancelled_last_hour,
             workers=[
                 WorkerInfo(
-                    id=w.id,
-                    version=w.version,
-                    host=w.host,
-                    pid=w.pid,
-                    concurrency=w.concurrency,
-                    fingerprint=w.fingerprint,
-                    settings_match=w.settings_match,
-                    comfyui_urls=[redact_userinfo(url) for url in w.comfyui_urls],
-                    in_flight=list(w.in_flight),
-                    last_beat=w.last_beat,
+                    id=worker.id,
+                    version=worker.version,
+                    host=worker.host,
+                    pid=worker.pid,
+                    concurrency=worker.concurrency,
+                    fingerprint=worker.fingerprint,
+                    settings_match=worker.settings_match,
+                    comfyui_urls=[redact_userinfo(url) for url in worker.comfyui_urls],
+                    in_flight=list(worker.in_flight),
+                    last_beat=worker.last_beat,
                 )
-                for w in s.workers
+                for worker in report.workers
             ],
             backends=[
                 BackendInfo(
-                    url=redact_userinfo(b.url),
-                    healthy=b.healthy,
-                    error=None if b.error is None else redact_userinfo(b.error),
-                    running=b.running,
-                    pending=b.pending,
-                    comfyui_version=b.comfyui_version,
-                    devices=[GpuDevice(name=d.name, vram_total=d.vram_total, vram_free=d.vram_free) for d in b.devices],
+                    url=redact_userinfo(backend.url),
+                    healthy=backend.healthy,
+                    error=None if backend.error is None else redact_userinfo(backend.error),
+                    running=backend.running,
+                    pending=backend.pending,
+                    comfyui_version=backend.comfyui_version,
+                    devices=[
+                        GpuDevice(name=d.name, vram_total=d.vram_total, vram_free=d.vram_free) for d in backend.devices
+                    ],
                 )
-                for b in s.backends
+                for backend in report.backends
             ],
         )
 
@@ -107,10 +109,10 @@ async def _read(info: strawberry.Info[Context, None]) -> SystemStatusType:
         raise NotAuthenticated("system status is for admins")
     state = info.context.state
     await state.catalogs.get()  # brings the API's backend clients up to date with the list in force
-    status = await system_status.read_status(
+    report = await system_status.read_status(
         settings=state.settings, sessions=state.sessions, redis=state.redis, clients=state.catalogs.clients
     )
-    return SystemStatusType.from_status(status)
+    return SystemStatusType.from_report(report)
 
 
 async def resolve_system_status(info: strawberry.Info[Context, None]) -> SystemStatusType:
