@@ -219,12 +219,12 @@ async def test_the_claim_records_the_backend_or_a_write_of_its_own_does(
 ) -> None:
     """With its job's attempt, the claim alone records backend and prompt id: one statement before the
     prompt is submitted. Without it (no placement), the backend is recorded by a write of its own first."""
-    rt: Runtime = worker.ctx["runtime"]
+    runtime: Runtime = worker.ctx["runtime"]
     client = await make_client()
-    async with single_statement(rt.sessions) as session:
+    async with single_statement(runtime.sessions) as session:
         owner = await user_by_token(session, token=client.token or "")
         assert owner is not None
-        txt2img = await rt.templates.get("txt2img")
+        txt2img = await runtime.templates.get("txt2img")
         assert txt2img is not None
         params = validate_params(txt2img.template, {**SMALL, "seed": 3, "checkpoint": CHECKPOINTS[0]})
         change, _ = await create_generation(
@@ -232,7 +232,7 @@ async def test_the_claim_records_the_backend_or_a_write_of_its_own_does(
         )
     gid = change.generation.id
     before_submit: list[int] = []
-    backend = rt.backends.get(fake.url)
+    backend = runtime.backends.get(fake.url)
     assert backend is not None
     submit = backend.client.submit
 
@@ -244,7 +244,7 @@ async def test_the_claim_records_the_backend_or_a_write_of_its_own_does(
 
     monkeypatch.setattr(backend.client, "submit", counted_submit)
     with recorded_statements(worker.ctx["engine"]) as statements:
-        await run_generation(rt, gid, attempt)  # not enqueued: nothing runs it but this call
+        await run_generation(runtime, gid, attempt)  # not enqueued: nothing runs it but this call
     assert before_submit == [writes], statements[: before_submit[0] if before_submit else None]
     generation = await get(client, str(gid))
     assert generation["status"] == "SUCCEEDED"
@@ -320,9 +320,9 @@ async def test_a_closed_socket_is_noticed_at_once_not_by_the_watchdog(
 ) -> None:
     """The websocket closes mid-run and cannot reconnect; the silence watchdog is an hour. The close itself
     makes the job ask /queue (UNTRACKED: running, no live progress), and /history concludes it."""
-    rt: Runtime = worker.ctx["runtime"]
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"comfy_watchdog_s": 3600.0}))
-    backend = rt.backends.get(fake.url)
+    runtime: Runtime = worker.ctx["runtime"]
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"comfy_watchdog_s": 3600.0}))
+    backend = runtime.backends.get(fake.url)
     assert backend is not None
     connections = backend.socket.connections
     real_url = backend.socket.url
@@ -353,9 +353,9 @@ async def test_a_socket_comfyui_forgot_is_registered_again(
     """Upstream forgets a client id's socket when any other socket of that id closes (a half-open one left by
     a network blip, say): the worker's socket stays open and hears nothing. Silent while its prompt runs,
     the job connects again, and every later step is live."""
-    rt: Runtime = worker.ctx["runtime"]
-    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"comfy_watchdog_s": 0.5}))
-    backend = rt.backends.get(fake.url)
+    runtime: Runtime = worker.ctx["runtime"]
+    monkeypatch.setattr(runtime, "settings", runtime.settings.model_copy(update={"comfy_watchdog_s": 0.5}))
+    backend = runtime.backends.get(fake.url)
     assert backend is not None
     fake.config.step_time = 0.05
     client = await make_client()

@@ -103,11 +103,11 @@ async def test_recovery_takes_over_only_its_own_namespace(
     for namespace in (mine, theirs):
         await _generation(session_factory, namespace, Status.RUNNING, lease=f"gone-{uuid.uuid4().hex[:6]}/1")
         await _generation(session_factory, namespace, Status.QUEUED)
-    rt = _runtime(session_factory, arq_redis, mine)
-    assert await recover_orphans(rt) == 2  # its own two; the other namespace's are not its to take
+    runtime = _runtime(session_factory, arq_redis, mine)
+    assert await recover_orphans(runtime) == 2  # its own two; the other namespace's are not its to take
     assert await arq_redis.zcard(Keys(mine).queue) == 2
     assert await arq_redis.zcard(Keys(theirs).queue) == 0
-    assert await recover_orphans(rt) == 0  # enqueued once, not again
+    assert await recover_orphans(runtime) == 0  # enqueued once, not again
 
 
 async def test_a_lease_its_live_worker_no_longer_runs_is_recovered(
@@ -124,15 +124,15 @@ async def test_a_lease_its_live_worker_no_longer_runs_is_recovered(
         session_factory, namespace, Status.RUNNING, lease=f"{worker_id}/new", updated_at=datetime.now(UTC)
     )
     await _beat(arq_redis, keys, worker_id, [f"{worker_id}/running"])
-    rt = _runtime(session_factory, arq_redis, namespace)
+    runtime = _runtime(session_factory, arq_redis, namespace)
 
-    assert await recover_orphans(rt) == 1
+    assert await recover_orphans(runtime) == 1
     assert await _lease(session_factory, stuck) is None, "released for the recovery job to take over"
     assert await _lease(session_factory, running) == f"{worker_id}/running", "listed in the heartbeat: running"
     assert await _lease(session_factory, just_claimed) == f"{worker_id}/new", "claimed after the last beat"
     (first,) = await arq_redis.zrange(keys.queue, 0, -1)
     assert first.decode().startswith(f"gen:{stuck}:1:r-")
-    assert await recover_orphans(rt) == 0
+    assert await recover_orphans(runtime) == 0
 
 
 async def test_a_dead_workers_orphans_are_found_behind_a_backlog_and_resume_first(
@@ -147,9 +147,9 @@ async def test_a_dead_workers_orphans_are_found_behind_a_backlog_and_resume_firs
     orphan = await _generation(
         session_factory, namespace, Status.RUNNING, lease="killed-1/abc", updated_at=datetime.now(UTC)
     )
-    rt = _runtime(session_factory, arq_redis, namespace)
+    runtime = _runtime(session_factory, arq_redis, namespace)
 
-    assert await recover_orphans(rt) == 1
+    assert await recover_orphans(runtime) == 1
     first = (await arq_redis.zrange(keys.queue, 0, 0))[0].decode()
     assert first.startswith(f"gen:{orphan}:1:r-"), "the recovery job is ahead of the backlog"
     assert await arq_redis.zcard(keys.queue) == 251
@@ -169,9 +169,9 @@ async def test_recovery_removes_a_killed_workers_arq_job(
     await arq_redis.set(in_progress_key_prefix + job_id, b"1", px=3_600_000)
     await arq_redis.set(keys.worker_jobs("killed-2"), json.dumps({lease: job_id}), px=3_600_000)
     assert await waiting_jobs(arq_redis, keys) == 0, "a job in progress is not queued"
-    rt = _runtime(session_factory, arq_redis, namespace)
+    runtime = _runtime(session_factory, arq_redis, namespace)
 
-    assert await recover_orphans(rt) == 1
+    assert await recover_orphans(runtime) == 1
     assert not await arq_redis.exists(in_progress_key_prefix + job_id, job_key_prefix + job_id)
     (only,) = await arq_redis.zrange(keys.queue, 0, -1)
     assert only.decode() != job_id
@@ -203,8 +203,8 @@ async def test_a_released_generation_gets_one_recovery_job_however_long_it_waits
     namespaces.append(namespace)
     keys = Keys(namespace)
     gid = await _generation(session_factory, namespace, Status.RUNNING, lease="killed-4/abc")
-    rt = _runtime(session_factory, arq_redis, namespace)
-    assert await recover_orphans(rt) == 1
+    runtime = _runtime(session_factory, arq_redis, namespace)
+    assert await recover_orphans(runtime) == 1
     assert await _lease(session_factory, gid) is None
-    assert await recover_orphans(rt, unlisted_grace_s=0.0) == 0, "its recovery job is queued already"
+    assert await recover_orphans(runtime, unlisted_grace_s=0.0) == 0, "its recovery job is queued already"
     assert await arq_redis.zcard(keys.queue) == 1
