@@ -135,9 +135,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         state: AppState = request.app.state.safelight
         context = Context(state=state, request=request, response=response, loaders=Loaders.create(state.sessions))
         if isinstance(request, Request):
-            context.viewer_row = await request.app.state.auth.viewer(
-                bearer_token(request.headers.get("authorization")), local=_is_local(request.scope)
-            )
+            context.viewer_row = await request.app.state.auth.request_viewer(request)
         else:
             request.scope["safelight.contexts"].append(context)
         return context

@@ -20,9 +20,11 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
+from starlette.requests import Request
 
 from db import models
 from db.users import MAX_TOKEN_LENGTH, hash_token, token_owner
+from graph.guards import LOOPBACK_HOSTS
 from graph.state import AppState
 from jobs.keys import Keys
 
@@ -71,6 +73,11 @@ class Auth:
         if len(token) > MAX_TOKEN_LENGTH:
             return None
         return await self.viewer_by_hash(hash_token(token))
+
+    async def request_viewer(self, request: Request) -> models.User | None:
+        """The user of an HTTP request (GraphQL or a route): its bearer token, or the dev user as `viewer` says."""
+        local = request.client is not None and request.client.host in LOOPBACK_HOSTS
+        return await self.viewer(bearer_token(request.headers.get("authorization")), local=local)
 
     async def viewer_by_hash(self, key: str) -> models.User | None:
         """The user of a token by its SHA-256: a websocket keeps only this, to check it again later."""

@@ -28,8 +28,8 @@ from starlette.routing import BaseRoute, Route
 
 from db import models
 from db.inputs import input_by_id
-from graph.auth import bearer_token
-from graph.guards import LOOPBACK_HOSTS, allowed_origin
+from graph.auth import Auth
+from graph.guards import allowed_origin
 from graph.state import AppState
 from jobs.service.inputs import InputRejected, Intake
 from settings import Settings
@@ -71,11 +71,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 async def _viewer(request: Request) -> models.User | None:
-    local = request.client is not None and request.client.host in LOOPBACK_HOSTS
-    viewer: models.User | None = await request.app.state.auth.viewer(
-        bearer_token(request.headers.get("authorization")), local=local
-    )
-    return viewer
+    auth: Auth = request.app.state.auth
+    return await auth.request_viewer(request)
 
 
 class _FilePart:
