@@ -66,3 +66,13 @@ async def test_an_admin_saves_an_editor_workflow_as_a_template(
     client = await make_client(admin=True)
     assert client.token is not None
     await run_spec("template_upload", api_url, client.token, f"lighthouse-{uuid.uuid4().hex[:8]}")
+
+
+async def test_issue16_screens_at_desktop_and_phone(api_url: str, fake: FakeHandle, make_client: MakeClient) -> None:
+    """Screenshots of the new screens to tests/browser/artifacts/ (or SAFELIGHT_ARTIFACTS), with layout checks."""
+    fake.config.step_time = 0.0
+    token, source = await _finished_txt2img(
+        make_client, prompt="a harbour at night, lanterns", steps=2, batchSize=3, width=512, height=512
+    )
+    fake.config.step_time = 0.1
+    await run_spec("shots16", api_url, token, source)

@@ -161,6 +161,9 @@ export function GenerateForm({
                 setValues(loadValues(next));
                 setServerErrors({});
                 setAttempted(false);
+                // Another template's fields: what was touched in the last one says nothing here.
+                setTouched(new Set());
+                setChanged(new Set());
               }}
             >
               {templates.map((t) => (
@@ -191,6 +194,7 @@ export function GenerateForm({
             onBlur={() => setTouched((t) => (t.has(param.name) ? t : new Set(t).add(param.name)))}
             onSubmitShortcut={() => void submit()}
             imageId={param.type === "MASK" ? imageId : undefined}
+            compact={param === image && template.params.some((p) => p.type === "MASK")}
           />
         ))}
       </div>

@@ -37,6 +37,7 @@ export function useInputUrl(id: string): { url: string | null; error: string | n
  * answers, and the server's typed error (not an image, too large, too many pixels) shows here as it is.
  */
 export function ImageDrop({
+  compact = false,
   inputId,
   name,
   value,
@@ -45,6 +46,7 @@ export function ImageDrop({
   onChange,
   onBlur,
 }: {
+  compact?: boolean;
   inputId: string;
   name: string;
   value: string;
@@ -117,7 +119,7 @@ export function ImageDrop({
   const percent = uploading ? Math.round(upload.fraction * 100) : 0;
   return (
     <div
-      className={`drop-zone${dragging ? " drop-zone-active" : ""}${value ? " drop-zone-filled" : ""}`}
+      className={`drop-zone${dragging ? " drop-zone-active" : ""}${value ? " drop-zone-filled" : ""}${compact ? " drop-zone-compact" : ""}`}
       tabIndex={0}
       role="group"
       aria-label={`${name}: drop, paste or choose an image`}

@@ -21,6 +21,8 @@ interface FieldProps {
   onSubmitShortcut: () => void;
   /** For a MASK: the input id of the image it is painted over ("" while none is chosen). */
   imageId?: string;
+  /** For an IMAGE the mask painter shows again below: a small preview is enough. */
+  compact?: boolean;
 }
 
 const WIDE_TYPES = new Set(["STRING", "IMAGE", "MASK"]);
@@ -86,6 +88,7 @@ export function ParamField(props: FieldProps) {
   if (param.type === "IMAGE") {
     control = (
       <ImageDrop
+        compact={props.compact}
         inputId={id}
         name={param.name}
         value={text}

@@ -97,8 +97,11 @@ describe("ActiveList", () => {
     expect(queries).toHaveLength(3); // once at first, after the end of a, for c
   });
 
-  it("says so when nothing is queued or running", async () => {
-    setup([[]]);
-    expect(await screen.findByText("Nothing queued or running.")).toBeInTheDocument();
+  it("shows nothing when nothing is queued or running, and appears when something is", async () => {
+    const { push } = setup([[], [c]]);
+    await act(async () => new Promise((r) => setTimeout(r, 20)));
+    expect(screen.queryByTestId("active-list")).toBeNull();
+    await push({ generationId: "c", kind: "STATUS", status: "QUEUED" });
+    await waitFor(() => expect(items()).toEqual(["c"]));
   });
 });

@@ -67,46 +67,41 @@ export function ActiveList({
   const active = nodes
     .filter((n) => !seen[n.id]?.ended)
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  // Nothing waiting: no strip at all (the live panel says what there is to say).
+  if (active.length === 0) return null;
   return (
-    <section className={`panel active-list${active.length === 0 ? " active-list-empty" : ""}`} aria-labelledby="active-title" data-testid="active-list">
-      <header className="panel-header">
-        <h2 id="active-title">Queued and running</h2>
+    <section className="active-list" aria-labelledby="active-title" data-testid="active-list">
+      <h2 id="active-title" className="active-title">
+        Queued and running{" "}
         <span className="active-count" aria-label={`${active.length} active`}>
           {active.length}
         </span>
-      </header>
-      {active.length === 0 ? (
-        <p className="muted active-none">Nothing queued or running.</p>
-      ) : (
-        <ol className="active-items">
-          {active.map((g) => {
-            const live = seen[g.id];
-            const status = live?.status ?? g.status;
-            const progress = live?.progress ?? g.progress;
-            const percent = Math.max(0, Math.min(100, Math.round(progress?.percent ?? 0)));
-            return (
-              <li key={g.id} data-testid="active-item" data-id={g.id}>
-                <button
-                  type="button"
-                  className="active-item"
-                  aria-current={g.id === current ? "true" : undefined}
-                  onClick={() => onSelect(g.id)}
-                  title="Show on the live panel"
-                >
-                  <span className="active-text">
-                    <span className="active-prompt">{g.prompt || g.template}</span>
-                    <span className="active-template muted">{g.template}</span>
-                  </span>
-                  <StatusBadge status={status} progress={progress} />
-                  <span className="active-bar" aria-hidden="true">
-                    <span style={{ width: `${percent}%` }} />
-                  </span>
-                </button>
-              </li>
-            );
-          })}
-        </ol>
-      )}
+      </h2>
+      <ol className="active-items">
+        {active.map((g) => {
+          const live = seen[g.id];
+          const status = live?.status ?? g.status;
+          const progress = live?.progress ?? g.progress;
+          const percent = Math.max(0, Math.min(100, Math.round(progress?.percent ?? 0)));
+          return (
+            <li key={g.id} data-testid="active-item" data-id={g.id}>
+              <button
+                type="button"
+                className="active-item"
+                aria-current={g.id === current ? "true" : undefined}
+                onClick={() => onSelect(g.id)}
+                title={`${g.prompt || g.template} (${g.template}): show on the live panel`}
+              >
+                <span className="active-prompt">{g.prompt || g.template}</span>
+                <StatusBadge status={status} progress={progress} />
+                <span className="active-bar" aria-hidden="true">
+                  <span style={{ width: `${percent}%` }} />
+                </span>
+              </button>
+            </li>
+          );
+        })}
+      </ol>
     </section>
   );
 }

@@ -215,6 +215,7 @@ export function GeneratePage() {
         )}
       </div>
       <div className="live-column">
+        <ActiveList current={current} onSelect={select} />
         {current ? (
           <LivePanel key={current} id={current} focus={submitted} onDismiss={() => select(null)} />
         ) : (
@@ -226,7 +227,6 @@ export function GeneratePage() {
             </p>
           </section>
         )}
-        <ActiveList current={current} onSelect={select} />
       </div>
       {dragging && (
         <div className="page-drop" aria-hidden="true">

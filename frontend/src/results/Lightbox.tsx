@@ -59,9 +59,15 @@ export function Lightbox({
     setZoom("fit");
     onIndex(to);
   };
+  const stage = useRef<HTMLDivElement>(null);
+  // From "fit", zoom steps from the scale the picture is shown at now (a large image fits below 100 %).
+  const shownScale = () => {
+    const img = stage.current?.querySelector("img");
+    return img && img.naturalWidth ? img.clientWidth / img.naturalWidth : 1;
+  };
   const zoomBy = (direction: 1 | -1) =>
     setZoom((z) => {
-      const current = z === "fit" ? 1 : z;
+      const current = z === "fit" ? shownScale() : z;
       const next = direction > 0 ? ZOOMS.find((s) => s > current) : [...ZOOMS].reverse().find((s) => s < current);
       return next ?? current;
     });
@@ -96,6 +102,14 @@ export function Lightbox({
       opener?.focus?.();
     };
   }, []);
+
+  // A new zoom keeps the middle of the picture in the middle of the screen.
+  useEffect(() => {
+    const el = stage.current;
+    if (!el || zoom === "fit") return;
+    el.scrollLeft = (el.scrollWidth - el.clientWidth) / 2;
+    el.scrollTop = (el.scrollHeight - el.clientHeight) / 2;
+  }, [zoom]);
 
   if (!output) return null;
   const picture = output.kind === "IMAGE" || output.kind === "ANIMATION";
@@ -135,6 +149,7 @@ export function Lightbox({
         </button>
       </div>
       <div
+        ref={stage}
         className={`lightbox-stage${zoomed ? " lightbox-zoomed" : ""}`}
         onClick={(e) => {
           if (e.target === e.currentTarget) onClose();
