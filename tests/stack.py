@@ -74,6 +74,19 @@ class GraphQLClient:
             yield Subscription(ws, protocol)
 
 
+ENDED = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+
+async def ended(client: GraphQLClient, query: str, generation_id: str, *, within_s: float = 60.0) -> dict[str, Any]:
+    """The generation as `query` (`generation(id: $id)`, selecting its status) answers once it has ended."""
+    async with asyncio.timeout(within_s):
+        while True:
+            generation: dict[str, Any] = (await client.query(query, {"id": generation_id}))["generation"]
+            if generation["status"] in ENDED:
+                return generation
+            await asyncio.sleep(0.05)
+
+
 async def new_user_client(
     base_url: str, sessions: async_sessionmaker[AsyncSession], *, admin: bool = False
 ) -> GraphQLClient:

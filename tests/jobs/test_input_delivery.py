@@ -15,10 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from comfy.fake.server import FakeConfig, FakeHandle, running_fake
 from settings import Settings
-from tests.stack import CREATE, GraphQLClient, new_user_client, running_worker, serve
+from tests.stack import CREATE, GraphQLClient, ended, new_user_client, running_worker, serve
 
 STATUS = "query($id: ID!) { generation(id: $id) { status error { code message } images { mime } } }"
-TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 def picture(color: tuple[int, int, int]) -> bytes:
@@ -75,15 +74,6 @@ async def _img2img(client: GraphQLClient, input_id: str) -> str:
     return generation_id
 
 
-async def _finished(client: GraphQLClient, generation_id: str, wait_s: float = 60.0) -> dict[str, Any]:
-    async with asyncio.timeout(wait_s):
-        while True:
-            generation: dict[str, Any] = (await client.query(STATUS, {"id": generation_id}))["generation"]
-            if generation["status"] in TERMINAL:
-                return generation
-            await asyncio.sleep(0.05)
-
-
 async def test_an_input_reaches_each_backend_once_and_a_restarted_one_again(
     settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
@@ -99,7 +89,7 @@ async def test_an_input_reaches_each_backend_once_and_a_restarted_one_again(
         # Two generations on backend A: the file goes there once (the second finds it by HEAD /view).
         async with running_worker(on_a):
             for _ in range(2):
-                done = await _finished(client, await _img2img(client, input_id))
+                done = await ended(client, STATUS, await _img2img(client, input_id))
                 assert done["status"] == "SUCCEEDED", done
                 assert done["images"] and done["images"][0]["mime"] == "image/png"
         uploads_a = dict(fake_a.fake.stats.uploads)
@@ -111,7 +101,7 @@ async def test_an_input_reaches_each_backend_once_and_a_restarted_one_again(
         # The same input on backend B: B gets its own copy, once, under the same name.
         async with running_worker(on_b):
             for _ in range(2):
-                done = await _finished(client, await _img2img(client, input_id))
+                done = await ended(client, STATUS, await _img2img(client, input_id))
                 assert done["status"] == "SUCCEEDED", done
         assert dict(fake_b.fake.stats.uploads) == {name_on_a: 1}
         assert dict(fake_a.fake.stats.uploads) == uploads_a, "A was sent the file again"
@@ -119,7 +109,7 @@ async def test_an_input_reaches_each_backend_once_and_a_restarted_one_again(
         # A restarts with an empty input directory (and fresh counters): the next job re-uploads.
         await fake_a.fake.reset()
         async with running_worker(on_a):
-            done = await _finished(client, await _img2img(client, input_id))
+            done = await ended(client, STATUS, await _img2img(client, input_id))
             assert done["status"] == "SUCCEEDED", done
         assert dict(fake_a.fake.stats.uploads) == {name_on_a: 1}
 
@@ -142,7 +132,7 @@ async def test_a_missing_input_row_fails_the_generation_for_good(
             await session.execute(delete(Input).where(Input.id == uuid.UUID(input_id)))
             await session.commit()
         async with running_worker(own):
-            done = await _finished(client, generation_id)
+            done = await ended(client, STATUS, generation_id)
         assert done["status"] == "FAILED" and done["error"]["code"] == "INPUT_MISSING", done
         assert not fake_a.fake.stats.uploads and not fake_a.fake.stats.submits
 
@@ -170,7 +160,7 @@ async def test_inpaint_and_upscale_read_their_uploaded_inputs(
             for request in (inpaint, upscale):
                 created = (await client.query(CREATE, {"input": request}))["createGeneration"]
                 assert created["__typename"] == "GenerationPayload", created
-                done = await _finished(client, created["generation"]["id"])
+                done = await ended(client, STATUS, created["generation"]["id"])
                 assert done["status"] == "SUCCEEDED", done
         uploads = fake_a.fake.stats.uploads
         assert sorted(uploads.values()) == [1, 1] and all(n.startswith("safelight-") for n in uploads), uploads
@@ -197,6 +187,6 @@ async def test_a_failed_upload_is_retried_as_a_new_attempt(
                     await asyncio.sleep(0.02)
             assert not fake_a.fake.stats.submits, "submitted without its input"
             fake_a.config.max_upload_bytes = 50 * 1024 * 1024
-            done = await _finished(client, generation_id)
+            done = await ended(client, STATUS, generation_id)
         assert done["status"] == "SUCCEEDED", done
         assert list(fake_a.fake.stats.upload_writes.values()) == [1]

@@ -4,7 +4,6 @@ generation's images and in its IMAGE events, and a PNG downloads byte for byte a
 
 from __future__ import annotations
 
-import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.images import images_for_generations
 from settings import Settings
-from tests.stack import GraphQLClient, new_user_client, running_worker, serve
+from tests.stack import GraphQLClient, ended, new_user_client, running_worker, serve
 
 RAW = """mutation($workflow: JSON!) { createWorkflowGeneration(workflow: $workflow) {
   __typename
@@ -91,12 +90,7 @@ async def _finish(client: GraphQLClient, workflow: dict[str, Any]) -> tuple[str,
     assert created["__typename"] == "GenerationPayload", created
     gid = created["generation"]["id"]
     assert created["generation"]["seedUsed"] == SEED
-    async with asyncio.timeout(60):
-        while True:
-            generation: dict[str, Any] = (await client.query(IMAGES, {"id": gid}))["generation"]
-            if generation["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                return gid, generation
-            await asyncio.sleep(0.05)
+    return gid, await ended(client, IMAGES, gid)
 
 
 async def _run(client: GraphQLClient, workflow: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
