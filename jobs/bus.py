@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ from db.models import GenerationEvent
 from db.transitions import Change
 from jobs.keys import Keys
 
-__all__ = ["BusEvent", "publish", "publish_change"]
+__all__ = ["BusEvent", "publish", "publish_change", "publish_changes"]
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +107,16 @@ async def publish_change(redis: Redis, keys: Keys, change: Change) -> BusEvent:
     event = BusEvent.from_row(change.event, owner_id=change.generation.owner_id)
     await publish(redis, keys, event)
     return event
+
+
+async def publish_changes(redis: Redis, keys: Keys, changes: Sequence[Change]) -> bool:
+    """`publish_change` of changes one statement committed, in order, in one round trip (and as forgiving)."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for change in changes:
+                pipe.publish(keys.events, BusEvent.from_row(change.event, owner_id=change.generation.owner_id).encode())
+            await pipe.execute()
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        log.warning("event bus unavailable, events of %s not published: %s", changes[0].generation.id, exc)
+        return False
+    return True

@@ -9,11 +9,7 @@ them. Results are the saved files (type "output") and texts; temp previews are n
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from comfy.client import ComfyClient, HistoryEntry
 from comfy.errors import ComfyResponseTooLarge
@@ -22,18 +18,15 @@ from db import transitions
 from db.engine import single_statement
 from db.payloads import ImagePayload
 from db.states import Phase, Status
-from jobs.bus import BusEvent, publish_change
+from jobs.bus import publish_change, publish_changes
 from jobs.media import OutputKind
 from jobs.storage import OutputTooLarge
 from jobs.worker.outcomes import Cancelled, Permanent, Transient, failure_of
-from jobs.worker.runtime import Runtime
 
 if TYPE_CHECKING:
     from jobs.worker.run import GenerationRun
 
 __all__ = ["collect", "conclude", "is_result", "store_output"]
-
-log = logging.getLogger(__name__)
 
 
 async def conclude(
@@ -90,7 +83,7 @@ async def collect(run: GenerationRun, client: ComfyClient, outputs: list[OutputF
             continue  # recorded by an earlier run of this job
         run.relay.seq = changes[0].event.seq
         if final:
-            await _publish_both(run.runtime, changes[0], changes[1])
+            await publish_changes(run.runtime.redis, run.runtime.keys, changes)
             return
         await publish_change(run.runtime.redis, run.runtime.keys, changes[0])
     await run.finish(Status.SUCCEEDED, {"percent": 100.0})
@@ -133,15 +126,3 @@ async def store_output(run: GenerationRun, client: ComfyClient, output: OutputFi
         frames=stored.frames,
         filename=output.filename[:200],
     )
-
-
-async def _publish_both(runtime: Runtime, first: transitions.Change, second: transitions.Change) -> None:
-    """`publish_change` of two committed changes, in order, in one round trip (and as forgiving)."""
-    try:
-        async with runtime.redis.pipeline(transaction=False) as pipe:
-            for change in (first, second):
-                event = BusEvent.from_row(change.event, owner_id=change.generation.owner_id)
-                pipe.publish(runtime.keys.events, event.encode())
-            await pipe.execute()
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        log.warning("event bus unavailable, events of %s not published: %s", first.generation.id, exc)
