@@ -14,16 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from db.quotas import lock_and_count_active
 from db.states import Status
 from db.transitions import create_generation, transition
+from tests.db.locks import blocked_by
 from tests.db.rows import new_generation, new_user
-
-
-async def _blocked_by(session_factory: async_sessionmaker[AsyncSession], holder: int) -> None:
-    """Wait until a statement waits for a lock that backend `holder` holds (fail after 10 s)."""
-    blocked = text("select count(*) from pg_stat_activity where :holder = any(pg_blocking_pids(pid))")
-    async with asyncio.timeout(10), session_factory() as observer:
-        while not (await observer.execute(blocked, {"holder": holder})).scalar_one():
-            await observer.rollback()  # a fresh snapshot of pg_stat_activity for the next look
-            await asyncio.sleep(0.01)
 
 
 async def test_only_active_generations_count(session: AsyncSession) -> None:
@@ -47,7 +39,7 @@ async def test_a_second_count_waits_for_the_first_transaction_and_sees_its_gener
         holder = (await first.execute(text("select pg_backend_pid()"))).scalar_one()
         assert await lock_and_count_active(first, owner_id=owner.id) == 0
         counting = asyncio.ensure_future(lock_and_count_active(second, owner_id=owner.id))
-        await _blocked_by(session_factory, holder)
+        await blocked_by(session_factory, holder)
         assert not counting.done()
         assert await lock_and_count_active(other, owner_id=stranger.id) == 0, "another owner does not wait"
         await other.commit()

@@ -25,6 +25,7 @@ from db.transitions import (
     transition,
     update_progress,
 )
+from tests.db.locks import blocked_by
 from tests.db.rows import image_columns, new_generation, new_image, new_user
 
 
@@ -318,7 +319,7 @@ async def test_record_image_waits_for_a_concurrent_cancel_and_then_refuses(
             recording = asyncio.create_task(
                 record_image(worker, generation_id=gid, lease="job", image=image_columns(0), payload={})
             )
-            await _blocked_by(session_factory, holder)
+            await blocked_by(session_factory, holder)
             assert not recording.done()
             await canceller.commit()
             with pytest.raises(IllegalTransition):
@@ -326,15 +327,6 @@ async def test_record_image_waits_for_a_concurrent_cancel_and_then_refuses(
     async with session_factory() as session:
         assert (await images_for_generations(session, generation_ids=[gid]))[gid] == []
         assert [e.seq for e in await events_after(session, generation_id=gid, after_seq=0)] == [1, 2, 3]
-
-
-async def _blocked_by(session_factory: async_sessionmaker[AsyncSession], holder: int) -> None:
-    """Wait until a statement waits for a lock that backend `holder` holds (fail after 10 s)."""
-    blocked = text("select count(*) from pg_stat_activity where :holder = any(pg_blocking_pids(pid))")
-    async with asyncio.timeout(10), session_factory() as observer:
-        while not (await observer.execute(blocked, {"holder": holder})).scalar_one():
-            await observer.rollback()  # a fresh snapshot of pg_stat_activity for the next look
-            await asyncio.sleep(0.01)
 
 
 async def test_delete_returns_the_content_hashes_it_held(session: AsyncSession) -> None:
