@@ -195,6 +195,7 @@ export function GenerateForm({
             onSubmitShortcut={() => void submit()}
             imageId={param.type === "MASK" ? imageId : undefined}
             compact={param === image && template.params.some((p) => p.type === "MASK")}
+            mainImage={param === image}
           />
         ))}
       </div>

@@ -8,12 +8,14 @@ import { InputsContext, type InputsApi, type UploadResult } from "../api/inputs"
 import { fakeInputs, uploaded } from "../test/inputs";
 import { ImageDrop } from "./ImageDrop";
 
-function Harness({ onChange }: { onChange: (id: string) => void }) {
+function Harness({ onChange, catchPaste = false }: { onChange: (id: string) => void; catchPaste?: boolean }) {
   const [value, setValue] = useState("");
   return (
     <>
       <label htmlFor="field-image">Image</label>
+      <textarea aria-label="Prompt" />
       <ImageDrop
+        catchPaste={catchPaste}
         inputId="field-image"
         name="image"
         value={value}
@@ -29,12 +31,12 @@ function Harness({ onChange }: { onChange: (id: string) => void }) {
   );
 }
 
-function renderDrop(api: InputsApi) {
+function renderDrop(api: InputsApi, catchPaste = false) {
   const onChange = vi.fn();
   render(
     <MockedProvider cache={createCache()}>
       <InputsContext.Provider value={api}>
-        <Harness onChange={onChange} />
+        <Harness onChange={onChange} catchPaste={catchPaste} />
       </InputsContext.Provider>
     </MockedProvider>,
   );
@@ -83,6 +85,26 @@ describe("ImageDrop", () => {
     fireEvent.paste(zone, { clipboardData: { files: [file], types: ["Files"] } });
     await waitFor(() => expect(onChange).toHaveBeenCalledWith("in-3"));
     expect(sent[0]?.file).toBe(file);
+  });
+
+  it("as the form's main image, takes an image pasted anywhere but into a text field", async () => {
+    const { api, sent } = fakeInputs([uploaded("in-5")]);
+    const { onChange } = renderDrop(api, true);
+    const file = png("clipboard.png");
+    fireEvent.paste(screen.getByLabelText("Prompt"), { clipboardData: { files: [file], types: ["Files"] } });
+    await act(async () => new Promise((r) => setTimeout(r, 10)));
+    expect(sent).toHaveLength(0);
+    fireEvent.paste(document.body, { clipboardData: { files: [file], types: ["Files"] } });
+    await waitFor(() => expect(onChange).toHaveBeenCalledWith("in-5"));
+    expect(sent[0]?.file).toBe(file);
+  });
+
+  it("ignores a paste outside it unless it is the main image", async () => {
+    const { api, sent } = fakeInputs([uploaded("in-6")]);
+    renderDrop(api);
+    fireEvent.paste(document.body, { clipboardData: { files: [png()], types: ["Files"] } });
+    await act(async () => new Promise((r) => setTimeout(r, 10)));
+    expect(sent).toHaveLength(0);
   });
 
   it("shows the server's typed error and keeps no value", async () => {

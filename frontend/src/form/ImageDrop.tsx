@@ -38,6 +38,7 @@ export function useInputUrl(id: string): { url: string | null; error: string | n
  */
 export function ImageDrop({
   compact = false,
+  catchPaste = false,
   inputId,
   name,
   value,
@@ -47,6 +48,8 @@ export function ImageDrop({
   onBlur,
 }: {
   compact?: boolean;
+  /** Also take an image pasted anywhere on the page outside a text field (the form's main image). */
+  catchPaste?: boolean;
   inputId: string;
   name: string;
   value: string;
@@ -66,6 +69,7 @@ export function ImageDrop({
   const meta = known ?? (value ? data?.input : null) ?? null;
 
   useEffect(() => () => abort.current?.abort(), []);
+
 
   const take = async (file: File | null | undefined) => {
     if (!file) return;
@@ -92,6 +96,24 @@ export function ImageDrop({
     }
     onBlur();
   };
+
+  const takeRef = useRef<(file: File) => void>(() => {});
+  useEffect(() => {
+    takeRef.current = (file) => void take(file);
+  });
+  useEffect(() => {
+    if (!catchPaste) return;
+    const onPagePaste = (e: globalThis.ClipboardEvent) => {
+      const target = e.target as HTMLElement | null;
+      if (e.defaultPrevented || (target && (["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) || target.isContentEditable))) return;
+      const file = Array.from(e.clipboardData?.files ?? []).find((f) => f.type.startsWith("image/"));
+      if (!file) return;
+      e.preventDefault();
+      takeRef.current(file);
+    };
+    document.addEventListener("paste", onPagePaste);
+    return () => document.removeEventListener("paste", onPagePaste);
+  }, [catchPaste]);
 
   const onDrop = (e: DragEvent<HTMLDivElement>) => {
     if (!carriesFiles(e)) return;

@@ -23,6 +23,8 @@ interface FieldProps {
   imageId?: string;
   /** For an IMAGE the mask painter shows again below: a small preview is enough. */
   compact?: boolean;
+  /** The template's first IMAGE: it takes an image pasted anywhere on the page. */
+  mainImage?: boolean;
 }
 
 const WIDE_TYPES = new Set(["STRING", "IMAGE", "MASK"]);
@@ -89,6 +91,7 @@ export function ParamField(props: FieldProps) {
     control = (
       <ImageDrop
         compact={props.compact}
+        catchPaste={props.mainImage}
         inputId={id}
         name={param.name}
         value={text}

@@ -86,4 +86,24 @@ describe("Lightbox", () => {
     fireEvent.keyDown(input, { key: "Escape" });
     expect(onClose).toHaveBeenCalled();
   });
+
+  it("keeps Tab inside the dialog", async () => {
+    const outside = document.createElement("button");
+    outside.textContent = "behind";
+    document.body.prepend(outside);
+    render(<Harness onClose={() => {}} />);
+    const user = userEvent.setup();
+    const close = screen.getByRole("button", { name: "Close" });
+    const download = screen.getByTestId("download");
+    download.focus();
+    await user.tab(); // the last control: round to the first
+    expect(screen.getByTestId("lightbox")).toContainElement(document.activeElement as HTMLElement);
+    expect(document.activeElement).not.toBe(outside);
+    close.focus();
+    for (let i = 0; i < 12; i++) {
+      await user.tab({ shift: i % 2 === 0 });
+      expect(screen.getByTestId("lightbox")).toContainElement(document.activeElement as HTMLElement);
+    }
+    outside.remove();
+  });
 });

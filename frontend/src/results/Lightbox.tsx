@@ -28,6 +28,25 @@ export function lightboxKey(key: string): "prev" | "next" | "close" | "in" | "ou
   }
 }
 
+/** Keep Tab inside the dialog (aria-modal says the page behind is out of reach; so should the keyboard be). */
+function trapFocus(e: KeyboardEvent, root: HTMLElement | null) {
+  if (!root) return;
+  const focusable = Array.from(
+    root.querySelectorAll<HTMLElement>("button:not(:disabled), a[href], video[controls], audio[controls], [tabindex]:not([tabindex='-1'])"),
+  );
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  if (!first || !last) return;
+  const active = document.activeElement;
+  if (e.shiftKey && (active === first || active === root || !root.contains(active))) {
+    e.preventDefault();
+    last.focus();
+  } else if (!e.shiftKey && (active === last || !root.contains(active))) {
+    e.preventDefault();
+    first.focus();
+  }
+}
+
 /**
  * Outputs at full size over the page: ←/→ between them, Esc closes, +/−/0 zoom (or click the
  * picture: fit ↔ 100 %, then scroll around). Each says its seed and batch index and offers its
@@ -76,6 +95,10 @@ export function Lightbox({
   const handler = useRef<(e: KeyboardEvent) => void>(() => {});
   useEffect(() => {
     handler.current = (e: KeyboardEvent) => {
+      if (e.key === "Tab") {
+        trapFocus(e, dialog.current);
+        return;
+      }
       const target = e.target as HTMLElement | null;
       if (target && ["INPUT", "SELECT", "TEXTAREA", "VIDEO", "AUDIO"].includes(target.tagName) && e.key !== "Escape") return;
       const action = lightboxKey(e.key);
