@@ -31,6 +31,13 @@ export function useInputUrl(id: string): { url: string | null; error: string | n
   return loaded.id === id && id ? { url: loaded.url, error: loaded.error } : { url: null, error: null };
 }
 
+/** An uploaded input as a small picture (its bytes fetched with the token), for pages that show one. */
+export function InputThumb({ id }: { id: string }) {
+  const { url, error } = useInputUrl(id);
+  if (error) return <span className="muted">{error}</span>;
+  return url ? <img className="input-thumb" src={url} alt={`Input ${id}`} /> : <span className="muted">…</span>;
+}
+
 /**
  * An IMAGE parameter: drop a file on it, paste one (Ctrl+V while it has focus), or pick one. The file
  * goes to `POST /inputs` at once, with progress; the parameter's value is the input id the server

@@ -15,6 +15,8 @@ import { EventLog } from "../generation/EventLog";
 import { useGenerationEvents } from "../generation/useGenerationEvents";
 import { CURRENT_KEY } from "../generation/current";
 import { kindLabel } from "../results/OutputView";
+import { InputThumb } from "../form/ImageDrop";
+import { isApiWorkflow } from "../form/workflowImport";
 import "./DetailPage.css";
 
 export function DetailPage() {
@@ -40,6 +42,20 @@ export function DetailPage() {
   }
   const g = data.generation;
   return <Detail key={`${g.id}:${g.attempt}`} generation={g} />;
+}
+
+const camelName = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+
+/** A stored parameter as people read it: inputs as their picture, a raw workflow by its size, JSON short. */
+function ParamValue({ value, type }: { value: unknown; type: string | undefined }) {
+  if (value === "" || value === null || value === undefined) return <>—</>;
+  if ((type === "IMAGE" || type === "MASK") && typeof value === "string") return <InputThumb id={value} />;
+  if (typeof value === "object") {
+    if (isApiWorkflow(value)) return <>a workflow of {Object.keys(value).length} nodes</>;
+    const json = JSON.stringify(value);
+    return <span className="mono">{json.length > 200 ? `${json.slice(0, 200)}…` : json}</span>;
+  }
+  return <>{String(value)}</>;
 }
 
 const time = (iso: string | null) => (iso ? Date.parse(iso) : null);
@@ -153,8 +169,10 @@ function Detail({ generation }: { generation: GenerationFieldsFragment }) {
               .filter(([k]) => k !== "seed" && k !== "prompt" && k !== "loras")
               .map(([k, v]) => (
                 <Fragment key={k}>
-                  <dt>{paramLabel(k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()))}</dt>
-                  <dd>{v === "" || v === null ? "—" : String(v)}</dd>
+                  <dt>{paramLabel(camelName(k))}</dt>
+                  <dd>
+                    <ParamValue value={v} type={template?.params.find((p) => p.name === camelName(k))?.type} />
+                  </dd>
                 </Fragment>
               ))}
             <dt>LoRAs</dt>
