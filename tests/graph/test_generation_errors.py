@@ -31,8 +31,8 @@ BLUR: dict[str, Any] = {
 
 @pytest.fixture
 async def state(stack_settings: Settings) -> AsyncIterator[AppState]:
-    # ImageScale is in the allowlist (as in the default one), but the fake has no such class.
-    classes = ("EmptyImage", "ImageBlur", "SaveImage", "ImageScale")
+    # ImageSharpen (a real ComfyUI class) is in the allowlist, but the fake has no such class.
+    classes = ("EmptyImage", "ImageBlur", "SaveImage", "ImageSharpen")
     async with schema_state(stack_settings, raw_node_classes=classes) as s, running_worker(s.settings):
         yield s
 
@@ -66,8 +66,8 @@ async def test_a_missing_input_names_node_and_input(state: AppState) -> None:
 
 async def test_an_unknown_class_names_the_node(state: AppState) -> None:
     workflow = copy.deepcopy(BLUR)
-    workflow["2"]["class_type"] = "ImageScale"
+    workflow["2"]["class_type"] = "ImageSharpen"
     generation = await _run(state, workflow)
     assert generation["status"] == "FAILED"
     error = generation["error"]
-    assert (error["code"], error["node"], error["input"]) == ("COMFY_VALIDATION", "2 (ImageScale)", None)
+    assert (error["code"], error["node"], error["input"]) == ("COMFY_VALIDATION", "2 (ImageSharpen)", None)
