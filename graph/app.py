@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from db.images import image_with_template_at
 from db.models import Image
@@ -50,7 +47,8 @@ from graph.request_json import BadRequestJson, decode
 from graph.schema import build_schema
 from graph.state import DEV_USER, AppState, app_state
 from graph.uploads import UPLOAD_PATH, input_routes
-from graph.websocket import QueryTexts, guard_connection
+from graph.websocket import QueryTexts
+from graph.ws_protocol import Rejected, WebSocketServer
 from jobs.media import EXTENSIONS, THUMBNAILED_KINDS, sniff_mime
 from jobs.storage import THUMBNAIL_SIZES
 from settings import Settings, load_settings
@@ -73,7 +71,6 @@ class SafelightGraphQL(GraphQL[Context, None]):
         super().__init__(*args, **kwargs)
         self.query_texts = QueryTexts()
         self.max_json_depth = settings.max_json_depth
-        self.connection_init_wait_timeout = timedelta(seconds=settings.ws_init_timeout_s)
         self.caps = ConnectionCaps(
             max_total=settings.ws_max_connections,
             max_unauthenticated=settings.ws_max_unauthenticated,
@@ -83,8 +80,14 @@ class SafelightGraphQL(GraphQL[Context, None]):
         self.origins = (*settings.cors_origins, *((settings.public_url,) if settings.public_url else ()))
         self._refused = 0
         self._refusal_logged_at = -10.0
-        self._last_data: object = None
-        self._last_payload = ""
+        # Both websocket protocols are Safelight's own (graph/ws_protocol.py); strawberry serves HTTP.
+        self.websockets = WebSocketServer(
+            self.schema,  # type: ignore[arg-type]
+            context=lambda websocket: self.get_context(websocket, websocket),
+            authenticate=self.on_ws_connect,
+            decode=self.decode_json,
+            init_timeout_s=settings.ws_init_timeout_s,
+        )
 
     playground: Playground | None = None
 
@@ -99,11 +102,6 @@ class SafelightGraphQL(GraphQL[Context, None]):
         self.query_texts.share(message)
         return message
 
-    def is_websocket_origin_allowed(self, request: WebSocket, origin: str) -> bool:
-        """strawberry's check of a cross-origin handshake, by the rule `__call__` refused others with."""
-        headers = self.get_websocket_headers(request)
-        return allowed_origin(origin, host=headers.get("host"), allowed=self.origins)
-
     def parse_json(self, data: str | bytes) -> Any:
         """A request body that breaks a rule is a 400 that says which."""
         try:
@@ -112,24 +110,8 @@ class SafelightGraphQL(GraphQL[Context, None]):
             raise GraphQLHTTPException(400, error.reason) from None
 
     def encode_json(self, data: object) -> str:
-        """Compact JSON from one encoder; results' `next`/`data` messages through `frame`."""
-        if type(data) is dict and (kind := data.get("type")) in ("next", "data"):
-            payload = data.get("payload")
-            if type(payload) is dict and len(payload) == 1 and payload.get("data") is not None:
-                return self.frame(kind, data.get("id"), payload["data"])
+        """Compact JSON from one encoder."""
         return _JSON.encode(data)
-
-    def frame(self, kind: str, operation_id: object, data: object) -> str:
-        """A `next` (or legacy `data`) message; one event's payload is encoded once for all its subscribers.
-
-        Subscribers of the same event and operation receive the same result object
-        (graph/execution.py) one after another, so the last payload's encoding is kept and only each
-        message's envelope (its operation id) is encoded again. Holding the last data also keeps its
-        id from being reused by another object.
-        """
-        if data is not self._last_data:
-            self._last_data, self._last_payload = data, _JSON.encode({"data": data})
-        return f'{{"type":"{kind}","id":{_JSON.encode(operation_id)},"payload":{self._last_payload}}}'
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         state: AppState = request.app.state.safelight
@@ -155,10 +137,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         scope["safelight.contexts"] = contexts
         admitted = scope["safelight.admitted"] = [_client(scope), False]  # [address, authenticated]
         try:
-            await guard_connection(
-                super().__call__, scope, receive, send, contexts=contexts, decode=self.decode_json,
-                init_timeout_s=self.connection_init_wait_timeout.total_seconds(),
-            )  # fmt: skip
+            await self.websockets.serve(WebSocket(scope, receive, send))
         finally:
             self.caps.release(admitted[0], authenticated=bool(admitted[1]))
             # The connection is gone: whatever its operations still hold is released now.
@@ -189,7 +168,7 @@ class SafelightGraphQL(GraphQL[Context, None]):
         scope = context.request.scope
         viewer = await context.request.app.state.auth.viewer(token, local=_is_local(scope))
         if viewer is None:
-            raise ConnectionRejectionError({"message": "a valid API token is required in connection_init"})
+            raise Rejected({"message": "a valid API token is required in connection_init"})
         context.viewer_row = viewer
         if token and len(token) <= MAX_TOKEN_LENGTH:
             context.token_hash = hash_token(token)
@@ -377,7 +356,6 @@ def create_app(settings: Settings | None = None, *, frontend_dir: Path | None = 
             max_depth=effective.graphql_max_depth, limits=limits, introspection=effective.graphql_introspection
         ),
         graphql_ide="graphiql" if effective.graphiql else None,
-        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL],
         settings=effective,
     )
 

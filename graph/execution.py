@@ -8,9 +8,10 @@ again. Results with errors are never shared: each subscriber gets its own execut
 and logging stay per operation.
 
 This is graphql-core's documented way to customise execution: a subclass of its `Executor`, which
-strawberry builds every operation with (`strawberry.Schema(execution_context_class=...)`).
-graphql-core 3.3 maps a subscription's source stream without tasks and builds each event's executor
-as a copy of the operation's (`Executor.build_per_event_executor`), so neither needs code of ours.
+strawberry builds every HTTP operation with (`strawberry.Schema(execution_context_class=...)`) and the
+websocket server (graph/ws_protocol.py) every websocket one; the server runs a subscription's events
+through `event_result`, graphql-core's own "compose the pipeline" route (`create_source_event_stream`,
+`execute_subscription_event`), without a task or a mapping iterator per subscription.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from graphql import ExecutionResult, Executor, GraphQLError, OperationDefinitionNode
+from graphql import ExecutionResult, Executor, GraphQLError, OperationDefinitionNode, execute_subscription_event
 from graphql.pyutils import AwaitableOrValue
 
 __all__ = ["LiveExecutor", "share_results"]
@@ -92,6 +93,17 @@ class LiveExecutor(Executor[Any]):
         )
         executor.share_key = self.share_key
         return executor
+
+    def event_result(self, payload: Any) -> AwaitableOrValue[ExecutionResult]:
+        """One event of this subscription (graph/ws_protocol.py): the result another subscriber with the same
+        operation and variables already has for `payload`, or graphql-core's execution of the event. A shared
+        result costs no per-event executor."""
+        shared = getattr(payload, _SHARED, None)
+        if shared is not None and self.share_key is not None:
+            entry = shared.get(self.share_key)
+            if entry is not None and entry[0] is self.operation:
+                return entry[1]  # type: ignore[no-any-return]
+        return execute_subscription_event(self.build_per_event_executor(payload))
 
     def execute_operation(self, serially: bool | None = None) -> AwaitableOrValue[Any]:
         shared: dict[tuple[int, str], tuple[OperationDefinitionNode, ExecutionResult]] | None = getattr(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import cache
 from typing import Any
 
@@ -21,6 +21,7 @@ from graphql import (
     OperationType,
     SelectionSetNode,
     get_operation_ast,
+    specified_rules,
     validate,
 )
 from starlette.requests import Request
@@ -38,7 +39,7 @@ from graph.queries import Query
 from graph.subscriptions import GenerationNotFoundError, Subscription
 from graph.templates import TemplateMutation
 
-__all__ = ["SafelightSchema", "build_schema", "schema_sdl"]
+__all__ = ["MASKED_MESSAGE", "DocumentChecks", "SafelightSchema", "build_schema", "log_errors", "masked", "schema_sdl"]
 
 log = logging.getLogger("graph.errors")
 
@@ -115,7 +116,12 @@ class _Masked(SchemaExtension):
 def _mask(result: object) -> None:
     errors: list[GraphQLError] | None = getattr(result, "errors", None)
     if errors:
-        result.errors = [_anonymised(error) if _should_mask(error) else error for error in errors]  # type: ignore[attr-defined]
+        result.errors = masked(errors)  # type: ignore[attr-defined]
+
+
+def masked(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """`errors` as a client may see them: unexpected ones as `MASKED_MESSAGE` with their id."""
+    return [_anonymised(error) if _should_mask(error) else error for error in errors]
 
 
 def _anonymised(error: GraphQLError) -> GraphQLError:
@@ -129,18 +135,11 @@ def _anonymised(error: GraphQLError) -> GraphQLError:
     )
 
 
-class _DocumentChecks(SchemaExtension):
-    """Parsing and validation, each cached by document text, with the depth and cost limits among the rules.
-
-    Clients send the same few documents again and again, and parsing and validating each anew would be
-    a large part of a mutation's CPU (bench/submit.py measures it). One extension does what strawberry's
-    ParserCache, ValidationCache and AddValidationRules would: strawberry instantiates every extension per
-    operation and keeps an `on_operation` hook open for a subscription's whole life, and this process holds
-    thousands.
-    """
+class DocumentChecks:
+    """Parsing and validation, each cached by document text, with the depth and cost limits among the rules:
+    one per schema, used by the HTTP view's extension below and by the websocket server (graph/ws_protocol.py)."""
 
     def __init__(self, documents: DocumentCache, rules: tuple[Any, ...], first_rules: tuple[Any, ...]):
-        super().__init__()
         self._documents = documents
         self._rules = rules
         self._first_rules = first_rules
@@ -149,7 +148,15 @@ class _DocumentChecks(SchemaExtension):
         """Bounded by the query's length and tokens (graph/documents.py); raises GraphQLError."""
         return self._documents.parse(query)
 
-    def validate(self, schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
+    async def parse_async(self, query: str) -> DocumentNode:
+        """`parse`, in a thread for a text too long for the event loop (bounded, but still slow)."""
+        if len(query) > THREAD_PARSE_CHARS:
+            return await asyncio.to_thread(self._documents.parse, query)
+        return self._documents.parse(query)
+
+    def validate(
+        self, schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...] = tuple(specified_rules)
+    ) -> list[GraphQLError]:
         return self._documents.validate(schema, document, (*rules, *self._rules), self._run_rules)
 
     def _run_rules(self, schema: GraphQLSchema, document: DocumentNode, rules: tuple[Any, ...]) -> list[GraphQLError]:
@@ -157,14 +164,25 @@ class _DocumentChecks(SchemaExtension):
         walk every expansion of fragments that spread fragments, exponentially many."""
         return validate(schema, document, self._first_rules) or validate(schema, document, rules)
 
+
+class _DocumentChecks(SchemaExtension):
+    """`DocumentChecks` as strawberry's parse and validate steps of an HTTP request.
+
+    Clients send the same few documents again and again, and parsing and validating each anew would be
+    a large part of a mutation's CPU (bench/submit.py measures it). One extension does what strawberry's
+    ParserCache, ValidationCache and AddValidationRules would: strawberry instantiates every extension per
+    operation.
+    """
+
+    def __init__(self, checks: DocumentChecks):
+        super().__init__()
+        self._checks = checks
+
     async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
         assert context.query is not None  # strawberry refuses a request without one before parsing
         try:
-            if len(context.query) > THREAD_PARSE_CHARS:  # bounded, but still too long for the event loop
-                context.graphql_document = await asyncio.to_thread(self.parse, context.query)
-            else:
-                context.graphql_document = self.parse(context.query)
+            context.graphql_document = await self._checks.parse_async(context.query)
         except GraphQLError as error:
             # Refused before execution, as strawberry refuses a document that does not parse; an error
             # raised from this hook would instead escape a websocket operation as an unexpected failure.
@@ -182,7 +200,7 @@ class _DocumentChecks(SchemaExtension):
             return
         assert context.graphql_document is not None  # parsed by on_parse above
         schema: SafelightSchema = context.schema  # type: ignore[assignment]
-        context.pre_execution_errors = self.validate(
+        context.pre_execution_errors = self._checks.validate(
             schema.graphql_schema, context.graphql_document, context.validation_rules
         )
         if not context.pre_execution_errors and _over_http(context.context):
@@ -215,9 +233,12 @@ def _over_http(context: Any) -> bool:
 class SafelightSchema(strawberry.Schema):
     """The strawberry schema, executed by `graph.execution.LiveExecutor`, with our error logging."""
 
-    def __init__(self, *, document_checks: Callable[[], _DocumentChecks], **kwargs: Any) -> None:
-        super().__init__(extensions=[document_checks, _Masked], execution_context_class=LiveExecutor, **kwargs)
+    def __init__(self, *, checks: DocumentChecks, **kwargs: Any) -> None:
+        super().__init__(
+            extensions=[lambda: _DocumentChecks(checks), _Masked], execution_context_class=LiveExecutor, **kwargs
+        )
         self.graphql_schema = core_schema(self)
+        self.checks = checks
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Instead of strawberry's one ERROR with a traceback per error: `log_errors`."""
@@ -240,7 +261,7 @@ def build_schema(
         query=merge_types("Query", (Query, InputQueries)),
         mutation=merge_types("Mutation", (Mutation, TemplateMutation)),
         subscription=Subscription,
-        document_checks=lambda: _DocumentChecks(documents, rules, first_rules),
+        checks=DocumentChecks(documents, rules, first_rules),
         config=StrawberryConfig(auto_camel_case=True),
     )
 

@@ -1,27 +1,20 @@
-"""GraphQL over websockets: what Safelight adds around strawberry's two protocol handlers.
+"""GraphQL over websockets: the rules Safelight's protocol server (graph/ws_protocol.py) keeps per connection.
 
-strawberry runs both protocols (graphql-transport-ws and the legacy graphql-ws) itself. Around them, at
-the ASGI boundary of one connection (`guard_connection`, called by the view in graph/app.py):
-- a socket whose token was revoked or has expired takes no new operation: the message that would start
-  one closes the socket (4403) instead;
-- a legacy graphql-ws socket that has not been acknowledged (an accepted `connection_init`) within the
-  init timeout is closed (4408), as graphql-transport-ws does by itself;
-and `QueryTexts` keeps one string per distinct query text among the operations a process holds.
+Both protocols (graphql-transport-ws and the legacy graphql-ws) are Safelight's own, on Starlette's
+WebSocket and graphql-core's execution (graph/ws_protocol.py); strawberry serves HTTP only. Here:
+- `token_still_valid`: a socket whose token was revoked or has expired takes no new operation: the
+  message that would start one closes the socket (4403) instead;
+- `QueryTexts` keeps one string per distinct query text among the operation-starting messages the HTTP
+  view decodes (graph/app.py); a websocket operation keeps no text of its own, only its parsed
+  document, which the document cache shares (graph/documents.py).
+Both protocols close a socket not initialised within the init timeout (4408).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
-from typing import Any
-
-from starlette.types import Message, Receive, Scope, Send
-from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
-
 from graph.context import Context
 
-__all__ = ["QueryTexts", "guard_connection", "token_still_valid"]
+__all__ = ["QueryTexts", "token_still_valid"]
 
 _QUERY_TEXTS = 512  # distinct subscription documents whose text is shared (see QueryTexts)
 
@@ -55,94 +48,3 @@ async def token_still_valid(context: Context) -> bool:
     if context.token_hash is None:
         return True  # dev mode's token-less local user, or not yet authenticated
     return await context.request.app.state.auth.viewer_by_hash(context.token_hash) is not None
-
-
-async def guard_connection(
-    handler: Callable[[Scope, Receive, Send], Awaitable[None]],
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    *,
-    contexts: list[Context],
-    decode: Callable[[str], object],
-    init_timeout_s: float,
-) -> None:
-    """Run `handler` (strawberry's view) on one websocket, with the checks above."""
-    guard = _Guard(receive, send, contexts=contexts, decode=decode, init_timeout_s=init_timeout_s)
-    try:
-        await handler(scope, guard.receive, guard.send)
-    finally:
-        await guard.stop()
-
-
-class _Guard:
-    def __init__(
-        self,
-        receive: Receive,
-        send: Send,
-        *,
-        contexts: list[Context],
-        decode: Callable[[str], object],
-        init_timeout_s: float,
-    ) -> None:
-        self._receive = receive
-        self._send = send
-        self._contexts = contexts
-        self._decode = decode
-        self._init_timeout_s = init_timeout_s
-        self._acknowledged = False
-        self._closed = False
-        self._timeout: asyncio.Task[None] | None = None
-
-    async def receive(self) -> Message:
-        message = await self._receive()
-        text = message.get("text") if message["type"] == "websocket.receive" else None
-        if (
-            text
-            and not self._closed
-            and ('"subscribe"' in text or '"start"' in text)
-            and self._contexts
-            and _starts_operation(text, self._decode)
-            and not await token_still_valid(self._contexts[0])
-        ):
-            await self._close(4403, "Forbidden")
-            return {"type": "websocket.disconnect", "code": 4403}
-        return message
-
-    async def send(self, message: Message) -> None:
-        if self._closed:
-            return  # closed by this guard: strawberry's handler is ending
-        kind = message["type"]
-        if kind == "websocket.accept" and message.get("subprotocol") == GRAPHQL_WS_PROTOCOL:
-            self._timeout = asyncio.create_task(self._close_unless_acknowledged())
-        elif kind == "websocket.send" and not self._acknowledged and '"connection_ack"' in (message.get("text") or ""):
-            self._acknowledged = True
-        elif kind == "websocket.close":
-            self._closed = True
-        await self._send(message)
-
-    async def _close_unless_acknowledged(self) -> None:
-        await asyncio.sleep(self._init_timeout_s)
-        if not self._acknowledged:
-            await self._close(4408, "Connection initialisation timeout")
-
-    async def _close(self, code: int, reason: str) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with suppress(Exception):  # already closing: nothing more to do
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
-
-    async def stop(self) -> None:
-        if self._timeout is not None:
-            self._timeout.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._timeout
-
-
-def _starts_operation(text: str, decode: Callable[[str], object]) -> bool:
-    try:
-        message: Any = decode(text)
-    except Exception:  # strawberry refuses a message that does not decode (4400)
-        return False
-    return isinstance(message, dict) and message.get("type") in STARTS

@@ -55,7 +55,7 @@ def test_strawberry_executes_with_safelights_executor() -> None:
 
 
 async def test_idle_subscriptions_hold_no_task_of_their_own(make_client: MakeClient, api_url: str) -> None:
-    """One task per operation (strawberry's), none for mapping its events (graphql-core 3.2 kept two)."""
+    """One task per operation (graph/ws_protocol.py), none for mapping its events (graphql-core 3.2 kept two)."""
     client = await make_client()
     url = "ws" + api_url.removeprefix("http") + "/graphql"
     operations = 30
@@ -69,7 +69,7 @@ async def test_idle_subscriptions_hold_no_task_of_their_own(make_client: MakeCli
         assert await _settle(api_url, baseline + operations) == baseline + operations
         added = await _tasks_settled(before, expected=operations)
     # Exactly one task per operation, all running the same coroutine: nothing else per subscription.
-    assert added == Counter({"BaseGraphQLTransportWSHandler.run_operation": operations}), added
+    assert added == Counter({"Connection.run_operation": operations}), added
 
 
 async def _tasks_settled(before: set[asyncio.Task[Any]], *, expected: int, within: float = 10.0) -> Counter[str]:
