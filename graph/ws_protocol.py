@@ -271,11 +271,14 @@ class Connection:
         self.operations[operation_id] = asyncio.create_task(self.run_operation(operation_id, query, variables, name))
 
     async def _stop(self, operation_id: str) -> None:
+        """The legacy protocol's `stop` (or a `start` with an id in use): the operation ends, then `complete`
+        says so; an operation that has already ended sent its own."""
         task = self.operations.pop(operation_id, None)
         if task is not None:
             task.cancel()
             with suppress(BaseException):
                 await task
+            await self.send(f'{{"type":"complete","id":{_JSON.encode(operation_id)}}}')
 
     async def run_operation(
         self, operation_id: str, query: str, variables: dict[str, Any] | None, name: str | None
@@ -286,10 +289,12 @@ class Connection:
             if await self._execute(operation_id, envelope, query, variables, name):
                 self._forget(operation_id)  # its id may be used again as soon as the client reads this
                 await self.send(f'{{"id":{envelope},"type":"complete"}}')
-        except asyncio.CancelledError:
-            if self.legacy:  # stopped: the legacy protocol confirms with `complete`
-                await self.send(f'{{"type":"complete","id":{envelope}}}')
-            raise
+        except Exception as error:  # a failure of ours: logged with an id; the client hears it masked
+            failure = GraphQLError(str(error), original_error=error)
+            log_errors([failure])
+            shown = _JSON.encode([e.formatted for e in masked([failure])])
+            self._forget(operation_id)
+            await self.send(f'{{"id":{envelope},"type":"error","payload":{shown[1:-1] if self.legacy else shown}}}')
         finally:
             if self.operations.get(operation_id) is asyncio.current_task():
                 del self.operations[operation_id]
