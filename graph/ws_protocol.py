@@ -5,7 +5,7 @@ Both protocols, on Starlette's public `WebSocket` and graphql-core's public exec
 validation, error logging and masking (graph/schema.py), as over HTTP. strawberry's protocol handlers ran
 each live result through its per-operation stream pipeline (result handling, the extensions' hooks, its
 message objects) and kept that pipeline, with an execution context and extension instances, for each
-subscription's life: 304 µs of CPU per relayed event and 57 KB per idle subscription (bench/README.md).
+subscription's life: CPU per relayed event and memory per idle subscription (bench/README.md measures both).
 
 Here a connection is read in the ASGI handler's own task; each operation is one task and holds its
 operation's executor and its source stream, nothing else. An event's result is shared by the subscribers
