@@ -17,7 +17,9 @@ __all__ = [
     "RateLimit",
     "RateLimited",
     "attempt_of",
+    "count_rate",
     "enqueue_generation",
+    "give_back_rate",
     "job_id_for",
     "request_cancel",
     "take_rate",
@@ -51,29 +53,11 @@ class RateLimit:
 
 
 class RateLimited(Exception):
-    """The enqueue was refused by its RateLimit: nothing was queued or published."""
+    """Work refused by its RateLimit (`take_rate`)."""
 
 
-# Before the job is queued, in one round trip over Safelight's own keys: a rate counter is counted
-# and checked (-1: over its limit, nothing done), then the generation's event is published (so that
-# it reaches subscribers before anything a worker publishes about the job).
-_RATE_THEN_EVENT = """
-if ARGV[1] ~= '' then
-  local count = redis.call('INCR', KEYS[1])
-  if count == 1 then
-    redis.call('EXPIRE', KEYS[1], ARGV[2])
-  end
-  if count > tonumber(ARGV[1]) then
-    return -1
-  end
-end
-if ARGV[3] ~= '' then
-  redis.call('PUBLISH', KEYS[2], ARGV[3])
-end
-return 1
-"""
-# A RateLimit counted on its own (work that is not a new job's first enqueue, e.g. a retry): 1 when
-# within the limit, 0 when over it. Counted either way, as enqueue_generation counts a refused create.
+# A RateLimit counted: 1 when within its limit, 0 when over it (counted either way: a refused create
+# counts, so a client hammering over its limit stays over it).
 _TAKE = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then
@@ -84,12 +68,29 @@ if count > tonumber(ARGV[1]) then
 end
 return 1
 """
+# A count given back (work counted ahead that was not made); a window that expired meanwhile stays gone.
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DECR', KEYS[1])
+end
+return 1
+"""
+
+
+async def count_rate(redis: ArqRedis, rate: RateLimit) -> bool:
+    """Count one unit of `rate` in one round trip; False when that goes over its limit."""
+    return bool(await redis.register_script(_TAKE)(keys=[rate.key], args=[rate.limit, rate.ttl_s]))
 
 
 async def take_rate(redis: ArqRedis, rate: RateLimit) -> None:
-    """Count one unit of `rate` in one round trip; RateLimited when that goes over its limit."""
-    if not await redis.register_script(_TAKE)(keys=[rate.key], args=[rate.limit, rate.ttl_s]):
+    """Count one unit of `rate`; RateLimited when that goes over its limit."""
+    if not await count_rate(redis, rate):
         raise RateLimited(rate.key)
+
+
+async def give_back_rate(redis: ArqRedis, rate: RateLimit) -> None:
+    """Undo one `count_rate` whose work was not made after all."""
+    await redis.register_script(_GIVE_BACK)(keys=[rate.key], args=[])
 
 
 async def enqueue_generation(
@@ -101,25 +102,17 @@ async def enqueue_generation(
     defer_s: float = 0.0,
     suffix: str = "",
     event: str = "",
-    rate: RateLimit | None = None,
 ) -> bool:
     """Enqueue the job; False when an identical job is already queued or running.
 
-    The job goes through arq's `ArqRedis.enqueue_job` (which deduplicates on the job id). Without
-    a delay, workers are then woken on the control channel (`wake`): pickup is a pub/sub hop, not
-    the wait for a poll. `event`, an encoded bus event (the QUEUED status the caller just committed),
-    is published on the events channel before the job is queued. With `rate`, its counter is counted
-    first, in the same round trip as the event; over its limit, nothing is queued or published and
-    RateLimited is raised.
+    The job goes through arq's `ArqRedis.enqueue_job` (which deduplicates on the job id). Then, in
+    one round trip, `event` (an encoded bus event: the QUEUED status the caller just committed) is
+    published on the events channel and, without a delay, the workers are woken on the control
+    channel (`wake`): pickup is a pub/sub hop, not the wait for a poll. A worker starts on the wake-up
+    (or its poll, which then needs arq's four round trips and a claim before it publishes anything),
+    so the event reaches subscribers first; one that arrived second would be read from the log anyway.
     """
     job_id = job_id_for(generation_id, attempt, suffix)
-    if rate is not None or event:
-        counted = await redis.register_script(_RATE_THEN_EVENT)(
-            keys=[keys.events if rate is None else rate.key, keys.events],
-            args=["" if rate is None else rate.limit, "" if rate is None else rate.ttl_s, event],
-        )
-        if counted == -1:
-            raise RateLimited(job_id)
     job = await redis.enqueue_job(
         JOB_FUNCTION,
         str(generation_id),
@@ -127,17 +120,25 @@ async def enqueue_generation(
         _queue_name=keys.queue,
         _defer_by=timedelta(seconds=defer_s) if defer_s > 0 else None,
     )
-    if job is None:
-        return False
-    if defer_s <= 0:
-        await wake(redis, keys, job_id)
-    return True
+    due = job is not None and defer_s <= 0
+    if event or due:
+        async with redis.pipeline(transaction=False) as pipe:
+            if event:
+                pipe.publish(keys.events, event)
+            if due:
+                pipe.publish(keys.control, _wake_message(job_id))
+            await pipe.execute()
+    return job is not None
+
+
+def _wake_message(job_id: str) -> str:
+    return json.dumps({"op": "wake", "job": job_id})
 
 
 async def wake(redis: ArqRedis, keys: Keys, job_id: str) -> None:
     """Tell the workers a job is due now: one with a free slot starts it at once (arq's
     `Worker.start_jobs`), ahead of its next poll of the queue."""
-    await redis.publish(keys.control, json.dumps({"op": "wake", "job": job_id}))
+    await redis.publish(keys.control, _wake_message(job_id))
 
 
 async def request_cancel(

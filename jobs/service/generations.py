@@ -7,6 +7,7 @@ Expected failures raise the typed errors of jobs.errors.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -37,7 +38,15 @@ from db.inputs import input_hashes_in
 from db.models import Generation, User
 from db.states import ACTIVE, IllegalTransition, Phase, Status
 from jobs.bus import BusEvent, publish, publish_change
-from jobs.enqueue import RateLimit, RateLimited, enqueue_generation, request_cancel, take_rate
+from jobs.enqueue import (
+    RateLimit,
+    RateLimited,
+    count_rate,
+    enqueue_generation,
+    give_back_rate,
+    request_cancel,
+    take_rate,
+)
 from jobs.errors import BackendUnavailable, FieldProblem, InvalidState, NotAllowed, NotFound, QuotaExceeded, Rejected
 from jobs.keys import Keys
 from jobs.service.catalogs import CatalogCache
@@ -186,8 +195,11 @@ class JobService:
     ) -> Created:
         rate = self._rate_limit(owner.id)
         limit = self.settings.max_active_per_user
-        async with single_statement(self.sessions) as session:
-            try:
+        # The owner's rate is counted while the row is inserted: two round trips side by side, where one
+        # after the other put a Redis round trip between the request and the job's pickup.
+        counting = asyncio.create_task(self._count_rate(rate, owner.id))
+        try:
+            async with single_statement(self.sessions) as session:
                 change, created = await transitions.create_generation(
                     session,
                     owner_id=owner.id,
@@ -200,20 +212,41 @@ class JobService:
                     namespace=self.keys.namespace,
                     template_version_id=template_version_id,
                 )
-            except transitions.ActiveLimitReached:
-                raise self._active_exceeded() from None
-        if created:
-            # Committed (one autocommit statement): the rate count, the QUEUED event and the job go in
-            # one round trip. Over the rate, the generation was never announced: it is deleted again.
-            event = BusEvent.from_row(change.event, owner_id=owner.id)
-            try:
-                await self._enqueue(change.generation.id, 1, event=event, rate=rate)
-            except RateLimited:
-                async with single_statement(self.sessions) as session:
-                    await transitions.delete_generation(session, generation_id=change.generation.id)
-                self._over_rate[owner.id] = rate.key
-                raise self._rate_exceeded() from None
-        return Created(change.generation, created=created)
+        except transitions.ActiveLimitReached:
+            await self._give_back_rate(rate, counting)  # nothing was made: not counted, as before the insert
+            raise self._active_exceeded() from None
+        except BaseException:
+            counting.add_done_callback(_retrieved)
+            raise
+        if not created:
+            await self._give_back_rate(rate, counting)  # the idempotency key's generation: nothing new
+            return Created(change.generation, created=False)
+        if await counting is False:
+            # Over the rate: the generation was never announced nor queued; it is deleted again.
+            async with single_statement(self.sessions) as session:
+                await transitions.delete_generation(session, generation_id=change.generation.id)
+            self._over_rate[owner.id] = rate.key
+            raise self._rate_exceeded()
+        # Committed (one autocommit statement): the job, then the QUEUED event with the wake-up.
+        await self._enqueue(change.generation.id, 1, event=BusEvent.from_row(change.event, owner_id=owner.id))
+        return Created(change.generation, created=True)
+
+    async def _count_rate(self, rate: RateLimit, owner_id: uuid.UUID) -> bool | None:
+        """One create counted in the owner's rate: within it or not; None when Redis is down (then an
+        outage does not refuse work the database has taken: the create is allowed, not counted)."""
+        try:
+            return await count_rate(self.redis, rate)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("could not count the rate of %s (%s); allowed", owner_id, exc)
+            return None
+
+    async def _give_back_rate(self, rate: RateLimit, counting: asyncio.Task[bool | None]) -> None:
+        if await counting is None:
+            return
+        try:
+            await give_back_rate(self.redis, rate)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("could not give back a count of %s (%s)", rate.key, exc)
 
     def _rate_limit(self, owner_id: uuid.UUID) -> RateLimit:
         """This minute's counter of the owner's new generations (counted by the enqueue script).
@@ -246,11 +279,9 @@ class JobService:
         limit = self.settings.rate_limit_per_minute
         return QuotaExceeded(f"at most {limit} generations per minute", limit=limit)
 
-    async def _enqueue(
-        self, generation_id: uuid.UUID, attempt: int, *, event: BusEvent | None = None, rate: RateLimit | None = None
-    ) -> None:
-        """Enqueue; if Redis is down the generation stays QUEUED and a worker's recovery enqueues it
-        (and `rate` is not counted: an outage does not refuse work the database has taken)."""
+    async def _enqueue(self, generation_id: uuid.UUID, attempt: int, *, event: BusEvent | None = None) -> None:
+        """Enqueue (then publish `event` with the wake-up); if Redis is down the generation stays QUEUED
+        and a worker's recovery enqueues it."""
         try:
             await enqueue_generation(
                 self.redis,
@@ -258,7 +289,6 @@ class JobService:
                 generation_id=generation_id,
                 attempt=attempt,
                 event="" if event is None else event.encode(),
-                rate=rate,
             )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             log.warning("could not enqueue %s (%s); recovery will pick it up", generation_id, exc)
@@ -372,6 +402,12 @@ class JobService:
                 at=time.time(),
             ),
         )
+
+
+def _retrieved(task: asyncio.Task[bool | None]) -> None:
+    """A count whose create failed: its outcome is not needed (read so that asyncio does not report it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _fresh_attempt(attempt: int) -> dict[str, Any]:
