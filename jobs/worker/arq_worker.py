@@ -74,6 +74,13 @@ class SafelightWorker(Worker):
         self._starting.add(task)
         task.add_done_callback(self._started)
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's `start_jobs`, less the jobs whose function this worker is running: for each of those,
+        arq would ask Redis whether it is in progress (three round trips) on every poll while it runs."""
+        if self.job_functions:
+            job_ids = [job_id for job_id in job_ids if job_id.decode() not in self.job_functions]
+        await super().start_jobs(job_ids)
+
     def _started(self, task: asyncio.Task[None]) -> None:
         self._starting.discard(task)
         if not task.cancelled() and task.exception() is not None:
