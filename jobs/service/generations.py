@@ -213,8 +213,11 @@ class JobService:
                     template_version_id=template_version_id,
                 )
         except transitions.ActiveLimitReached:
-            await self._give_back_rate(rate, counting)  # nothing was made: not counted, as before the insert
+            await self._give_back_rate(rate, counting)  # nothing was made: not counted
             raise self._active_exceeded() from None
+        except Exception:
+            await self._give_back_rate(rate, counting)  # nothing was made (the database unreachable, say)
+            raise
         except BaseException:
             counting.add_done_callback(_retrieved)
             raise
