@@ -19,7 +19,9 @@ from jobs.enqueue import (
     RateLimit,
     RateLimited,
     attempt_of,
+    count_rate,
     enqueue_generation,
+    give_back_rate,
     job_id_for,
     request_cancel,
     take_rate,
@@ -86,22 +88,18 @@ async def test_one_job_per_attempt_its_event_first_and_a_wake_only_when_due(
     assert queued[job_id_for(later, 1).encode()] >= (time.time() + 55) * 1000, "due in a minute (arq's ms)"
 
 
-async def test_over_its_rate_nothing_is_queued_or_published(queue: tuple[ArqRedis, Keys, PubSub]) -> None:
-    redis, keys, pubsub = queue
+async def test_a_count_given_back_leaves_the_window_as_it_was(queue: tuple[ArqRedis, Keys, PubSub]) -> None:
+    """A create counts its rate side by side with its INSERT (jobs/service/generations.py) and gives the
+    count back when nothing was made; a window that expired meanwhile is not made again (no TTL-less key)."""
+    redis, keys, _ = queue
     rate = RateLimit(f"{keys.namespace}:rate:someone", limit=2, ttl_s=120)
-    gids = [uuid.uuid4() for _ in range(3)]
-    for gid in gids[:2]:
-        assert await enqueue_generation(redis, keys, generation_id=gid, attempt=1, event=str(gid), rate=rate)
-    with pytest.raises(RateLimited):
-        await enqueue_generation(redis, keys, generation_id=gids[2], attempt=1, event=str(gids[2]), rate=rate)
-    await redis.publish(keys.events, "marker")
-    events = []
-    while (message := await _published(pubsub))[1] != "marker":
-        if message[0] == keys.events:
-            events.append(message[1])
-    assert events == [str(gids[0]), str(gids[1])]
-    assert await redis.zcard(keys.queue) == 2
+    assert [await count_rate(redis, rate) for _ in range(3)] == [True, True, False]
+    await give_back_rate(redis, rate)
+    assert int(await redis.get(rate.key)) == 2
     assert 0 < await redis.ttl(rate.key) <= 120, "the window's counter expires"
+    await redis.delete(rate.key)
+    await give_back_rate(redis, rate)
+    assert not await redis.exists(rate.key)
 
 
 async def test_take_rate_counts_each_unit_refused_or_not(queue: tuple[ArqRedis, Keys, PubSub]) -> None:
