@@ -252,7 +252,7 @@ class JobService:
             log.warning("could not give back a count of %s (%s)", rate.key, exc)
 
     def _rate_limit(self, owner_id: uuid.UUID) -> RateLimit:
-        """This minute's counter of the owner's new generations (counted by the enqueue script).
+        """This minute's counter of the owner's new generations (counted beside the INSERT, `_count_rate`).
 
         An owner this process saw over the limit in this minute is refused at once: a refused request
         costs no INSERT (and DELETE) then, only the check that the counter can no longer pass.
