@@ -69,6 +69,7 @@ __all__ = [
     "check_built_workflow",
     "check_raw_workflow",
     "check_template",
+    "input_params",
     "input_targets",
     "load_template",
     "load_templates",
@@ -658,6 +659,16 @@ def check_template(template: Template, object_info: Mapping[str, Any]) -> list[F
     targets = {target for spec in template.params for target in spec.targets}
     problems = check_workflow(template.workflow, object_info, skip_values=targets)
     return [FieldError(p.field, p.message) for p in problems]
+
+
+def input_params(template: Template, params: ValidatedParams) -> dict[str, str]:
+    """Parameter name → input id, for the template's image and mask parameters that have a value."""
+    out: dict[str, str] = {}
+    for spec in template.params:
+        value = params.values.get(spec.name)
+        if spec.type in INPUT_TYPES and isinstance(value, str):
+            out[spec.name] = value
+    return out
 
 
 def input_targets(template: Template) -> set[tuple[str, str]]:

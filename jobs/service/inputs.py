@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from comfy.templates import INPUT_TYPES, Template, ValidatedParams
+from comfy.templates import Template, ValidatedParams, input_params
 from db import models
 from db.engine import single_statement
 from db.inputs import add_input, input_by_hash, inputs_of_owner
@@ -42,7 +42,6 @@ __all__ = [
     "Intake",
     "check_image",
     "clean_filename",
-    "input_params",
     "unowned_inputs",
 ]
 
@@ -215,16 +214,6 @@ class Intake:
             )
             await session.commit()
         return row
-
-
-def input_params(template: Template, params: ValidatedParams) -> dict[str, str]:
-    """Parameter name → input id, for the template's image and mask parameters that have a value."""
-    out: dict[str, str] = {}
-    for spec in template.params:
-        value = params.values.get(spec.name)
-        if spec.type in INPUT_TYPES and isinstance(value, str):
-            out[spec.name] = value
-    return out
 
 
 async def unowned_inputs(

@@ -53,7 +53,7 @@ class InputFile:
 
 async def input_files(sessions: async_sessionmaker[AsyncSession], by_param: Mapping[str, str]) -> dict[str, InputFile]:
     """Input id → its stored file, for every input the parameters name (`by_param`: parameter name →
-    input id, jobs.service.inputs.input_params); Permanent if one is gone.
+    input id, comfy.templates.input_params); Permanent if one is gone.
 
     Whose input it is was checked when the generation was created (jobs/service/generations.py).
     """

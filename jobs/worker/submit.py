@@ -19,13 +19,13 @@ from comfy.templates import (
     Template,
     build_workflow,
     check_raw_workflow,
+    input_params,
     validate_params,
 )
 from db import transitions
 from db.engine import single_statement
 from db.states import Phase
 from jobs.backends import Backend
-from jobs.service.inputs import input_params
 from jobs.worker.deliver import deliver, input_files, rename_input
 from jobs.worker.outcomes import Permanent
 
