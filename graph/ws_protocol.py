@@ -183,16 +183,10 @@ class Connection:
             await self.close(4400, "Failed to parse message")
             return
         if kind == "subscribe":
-            start = _start(message)
-            if start is None:
-                await self.close(4400, "Failed to parse message")
-            elif not await token_still_valid(self.context):
-                await self.close(4403, "Forbidden")
-            elif not self.acknowledged:
-                await self.close(4401, "Unauthorized")
-            elif start[0] in self.operations:
+            start = await self._accepted_start(message)
+            if start is not None and start[0] in self.operations:
                 await self.close(4409, f"Subscriber for {start[0]} already exists")
-            else:
+            elif start is not None:
                 self._start(*start)
         elif kind == "complete":
             operation_id = message.get("id")
@@ -219,19 +213,29 @@ class Connection:
         else:
             await self.close(4400, f"Unknown message type: {kind[:64]}")
 
+    async def _accepted_start(
+        self, message: dict[str, Any]
+    ) -> tuple[str, str, dict[str, Any] | None, str | None] | None:
+        """The parts of an operation-starting message (either protocol), or None once the socket is closed
+        for it: unreadable (4400), its token revoked or expired since (4403), before the init's ack (4401)."""
+        start = _start(message)
+        if start is None:
+            await self.close(4400, "Failed to parse message")
+        elif not await token_still_valid(self.context):
+            await self.close(4403, "Forbidden")
+        elif not self.acknowledged:
+            await self.close(4401, "Unauthorized")
+        else:
+            return start
+        return None
+
     async def _legacy_message(self, message: object) -> None:
         kind = message.get("type") if isinstance(message, dict) else None
         if not isinstance(message, dict) or kind is None:
             return  # the legacy protocol ignores what it cannot read
         if kind == "start":
-            start = _start(message)
-            if start is None:
-                await self.close(4400, "Failed to parse message")
-            elif not await token_still_valid(self.context):
-                await self.close(4403, "Forbidden")
-            elif not self.acknowledged:
-                await self.close(4401, "Unauthorized")
-            else:
+            start = await self._accepted_start(message)
+            if start is not None:
                 await self._stop(start[0])  # an id in use: the old operation ends (complete) first
                 self._start(*start)
         elif kind == "stop":
